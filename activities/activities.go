@@ -1,0 +1,126 @@
+// Package activities turns step executors into Temporal activities: it
+// writes the step's audit events around the action, refuses to act when the
+// "started" event cannot be written, and maps executor errors to Temporal's
+// retry semantics in one place.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/salve-sre/salve/activities/httpreq"
+	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// AuditRecorder stores audit events durably; internal/audit implements it.
+type AuditRecorder interface {
+	Record(ctx context.Context, ev domain.AuditEvent) error
+}
+
+// NewRegistry builds the registry of every step kind this build knows.
+// Adding a kind is one package and one line here.
+func NewRegistry() (*step.Registry, error) {
+	reg := step.NewRegistry()
+	for _, s := range []step.Spec{
+		httpreq.Spec(nil),
+	} {
+		if err := reg.Register(s); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
+}
+
+// Activities adapts a registry's executors to Temporal activities.
+type Activities struct {
+	reg   *step.Registry
+	audit AuditRecorder
+	log   *slog.Logger
+}
+
+// New returns the adapter.
+func New(reg *step.Registry, audit AuditRecorder, log *slog.Logger) *Activities {
+	return &Activities{reg: reg, audit: audit, log: log}
+}
+
+// Audit is the activity the workflow calls to record run-level events.
+func (a *Activities) Audit(ctx context.Context, ev domain.AuditEvent) error {
+	if err := a.audit.Record(ctx, ev); err != nil {
+		return fmt.Errorf("record audit event %s: %w", ev.Action, err)
+	}
+	return nil
+}
+
+// Step returns the activity function for one step kind.
+func (a *Activities) Step(kind string) (func(ctx context.Context, req step.Request) (step.Result, error), error) {
+	spec, ok := a.reg.Lookup(kind)
+	if !ok {
+		return nil, fmt.Errorf("unknown step kind %q", kind)
+	}
+	return func(ctx context.Context, req step.Request) (step.Result, error) {
+		return a.run(ctx, spec, req)
+	}, nil
+}
+
+func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) (step.Result, error) {
+	info := activity.GetInfo(ctx)
+	attempt := strconv.Itoa(int(info.Attempt))
+	log := a.log.With("workflow_id", req.WorkflowID, "step", req.Step, "kind", req.Kind, "attempt", attempt)
+	ev := func(action, outcome string, err error) domain.AuditEvent {
+		e := domain.AuditEvent{
+			ID:         req.WorkflowID + "/" + req.RunID + "/" + req.Step + "/" + attempt + "/" + action,
+			Time:       time.Now().UTC(),
+			Actor:      domain.Actor{Kind: domain.ActorSystem, Name: "worker"},
+			Action:     action,
+			Runbook:    req.Runbook,
+			WorkflowID: req.WorkflowID,
+			RunID:      req.RunID,
+			Step:       req.Step,
+			Outcome:    outcome,
+			Detail:     map[string]string{"kind": req.Kind, "attempt": attempt},
+		}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		return e
+	}
+
+	// No audit record, no action: a step whose start cannot be recorded
+	// does not touch anything. The attempt fails and Temporal retries it.
+	if err := a.audit.Record(ctx, ev(domain.ActionStepStarted, "", nil)); err != nil {
+		return step.Result{}, fmt.Errorf("record step start (step not run): %w", err)
+	}
+	res, err := spec.Executor.Execute(ctx, req)
+	// The outcome is recorded even if the activity's context has ended.
+	actx := context.WithoutCancel(ctx)
+	if err != nil {
+		log.Warn("step failed", "error", err)
+		if aerr := a.audit.Record(actx, ev(domain.ActionStepFailed, "failed", err)); aerr != nil {
+			log.Error("audit step failure", "error", aerr)
+		}
+		return step.Result{}, temporalError(err)
+	}
+	if aerr := a.audit.Record(actx, ev(domain.ActionStepSucceeded, "succeeded", nil)); aerr != nil {
+		// The action happened; failing now would make Temporal retry it.
+		log.Error("audit step success", "error", aerr)
+	}
+	log.Info("step succeeded")
+	return res, nil
+}
+
+// temporalError is the one place that maps executor errors to retry
+// semantics: input errors and permanent failures are not retried.
+func temporalError(err error) error {
+	if errors.Is(err, step.ErrInvalidParams) || errors.Is(err, step.ErrPermanent) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "StepPermanent", nil)
+	}
+	return temporal.NewApplicationError(err.Error(), "StepFailed")
+}

@@ -1,0 +1,156 @@
+// Package httpreq is the http.request step kind: call an HTTP endpoint
+// (a webhook, a service's admin API) and check the answer.
+package httpreq
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/salve-sre/salve/activities/step"
+)
+
+// Kind is the step kind's name in runbooks.
+const Kind = "http.request"
+
+// maxBody bounds how much of a response is kept as step output: outputs go
+// into workflow history.
+const maxBody = 4 << 10
+
+// Doer is the part of *http.Client the step needs.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Spec returns the step kind; a nil client uses one with a 30s timeout.
+func Spec(client Doer) step.Spec {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return step.Spec{
+		Kind:     Kind,
+		Summary:  "Send an HTTP request and check the response status.",
+		Mutating: true,
+		Params: step.ParamSchema{Params: []step.Param{
+			{Name: "url", Type: step.TypeString, Required: true, Doc: "http:// or https:// URL"},
+			{Name: "method", Type: step.TypeString, Doc: "HTTP method; default GET"},
+			{Name: "headers", Type: step.TypeMap, Doc: "request headers"},
+			{Name: "body", Type: step.TypeString, Doc: "request body"},
+			{Name: "expectStatus", Type: step.TypeList, Doc: "acceptable status codes; default any 2xx"},
+		}},
+		Executor: executor{client: client},
+	}
+}
+
+type executor struct{ client Doer }
+
+type params struct {
+	url, method, body string
+	headers           map[string]string
+	expect            []int
+}
+
+func parse(p map[string]any) (params, error) {
+	var out params
+	var err error
+	if out.url, err = step.String(p["url"]); err != nil || out.url == "" {
+		return out, fmt.Errorf("%w: url: required, e.g. https://example.internal/hook", step.ErrInvalidParams)
+	}
+	if !strings.HasPrefix(out.url, "http://") && !strings.HasPrefix(out.url, "https://") {
+		return out, fmt.Errorf("%w: url %q must start with http:// or https://", step.ErrInvalidParams, out.url)
+	}
+	out.method = http.MethodGet
+	if v, ok := p["method"]; ok {
+		if out.method, err = step.String(v); err != nil {
+			return out, fmt.Errorf("%w: method: %v", step.ErrInvalidParams, err)
+		}
+		out.method = strings.ToUpper(out.method)
+	}
+	if v, ok := p["headers"]; ok {
+		if out.headers, err = step.StringMap(v); err != nil {
+			return out, fmt.Errorf("%w: headers: %v", step.ErrInvalidParams, err)
+		}
+	}
+	if v, ok := p["body"]; ok {
+		if out.body, err = step.String(v); err != nil {
+			return out, fmt.Errorf("%w: body: %v", step.ErrInvalidParams, err)
+		}
+	}
+	if v, ok := p["expectStatus"]; ok {
+		list, isList := v.([]any)
+		if !isList {
+			return out, fmt.Errorf("%w: expectStatus: want a list of status codes, e.g. [200, 204]", step.ErrInvalidParams)
+		}
+		for _, e := range list {
+			code, err := step.Int(e)
+			if err != nil || code < 100 || code > 599 {
+				return out, fmt.Errorf("%w: expectStatus: %v is not an HTTP status code", step.ErrInvalidParams, e)
+			}
+			out.expect = append(out.expect, code)
+		}
+	}
+	return out, nil
+}
+
+func (p params) ok(code int) bool {
+	if len(p.expect) == 0 {
+		return code >= 200 && code < 300
+	}
+	for _, c := range p.expect {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// Execute sends the request once. Retries are Temporal's job; the
+// Idempotency-Key header lets the receiver recognise a retried attempt.
+func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, error) {
+	p, err := parse(req.Params)
+	if err != nil {
+		return step.Result{}, err
+	}
+	var body io.Reader
+	if p.body != "" {
+		body = strings.NewReader(p.body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, p.method, p.url, body)
+	if err != nil {
+		return step.Result{}, fmt.Errorf("%w: build request: %v", step.ErrInvalidParams, err)
+	}
+	for k, v := range p.headers {
+		hreq.Header.Set(k, v)
+	}
+	if req.IdempotencyKey != "" {
+		hreq.Header.Set("Idempotency-Key", req.IdempotencyKey)
+	}
+	hreq.Header.Set("User-Agent", "salve")
+	resp, err := e.client.Do(hreq)
+	if err != nil {
+		return step.Result{}, fmt.Errorf("%s %s: %w", p.method, redactURL(hreq), err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	out := step.Result{Output: map[string]any{"status": resp.StatusCode, "body": string(b)}}
+	if !p.ok(resp.StatusCode) {
+		err := fmt.Errorf("%s %s: unexpected status %d", p.method, redactURL(hreq), resp.StatusCode)
+		// 4xx other than timeouts and throttling will not change on retry.
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			err = fmt.Errorf("%w: %v", step.ErrPermanent, err)
+		}
+		return out, err
+	}
+	return out, nil
+}
+
+// redactURL drops user info and query (where tokens hide) from error text.
+func redactURL(r *http.Request) string {
+	u := *r.URL
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}

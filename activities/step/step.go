@@ -1,0 +1,62 @@
+// Package step is the contract between runbooks, the workflow and the code
+// that performs each action: a step kind is a Spec in a Registry, called as
+// the Temporal activity ActivityName(kind). It stays free of Temporal, NATS
+// and network imports so that workflows and validation can use it.
+package step
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors an Executor returns (wrapped) to say a retry cannot help. The
+// activity adapter maps them to non-retryable Temporal errors in one place.
+var (
+	ErrInvalidParams = errors.New("invalid step parameters")
+	ErrPermanent     = errors.New("permanent step failure")
+)
+
+// Request is what one step attempt receives. Params are already rendered
+// from templates; they never contain credentials.
+type Request struct {
+	WorkflowID string         `json:"workflowId"`
+	RunID      string         `json:"runId"`
+	Runbook    string         `json:"runbook"`
+	Step       string         `json:"step"`
+	Kind       string         `json:"kind"`
+	Params     map[string]any `json:"params"`
+	// IdempotencyKey is <workflowID>/<step> (plus "/onFailure" for
+	// compensation): the same for every attempt, so a mutating executor can
+	// make a retried attempt safe.
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+// Result is what a step hands to later steps ({{ .Steps.<name>.Output.x }}).
+type Result struct {
+	Output map[string]any `json:"output,omitempty"`
+}
+
+// Executor performs one step kind.
+type Executor interface {
+	Execute(ctx context.Context, req Request) (Result, error)
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, req Request) (Result, error)
+
+// Execute calls f.
+func (f ExecutorFunc) Execute(ctx context.Context, r Request) (Result, error) { return f(ctx, r) }
+
+// Spec describes a step kind.
+type Spec struct {
+	Kind       string      // "http.request"
+	Summary    string      // one line, for `salve runbook steps` and docs
+	Params     ParamSchema // checked when runbooks load, not mid-incident
+	Mutating   bool        // carries an idempotency key; approval and blast-radius policies apply
+	Credential string      // credential source it needs; "" = none
+	Executor   Executor
+}
+
+// ActivityName is the stable Temporal activity type of a step kind: renaming
+// Go code never changes workflow history.
+func ActivityName(kind string) string { return "step." + kind }

@@ -1,0 +1,166 @@
+// Package api serves Salve's HTTP API: health, the Alertmanager webhook,
+// and read access to runs and runbooks.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/triggers"
+)
+
+// RunReader reads runs; *runs.Runs implements it.
+type RunReader interface {
+	List(ctx context.Context, pageSize int, pageToken []byte) ([]runs.Summary, []byte, error)
+	Get(ctx context.Context, workflowID, runID string) (runs.Detail, error)
+}
+
+// Check is one readiness dependency.
+type Check struct {
+	Name string
+	// Check returns nil when the dependency is usable.
+	Check func(ctx context.Context) error
+	// Warning, when set, is shown in /readyz even when healthy (e.g. an
+	// insecure dev-only setting).
+	Warning string
+}
+
+// Server holds what the handlers need.
+type Server struct {
+	Ingest   http.Handler
+	Runs     RunReader
+	Runbooks triggers.Runbooks
+	Checks   []Check
+	Version  string
+	Log      *slog.Logger
+}
+
+// Handler returns the routed API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("POST /v1/alertmanager", s.Ingest)
+	mux.HandleFunc("GET /v1/runs", s.listRuns)
+	mux.HandleFunc("GET /v1/runs/{id...}", s.getRun)
+	mux.HandleFunc("GET /v1/runbooks", s.listRunbooks)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	type result struct {
+		Name    string `json:"name"`
+		OK      bool   `json:"ok"`
+		Error   string `json:"error,omitempty"`
+		Warning string `json:"warning,omitempty"`
+	}
+	ready := true
+	out := make([]result, 0, len(s.Checks))
+	for _, c := range s.Checks {
+		res := result{Name: c.Name, OK: true, Warning: c.Warning}
+		if err := c.Check(ctx); err != nil {
+			res.OK, res.Error, ready = false, err.Error(), false
+		}
+		out = append(out, res)
+	}
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"ready": ready, "checks": out})
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	size := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 1000", nil)
+			return
+		}
+		size = n
+	}
+	var token []byte
+	if v := q.Get("pageToken"); v != "" {
+		t, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil {
+			triggers.WriteError(w, http.StatusBadRequest, "pageToken is not a token from a previous response", nil)
+			return
+		}
+		token = t
+	}
+	list, next, err := s.Runs.List(r.Context(), size, token)
+	if err != nil {
+		s.Log.Error("list runs", "error", err)
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read runs from Temporal: "+err.Error(), nil)
+		return
+	}
+	body := map[string]any{"runs": list}
+	if len(next) > 0 {
+		body["nextPageToken"] = base64.RawURLEncoding.EncodeToString(next)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	d, err := s.Runs.Get(r.Context(), r.PathValue("id"), r.URL.Query().Get("runId"))
+	if errors.Is(err, runs.ErrNotFound) {
+		triggers.WriteError(w, http.StatusNotFound, err.Error(), nil)
+		return
+	}
+	if err != nil {
+		s.Log.Error("get run", "error", err)
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the run from Temporal: "+err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) listRunbooks(w http.ResponseWriter, r *http.Request) {
+	type item struct {
+		Name        string   `json:"name"`
+		Description string   `json:"description,omitempty"`
+		Owner       string   `json:"owner,omitempty"`
+		Matchers    []string `json:"matchers,omitempty"`
+		Steps       []string `json:"steps"`
+		Source      string   `json:"source"`
+		Hash        string   `json:"hash"`
+	}
+	out := []item{}
+	if set := s.Runbooks.Current(); set != nil {
+		for _, rb := range set.All() {
+			it := item{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
+				Matchers: rb.Spec.Trigger.Matchers, Source: rb.Source, Hash: rb.Hash}
+			for _, st := range rb.Spec.Steps {
+				it.Steps = append(it.Steps, st.Name+" ("+st.Action+")")
+			}
+			out = append(out, it)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"runbooks": out})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,404 @@
+// Package app holds the composition roots: the functions that build and run
+// Salve's roles from configuration. They touch no signals, so tests can run
+// them in-process.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/api"
+	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/devstack"
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/triggers"
+	"github.com/salve-sre/salve/workers"
+)
+
+// DevConfig configures `salve dev`.
+type DevConfig struct {
+	DataDir      string // default ./.salve
+	Listen       string // HTTP API address; default 127.0.0.1:8080
+	WebhookToken string // "" = read from, or generate into, DataDir/webhook-token
+	RunbooksDir  string // default ./runbooks
+	TemporalPort int    // default 7233; -1 = a free port
+	NATSPort     int    // default 4222; -1 = a free port
+	Version      string
+	Log          *slog.Logger
+	Out          io.Writer // where the banner goes; nil = io.Discard
+}
+
+// Dev is a running `salve dev`.
+type Dev struct {
+	URL          string // HTTP API base URL
+	WebhookToken string
+	NATSURL      string
+	TemporalAddr string
+
+	log     *slog.Logger
+	closers []func()
+	errc    chan error
+}
+
+func (c *DevConfig) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = ".salve"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.RunbooksDir == "" {
+		c.RunbooksDir = "runbooks"
+	}
+	if c.TemporalPort == 0 {
+		c.TemporalPort = 7233
+	}
+	if c.NATSPort == 0 {
+		c.NATSPort = 4222
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+}
+
+func freeOr(port int) int {
+	if port < 0 {
+		return 0
+	}
+	return port
+}
+
+// StartDev starts every role in this process. Stop it with Close.
+func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
+	cfg.defaults()
+	log := cfg.Log
+	d := &Dev{log: log, errc: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := webhookToken(cfg.DataDir, cfg.WebhookToken)
+	if err != nil {
+		return nil, err
+	}
+	d.WebhookToken = token
+
+	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (use --listen to pick another address): %w", cfg.Listen, err)
+	}
+	d.closers = append(d.closers, func() { _ = ln.Close() })
+	d.URL = "http://" + ln.Addr().String()
+
+	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, ns.Stop)
+	d.NATSURL = ns.URL()
+	log.Info("NATS JetStream ready", "url", ns.URL())
+
+	tstart := time.Now()
+	ts, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
+		DBPath: filepath.Join(cfg.DataDir, "temporal.db"),
+		Port:   freeOr(cfg.TemporalPort),
+		Logger: log.With("component", "temporal-server"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start embedded Temporal: %w", err)
+	}
+	d.closers = append(d.closers, func() { _ = ts.Stop() })
+	d.TemporalAddr = ts.HostPort()
+	log.Info("Temporal ready", "address", ts.HostPort(), "took", time.Since(tstart).Round(time.Millisecond))
+
+	nc, err := nats.Connect(ns.URL(), nats.Name("salve"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	d.closers = append(d.closers, nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+		return nil, err
+	}
+	pub := bus.NewPublisher(js)
+
+	tc, err := client.Dial(client.Options{
+		HostPort:  ts.HostPort(),
+		Namespace: ts.Namespace(),
+		Logger:    sdklog.NewStructuredLogger(warnOnly(log.With("component", "temporal-client"))),
+		Identity:  "salve-dev@" + hostname(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal: %w", err)
+	}
+	d.closers = append(d.closers, tc.Close)
+
+	reg, err := activities.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	rbs := &triggers.AtomicRunbooks{}
+	set, err := loadRunbooks(ctx, cfg.RunbooksDir, reg, pub, log)
+	if err != nil {
+		return nil, err
+	}
+	rbs.Store(set)
+
+	acts := activities.New(reg, pub, log.With("component", "worker"))
+	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	d.closers = append(d.closers, w.Stop)
+
+	rs := runs.New(tc, ts.Namespace(), runs.DefaultTaskQueue, "salve-trigger@"+hostname())
+	trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger")}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		c := &triggers.Consumer{JS: js, Trigger: trig, Audit: pub, Log: log.With("component", "trigger")}
+		if err := c.Run(cctx); err != nil {
+			d.errc <- fmt.Errorf("trigger consumer: %w", err)
+		}
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-consumerDone })
+
+	srv := &api.Server{
+		Ingest:   &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest")},
+		Runs:     rs,
+		Runbooks: rbs,
+		Version:  cfg.Version,
+		Log:      log.With("component", "api"),
+		Checks: []api.Check{
+			{Name: "nats", Check: func(ctx context.Context) error {
+				if !nc.IsConnected() {
+					return errors.New("not connected")
+				}
+				_, err := js.Stream(ctx, bus.StreamAlerts)
+				return err
+			}},
+			{Name: "temporal", Check: func(ctx context.Context) error {
+				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			}},
+			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, ts.Namespace()) }},
+		},
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	// Stop taking webhooks first, then the rest in reverse order.
+	d.closers = append(d.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	})
+	printBanner(cfg.Out, d, cfg, set)
+	return d, nil
+}
+
+// Err reports a role that stopped on its own.
+func (d *Dev) Err() <-chan error { return d.errc }
+
+// Close stops every role, newest first.
+func (d *Dev) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// RunDev runs `salve dev` until ctx ends.
+func RunDev(ctx context.Context, cfg DevConfig) error {
+	d, err := StartDev(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+		return nil
+	case err := <-d.Err():
+		return err
+	}
+}
+
+func hasPollers(ctx context.Context, tc client.Client, namespace string) error {
+	resp, err := tc.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: runs.DefaultTaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
+	})
+	if err != nil {
+		return err
+	}
+	if len(resp.GetPollers()) == 0 {
+		return fmt.Errorf("no worker polls task queue %s", runs.DefaultTaskQueue)
+	}
+	return nil
+}
+
+// loadRunbooks loads the directory, audits what was loaded and rejected,
+// and keeps going past bad files: one typo must not stop every runbook.
+func loadRunbooks(ctx context.Context, dir string, reg *step.Registry, pub *bus.Publisher, log *slog.Logger) (*runbooks.Set, error) {
+	list, loadErr := runbooks.LoadDir(dir, reg)
+	if loadErr != nil && len(list) == 0 && errors.Is(loadErr, os.ErrNotExist) {
+		log.Warn("no runbook directory; no alert will start a run", "dir", dir)
+	}
+	now := time.Now().UTC()
+	var evs []domain.AuditEvent
+	if loadErr != nil {
+		for _, line := range strings.Split(loadErr.Error(), "\n") {
+			log.Error("runbook rejected", "problem", line)
+		}
+		evs = append(evs, domain.AuditEvent{
+			ID: "runbook.rejected/" + hashString(loadErr.Error()), Time: now,
+			Actor: domain.Actor{Kind: domain.ActorSystem, Name: "loader"}, Action: domain.ActionRunbookRejected,
+			Error: loadErr.Error(),
+		})
+	}
+	set, err := runbooks.NewSet(list...)
+	if err != nil {
+		return nil, err
+	}
+	for _, rb := range set.All() {
+		log.Info("runbook loaded", "runbook", rb.Name(), "source", rb.Source, "matchers", strings.Join(rb.Spec.Trigger.Matchers, ","))
+		evs = append(evs, domain.AuditEvent{
+			ID: "runbook.loaded/" + rb.Name() + "/" + rb.Hash, Time: now,
+			Actor: domain.Actor{Kind: domain.ActorSystem, Name: "loader"}, Action: domain.ActionRunbookLoaded,
+			Runbook: rb.Name(), RunbookHash: rb.Hash, Detail: map[string]string{"source": rb.Source},
+		})
+	}
+	if len(evs) > 0 {
+		if err := pub.RecordAll(ctx, evs); err != nil {
+			return nil, fmt.Errorf("audit runbook load: %w", err)
+		}
+	}
+	return set, nil
+}
+
+func webhookToken(dataDir, given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	path := filepath.Join(dataDir, "webhook-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(buf)
+	// Kept so Alertmanager's config stays valid across restarts.
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save webhook token: %w", err)
+	}
+	return tok, nil
+}
+
+func hashString(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
+
+// warnOnly keeps the Temporal SDK's info chatter out of Salve's log.
+func warnOnly(l *slog.Logger) *slog.Logger {
+	return slog.New(levelHandler{min: slog.LevelWarn, Handler: l.Handler()})
+}
+
+type levelHandler struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h levelHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
+
+func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
+	names := make([]string, 0)
+	for _, rb := range set.All() {
+		names = append(names, rb.Name())
+	}
+	if len(names) == 0 {
+		names = append(names, "(none: add YAML files to "+cfg.RunbooksDir+")")
+	}
+	fmt.Fprintf(w, `
+Salve %s is running (dev mode: everything in this process, data in %s)
+
+  API           %s   (GET /v1/runs, /v1/runbooks, /readyz)
+  Webhook       %s/v1/alertmanager
+  Webhook token %s
+  Temporal      %s (namespace default)
+  NATS          %s
+  Runbooks      %s
+
+Alertmanager receiver (paste into alertmanager.yml):
+
+  receivers:
+    - name: salve
+      webhook_configs:
+        - url: %s/v1/alertmanager
+          send_resolved: true
+          max_alerts: 1000
+          http_config:
+            authorization:
+              type: Bearer
+              credentials: %s
+
+Try it:  curl -s -H 'Authorization: Bearer %s' --data @triggers/testdata/webhook-demo.json %s/v1/alertmanager
+Press Ctrl-C to stop; runs in flight resume on the next start.
+
+`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, d.NATSURL, strings.Join(names, ", "),
+		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
+}

@@ -1,0 +1,169 @@
+// Package bus owns Salve's JetStream layout: the ALERTS and AUDIT streams,
+// created idempotently at start-up, and publishing with deduplication IDs.
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// Stream and subject names: part of the on-disk contract.
+const (
+	StreamAlerts   = "ALERTS"
+	SubjectAlerts  = "salve.alerts"
+	StreamAudit    = "AUDIT"
+	SubjectAudit   = "salve.audit"
+	TriggerDurable = "salve-trigger"
+)
+
+// StreamOptions sizes the streams. Zero values take the defaults.
+type StreamOptions struct {
+	Replicas int // 1 in dev; 3 on a production cluster
+	// DuplicateWindow is how long a message ID is remembered. Alertmanager
+	// retries a failed notification for up to a group_interval (5m by
+	// default), so the default is 10m.
+	DuplicateWindow time.Duration
+	AlertsMaxAge    time.Duration // default 7 days: room to replay
+	AuditMaxAge     time.Duration // default 0 (forever): the audit store may lag
+}
+
+// EnsureStreams creates or updates the streams Salve needs.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.AlertsMaxAge == 0 {
+		o.AlertsMaxAge = 7 * 24 * time.Hour
+	}
+	for _, cfg := range []jetstream.StreamConfig{
+		{
+			Name:        StreamAlerts,
+			Description: "Alertmanager alerts accepted by Salve, one message per alert state",
+			Subjects:    []string{SubjectAlerts + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			MaxAge:      o.AlertsMaxAge,
+		},
+		{
+			Name:        StreamAudit,
+			Description: "Salve audit events, before the recorder chains them into the audit store",
+			Subjects:    []string{SubjectAudit + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DuplicateWindow,
+			MaxAge:      o.AuditMaxAge,
+		},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Publisher publishes alerts and audit events and waits for JetStream to
+// store them.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a publisher.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// ErrNotStored wraps every failure to get a JetStream acknowledgement: the
+// message may not be stored and the sender should retry.
+var ErrNotStored = errors.New("not stored by JetStream")
+
+type outMsg struct {
+	subject, id string
+	data        []byte
+}
+
+// PublishAlerts stores every event in ALERTS and returns nil only when all
+// were acknowledged (a duplicate counts as stored).
+func (p *Publisher) PublishAlerts(ctx context.Context, evs []domain.AlertEvent) error {
+	msgs := make([]outMsg, 0, len(evs))
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode alert %s: %w", ev.ID, err)
+		}
+		msgs = append(msgs, outMsg{subject: SubjectAlerts + "." + ev.Status, id: ev.ID, data: data})
+	}
+	return p.publishAll(ctx, msgs)
+}
+
+// Record stores one audit event in AUDIT.
+func (p *Publisher) Record(ctx context.Context, ev domain.AuditEvent) error {
+	return p.RecordAll(ctx, []domain.AuditEvent{ev})
+}
+
+// RecordAll stores audit events in AUDIT, all or error.
+func (p *Publisher) RecordAll(ctx context.Context, evs []domain.AuditEvent) error {
+	msgs := make([]outMsg, 0, len(evs))
+	for _, ev := range evs {
+		if ev.ID == "" || ev.Action == "" {
+			return fmt.Errorf("audit event needs an ID and an action: %+v", ev)
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode audit event %s: %w", ev.ID, err)
+		}
+		msgs = append(msgs, outMsg{subject: SubjectAudit + "." + subjectToken(ev.Action), id: ev.ID, data: data})
+	}
+	return p.publishAll(ctx, msgs)
+}
+
+// subjectToken keeps an action name a valid subject suffix.
+func subjectToken(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '*' || r == '>' || r < 0x21 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) error {
+	if len(msgs) == 1 {
+		// The common case: skip the async machinery.
+		m := msgs[0]
+		_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}})
+		if err != nil {
+			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+		}
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}},
+			jetstream.WithStallWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrNotStored, ctx.Err())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,356 @@
+package devstack
+
+// Embedded, SQLite-backed Temporal dev server: the same shape as
+// `temporal server start-dev --db-filename FILE`, built from the public
+// packages of go.temporal.io/server so Salve needs no external binary.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	sdkclient "go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+)
+
+const (
+	// clusterName is persisted in the DB on first start; it must never change
+	// for an existing file, so it is a constant (same name the CLI uses).
+	clusterName = "active"
+	// defaultReadyTimeout bounds StartTemporal when ctx carries no deadline.
+	defaultReadyTimeout = time.Minute
+)
+
+// TemporalOptions configures StartTemporal. Zero values give a loopback,
+// in-memory server on a free port with the "default" namespace.
+type TemporalOptions struct {
+	DBPath    string       // SQLite file; "" = in-memory (tests)
+	IP        string       // frontend bind address; default "127.0.0.1"
+	Port      int          // frontend gRPC port; 0 = pick a free port
+	Namespace string       // default "default"; created idempotently, 24h retention
+	Logger    *slog.Logger // receives server logs at WARN+; nil = discard
+}
+
+// Temporal is a running embedded Temporal server (frontend, history,
+// matching and worker services in this process).
+type Temporal struct {
+	server    temporal.Server
+	hostPort  string
+	namespace string
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// StartTemporal starts the server and returns once the frontend answers
+// DescribeNamespace for the configured namespace, or fails when ctx (or, if
+// ctx has no deadline, one minute) runs out.
+func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error) {
+	if opts.IP == "" {
+		opts.IP = "127.0.0.1"
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	// Frontend binds where asked; history, matching and worker are internal
+	// and always stay on loopback. Ports are picked by the kernel, not as
+	// port+N, because neighbouring ports are often taken.
+	const internalIP = "127.0.0.1"
+	ports, err := freePorts(internalIP, 3)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Port == 0 {
+		p, err := freePorts(opts.IP, 1)
+		if err != nil {
+			return nil, err
+		}
+		opts.Port = p[0]
+	}
+	// Address other services and clients dial to reach the frontend; a
+	// wildcard bind address is not dialable everywhere, loopback is.
+	dialIP := opts.IP
+	if ip := net.ParseIP(dialIP); ip != nil && ip.IsUnspecified() {
+		dialIP = internalIP
+	}
+	hostPort := net.JoinHostPort(dialIP, strconv.Itoa(opts.Port))
+	addrs := map[primitives.ServiceName]string{
+		primitives.FrontendService: hostPort,
+		primitives.HistoryService:  net.JoinHostPort(internalIP, strconv.Itoa(ports[0])),
+		primitives.MatchingService: net.JoinHostPort(internalIP, strconv.Itoa(ports[1])),
+		primitives.WorkerService:   net.JoinHostPort(internalIP, strconv.Itoa(ports[2])),
+	}
+
+	sqlCfg, err := prepareSQLite(opts.DBPath, opts.Namespace)
+	if err != nil {
+		return nil, err
+	}
+
+	cfg := &config.Config{}
+	// Membership is static (WithStaticHosts below): no ringpop gossip ports.
+	cfg.Global.Membership.MaxJoinDuration = 30 * time.Second
+	cfg.Global.Membership.BroadcastAddress = internalIP
+	// Metrics and pprof stay off (nil / port 0): they would need more ports.
+	cfg.Persistence = config.Persistence{
+		DefaultStore: "sqlite-default",
+		// Same SQLite datastore for visibility, so ListWorkflowExecutions works.
+		VisibilityStore:  "sqlite-default",
+		NumHistoryShards: 1, // persisted on first start; a dev server needs one
+		DataStores:       map[string]config.DataStore{"sqlite-default": {SQL: sqlCfg}},
+	}
+	cfg.ClusterMetadata = &cluster.Config{
+		EnableGlobalNamespace:    false,
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				// Rewritten in the DB on each start, so a new port is fine.
+				RPCAddress: hostPort,
+			},
+		},
+	}
+	cfg.DCRedirectionPolicy.Policy = "noop"
+	service := func(ip, addr string) config.Service {
+		_, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		// HTTPPort stays 0, which disables the frontend's HTTP API.
+		return config.Service{RPC: config.RPC{GRPCPort: port, BindOnIP: ip}}
+	}
+	cfg.Services = map[string]config.Service{
+		string(primitives.FrontendService): service(opts.IP, hostPort),
+		string(primitives.HistoryService):  service(internalIP, addrs[primitives.HistoryService]),
+		string(primitives.MatchingService): service(internalIP, addrs[primitives.MatchingService]),
+		string(primitives.WorkerService):   service(internalIP, addrs[primitives.WorkerService]),
+	}
+	cfg.Archival.History.State = "disabled"
+	cfg.Archival.Visibility.State = "disabled"
+	cfg.NamespaceDefaults.Archival.History.State = "disabled"
+	cfg.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	// The worker service's SDK client dials this; without it the server panics.
+	cfg.PublicClient.HostPort = hostPort
+
+	hosts := make(map[primitives.ServiceName]static.Hosts, len(addrs))
+	for svc, addr := range addrs {
+		hosts[svc] = static.SingleLocalHost(addr)
+	}
+
+	srvLogger := slogAdapter{l: logger}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(cfg),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(srvLogger),
+		// Loopback dev server: no auth, like start-dev.
+		temporal.WithAuthorizer(authorization.NewNoopAuthorizer()),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper {
+			return authorization.NewNoopClaimMapper()
+		}),
+		temporal.WithDynamicConfigClient(devDynamicConfig()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("temporal: build server: %w", err)
+	}
+	start := time.Now()
+	// Start blocks until all four services are up (it has its own timeouts
+	// and takes no ctx).
+	if err := srv.Start(); err != nil {
+		_ = srv.Stop() // release whatever did start (listeners, goroutines)
+		return nil, fmt.Errorf("temporal: start server on %s: %w", hostPort, err)
+	}
+
+	t := &Temporal{server: srv, hostPort: hostPort, namespace: opts.Namespace}
+	if err := t.waitReady(ctx); err != nil {
+		_ = t.Stop()
+		return nil, err
+	}
+	logger.Debug("temporal dev server ready", "hostPort", hostPort,
+		"namespace", opts.Namespace, "db", opts.DBPath, "took", time.Since(start))
+	return t, nil
+}
+
+// HostPort is the frontend gRPC address for SDK clients.
+func (t *Temporal) HostPort() string { return t.hostPort }
+
+// Namespace is the namespace created at start.
+func (t *Temporal) Namespace() string { return t.namespace }
+
+// Stop shuts all services down gracefully. Safe to call more than once (the
+// server itself panics on a second Stop: it closes a channel).
+func (t *Temporal) Stop() error {
+	t.stopOnce.Do(func() { t.stopErr = t.server.Stop() })
+	return t.stopErr
+}
+
+// waitReady polls DescribeNamespace: it needs the frontend listening and its
+// namespace registry loaded, which is what callers need before they start
+// workers or workflows.
+func (t *Temporal) waitReady(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
+		defer cancel()
+	}
+	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
+		HostPort: t.hostPort,
+		// The SDK client logs every failed attempt; readiness errors are
+		// reported through our return value instead.
+		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return fmt.Errorf("temporal: client for %s: %w", t.hostPort, err)
+	}
+	defer nc.Close()
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := nc.Describe(attemptCtx, t.namespace)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporal: frontend %s not ready (namespace %q): %w (last error: %v)",
+				t.hostPort, t.namespace, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// prepareSQLite builds the SQLite datastore config, creates the schema when
+// the DB file does not exist yet, and registers the namespace (a no-op when
+// it already exists). Namespaces are written straight to the DB before the
+// server starts, as start-dev does, so they exist from the first request.
+func prepareSQLite(dbPath, namespace string) (*config.SQL, error) {
+	sqlCfg := &config.SQL{PluginName: sqliteplugin.PluginName}
+	if dbPath == "" {
+		// The plugin creates the schema itself for in-memory DBs. A random
+		// name keeps two servers in one process (tests) apart: the plugin
+		// shares connections per DSN.
+		sqlCfg.DatabaseName = strconv.Itoa(rand.IntN(1 << 30))
+		sqlCfg.ConnectAttributes = map[string]string{"mode": "memory", "cache": "shared"}
+	} else {
+		sqlCfg.DatabaseName = dbPath
+		sqlCfg.ConnectAttributes = map[string]string{"mode": "rwc"}
+		_, err := os.Stat(dbPath)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// Fail clearly on a missing directory; SQLite's error is vague.
+			if _, err := os.Stat(filepath.Dir(dbPath)); err != nil {
+				return nil, fmt.Errorf("temporal: db directory: %w", err)
+			}
+			if err := sqliteschema.SetupSchema(sqlCfg); err != nil {
+				return nil, fmt.Errorf("temporal: create schema in %s: %w", dbPath, err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("temporal: db file: %w", err)
+		}
+	}
+	// NewNamespaceConfig sets a 24h retention.
+	nsCfg, err := sqliteschema.NewNamespaceConfig(clusterName, namespace, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("temporal: namespace %q: %w", namespace, err)
+	}
+	if err := sqliteschema.CreateNamespaces(sqlCfg, nsCfg); err != nil {
+		return nil, fmt.Errorf("temporal: create namespace %q: %w", namespace, err)
+	}
+	return sqlCfg, nil
+}
+
+// devDynamicConfig mirrors the CLI's start-dev defaults that matter to us.
+func devDynamicConfig() dynamicconfig.StaticClient {
+	return dynamicconfig.StaticClient{
+		// Workflow Updates (used for approvals). Already default-on in this
+		// server version; pinned so an upgrade cannot silently turn them off.
+		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():              true,
+		dynamicconfig.FrontendEnableUpdateWorkflowExecutionAsyncAccepted.Key(): true,
+		// Search attributes registered at runtime are visible immediately
+		// instead of after a cache refresh (start-dev sets this too).
+		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+		// The default 10 visibility RPS throttles UIs and tests that poll
+		// ListWorkflowExecutions.
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		// Smaller mutable-state cache than the production default (128k).
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8096,
+	}
+}
+
+// freePorts asks the kernel for n distinct free TCP ports on ip. All
+// listeners stay open until every port is chosen so none repeats; the small
+// window before the server binds them is acceptable for a dev server.
+func freePorts(ip string, n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("temporal: pick free port on %s: %w", ip, err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// slogAdapter implements Temporal's log.Logger on slog, dropping everything
+// below WARN: at INFO the server logs many lines per second.
+type slogAdapter struct {
+	l    *slog.Logger
+	tags []tag.Tag // from With; converted only when something is logged
+}
+
+var _ log.Logger = slogAdapter{}
+var _ log.WithLogger = slogAdapter{}
+
+func (a slogAdapter) Debug(string, ...tag.Tag)           {}
+func (a slogAdapter) Info(string, ...tag.Tag)            {}
+func (a slogAdapter) Warn(msg string, tags ...tag.Tag)   { a.log(slog.LevelWarn, msg, tags) }
+func (a slogAdapter) Error(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) DPanic(msg string, tags ...tag.Tag) { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) Panic(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) Fatal(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) With(tags ...tag.Tag) log.Logger {
+	return slogAdapter{l: a.l, tags: append(a.tags[:len(a.tags):len(a.tags)], tags...)}
+}
+
+// log never panics or exits, even for Panic/Fatal: the server is embedded
+// in our process and must not take it down.
+func (a slogAdapter) log(level slog.Level, msg string, tags []tag.Tag) {
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, len(a.tags)+len(tags))
+	for _, t := range append(a.tags[:len(a.tags):len(a.tags)], tags...) {
+		attrs = append(attrs, slog.Any(t.Key(), t.Value()))
+	}
+	a.l.LogAttrs(ctx, level, msg, attrs...)
+}

@@ -1,0 +1,56 @@
+package domain
+
+import "time"
+
+// Audit actions. Names are stable: they are stored, filtered on and exported.
+const (
+	ActionAlertAccepted     = "alert.accepted"
+	ActionAlertTruncated    = "alert.truncated"
+	ActionAlertUndecodable  = "alert.undecodable"
+	ActionTriggerMatched    = "trigger.matched"
+	ActionTriggerNoMatch    = "trigger.no_match"
+	ActionTriggerSuppressed = "trigger.suppressed"
+	ActionRunStarted        = "run.started"
+	ActionRunJoined         = "run.joined"
+	ActionRunSignalled      = "run.signalled"
+	ActionRunFinished       = "run.finished"
+	ActionStepStarted       = "step.started"
+	ActionStepSucceeded     = "step.succeeded"
+	ActionStepFailed        = "step.failed"
+	ActionStepSkipped       = "step.skipped"
+	ActionRunbookLoaded     = "runbook.loaded"
+	ActionRunbookRejected   = "runbook.rejected"
+)
+
+// Actor kinds: who caused an action.
+const (
+	ActorSystem = "system"
+	ActorAlert  = "alert"
+	ActorUser   = "user"
+)
+
+// Actor is who or what caused an audited action.
+type Actor struct {
+	Kind string `json:"kind"`
+	Name string `json:"name,omitempty"`
+}
+
+// AuditEvent is one audited action. ID is deterministic for the action it
+// records, so an event published twice (retries, redelivery, replays) is
+// stored once.
+type AuditEvent struct {
+	ID          string            `json:"id"`
+	Time        time.Time         `json:"time"`
+	Actor       Actor             `json:"actor"`
+	Action      string            `json:"action"`
+	Runbook     string            `json:"runbook,omitempty"`
+	RunbookHash string            `json:"runbookHash,omitempty"`
+	WorkflowID  string            `json:"workflowId,omitempty"`
+	RunID       string            `json:"runId,omitempty"`
+	IncidentKey string            `json:"incidentKey,omitempty"`
+	Step        string            `json:"step,omitempty"`
+	Target      string            `json:"target,omitempty"`
+	Outcome     string            `json:"outcome,omitempty"`
+	Error       string            `json:"error,omitempty"`
+	Detail      map[string]string `json:"detail,omitempty"`
+}

@@ -1,0 +1,218 @@
+// Package runs starts runbook runs in Temporal and reads them back. It
+// implements triggers.Starter and the API's run reader.
+package runs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/triggers"
+	"github.com/salve-sre/salve/workflows"
+)
+
+// DefaultTaskQueue is where workers poll for runbook runs.
+const DefaultTaskQueue = "salve-runbooks"
+
+// Runs talks to Temporal on behalf of triggers and the API.
+type Runs struct {
+	c         client.Client
+	namespace string
+	taskQueue string
+	identity  string
+}
+
+// New returns a Runs for a namespace and task queue.
+func New(c client.Client, namespace, taskQueue, identity string) *Runs {
+	if taskQueue == "" {
+		taskQueue = DefaultTaskQueue
+	}
+	return &Runs{c: c, namespace: namespace, taskQueue: taskQueue, identity: identity}
+}
+
+// StartOrJoin starts the incident's run or joins the running one.
+//
+// It calls the StartWorkflowExecution RPC directly because two options it
+// needs are not exposed by the SDK's ExecuteWorkflow: a caller-chosen
+// request ID (so a redelivered alert maps to the run it already started,
+// even after that run closed) and OnConflictOptions.AttachRequestId (so
+// the same holds for an alert that joined a running run).
+func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
+	alert := req.Alert
+	in := workflows.Input{
+		Runbook:     *req.Runbook,
+		IncidentKey: req.IncidentKey,
+		Alert:       &alert,
+		Actor:       domain.Actor{Kind: domain.ActorAlert, Name: alert.Name()},
+	}
+	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
+	if err != nil {
+		return triggers.StartResult{}, fmt.Errorf("encode run input: %w", err)
+	}
+	resp, err := r.c.WorkflowService().StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
+		Namespace:                r.namespace,
+		WorkflowId:               req.WorkflowID,
+		WorkflowType:             &commonpb.WorkflowType{Name: workflows.WorkflowName},
+		TaskQueue:                &taskqueuepb.TaskQueue{Name: r.taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		Input:                    payloads,
+		Identity:                 r.identity,
+		RequestId:                req.RequestID,
+		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIdConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		OnConflictOptions:        &workflowpb.OnConflictOptions{AttachRequestId: true},
+	})
+	if err != nil {
+		return triggers.StartResult{}, fmt.Errorf("start workflow %s: %w", req.WorkflowID, err)
+	}
+	if resp.GetStarted() {
+		return triggers.StartResult{RunID: resp.GetRunId(), Started: true}, nil
+	}
+	// Joined: hand the alert to the running run. If it closed in the
+	// meantime, it already ran for this incident; nothing is lost.
+	if err := r.c.SignalWorkflow(ctx, req.WorkflowID, resp.GetRunId(), workflows.SignalAlert, alert); err != nil && !isNotFound(err) {
+		return triggers.StartResult{}, fmt.Errorf("signal run %s: %w", req.WorkflowID, err)
+	}
+	return triggers.StartResult{RunID: resp.GetRunId(), Started: false}, nil
+}
+
+// Notify signals an alert to the running run of workflowID, if any.
+func (r *Runs) Notify(ctx context.Context, workflowID string, ev domain.AlertEvent) (bool, error) {
+	err := r.c.SignalWorkflow(ctx, workflowID, "", workflows.SignalAlert, ev)
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("signal run %s: %w", workflowID, err)
+	}
+	return true, nil
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
+
+// Run statuses as the API shows them.
+const (
+	StatusRunning    = "running"
+	StatusSucceeded  = "succeeded"
+	StatusFailed     = "failed"
+	StatusCancelled  = "cancelled"
+	StatusTerminated = "terminated"
+	StatusTimedOut   = "timed_out"
+	StatusUnknown    = "unknown"
+)
+
+// Summary is one run in a list.
+type Summary struct {
+	WorkflowID  string    `json:"workflowId"`
+	RunID       string    `json:"runId"`
+	Runbook     string    `json:"runbook"`
+	IncidentKey string    `json:"incidentKey"`
+	Status      string    `json:"status"`
+	StartTime   time.Time `json:"startTime"`
+	CloseTime   time.Time `json:"closeTime,omitzero"`
+}
+
+// Detail is one run with its step outcomes.
+type Detail struct {
+	Summary
+	Run *workflows.Status `json:"run,omitempty"`
+	// RunError says why Run is missing (e.g. no worker to answer a query).
+	RunError string `json:"runError,omitempty"`
+}
+
+// ErrNotFound is returned for an unknown run.
+var ErrNotFound = errors.New("run not found")
+
+// List returns runs, newest first. pageToken is opaque; an empty next token
+// means the last page.
+func (r *Runs) List(ctx context.Context, pageSize int, pageToken []byte) ([]Summary, []byte, error) {
+	if pageSize <= 0 || pageSize > 1000 {
+		pageSize = 100
+	}
+	resp, err := r.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace:     r.namespace,
+		PageSize:      int32(pageSize),
+		NextPageToken: pageToken,
+		Query:         fmt.Sprintf("WorkflowType = %q", workflows.WorkflowName),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list runs: %w", err)
+	}
+	out := make([]Summary, 0, len(resp.GetExecutions()))
+	for _, e := range resp.GetExecutions() {
+		out = append(out, summary(e))
+	}
+	return out, resp.GetNextPageToken(), nil
+}
+
+// Get returns one run; runID "" means the latest run of workflowID.
+func (r *Runs) Get(ctx context.Context, workflowID, runID string) (Detail, error) {
+	desc, err := r.c.DescribeWorkflowExecution(ctx, workflowID, runID)
+	if isNotFound(err) {
+		return Detail{}, fmt.Errorf("%w: %s", ErrNotFound, workflowID)
+	}
+	if err != nil {
+		return Detail{}, fmt.Errorf("describe run %s: %w", workflowID, err)
+	}
+	d := Detail{Summary: summary(desc.GetWorkflowExecutionInfo())}
+	// A query replays the run on a worker; it works for closed runs too.
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	val, err := r.c.QueryWorkflow(qctx, workflowID, d.RunID, workflows.QueryStatus)
+	if err == nil {
+		var st workflows.Status
+		if err = val.Get(&st); err == nil {
+			d.Run = &st
+			return d, nil
+		}
+	}
+	d.RunError = "step details unavailable: " + err.Error()
+	return d, nil
+}
+
+func summary(e *workflowpb.WorkflowExecutionInfo) Summary {
+	s := Summary{
+		WorkflowID: e.GetExecution().GetWorkflowId(),
+		RunID:      e.GetExecution().GetRunId(),
+		Status:     status(e.GetStatus()),
+	}
+	s.Runbook, s.IncidentKey, _ = domain.ParseWorkflowID(s.WorkflowID)
+	if t := e.GetStartTime(); t != nil {
+		s.StartTime = t.AsTime()
+	}
+	if t := e.GetCloseTime(); t != nil {
+		s.CloseTime = t.AsTime()
+	}
+	return s
+}
+
+func status(s enumspb.WorkflowExecutionStatus) string {
+	switch s {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return StatusRunning
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return StatusSucceeded
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return StatusFailed
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return StatusCancelled
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return StatusTerminated
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return StatusTimedOut
+	}
+	return StatusUnknown
+}

@@ -1,0 +1,347 @@
+package runbooks
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/alertmanager/pkg/labels"
+	"gopkg.in/yaml.v3"
+
+	"github.com/salve-sre/salve/activities/step"
+)
+
+// ErrInvalid is wrapped by every error that says a runbook is not valid.
+var ErrInvalid = errors.New("invalid runbook")
+
+// StepCatalog is what validation needs to know about step kinds;
+// *step.Registry implements it.
+type StepCatalog interface {
+	Lookup(kind string) (step.Spec, bool)
+	Kinds() []string
+}
+
+// Problem is one thing wrong with a runbook, located in its file.
+type Problem struct {
+	Source string
+	Line   int
+	Path   string // e.g. spec.steps[1].action
+	Msg    string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.Source)
+	if p.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(p.Line))
+	}
+	b.WriteString(": ")
+	if p.Path != "" {
+		b.WriteString(p.Path + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// ValidationError lists every problem found in one file, not just the first.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+var (
+	dnsLabel      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	yamlLineError = regexp.MustCompile(`^line (\d+): (.*)$`)
+)
+
+// Parse decodes and validates one runbook file strictly: unknown fields,
+// wrong types, unknown step kinds and bad step parameters are all errors,
+// reported together with file and line.
+func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
+	var rb Runbook
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&rb); err != nil {
+		return nil, &ValidationError{Problems: yamlProblems(source, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &ValidationError{Problems: []Problem{{Source: source, Line: extra.Line, Msg: "more than one YAML document: put one runbook per file"}}}
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // cannot fail: the strict decode above succeeded
+	sum := sha256.Sum256(data)
+	rb.Source = source
+	rb.Hash = hex.EncodeToString(sum[:])
+
+	v := validator{source: source, root: &root}
+	v.runbook(&rb, cat)
+	if len(v.problems) > 0 {
+		return nil, &ValidationError{Problems: v.problems}
+	}
+	return &rb, nil
+}
+
+func yamlProblems(source string, err error) []Problem {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		out := make([]Problem, 0, len(te.Errors))
+		for _, msg := range te.Errors {
+			out = append(out, lineProblem(source, msg))
+		}
+		return out
+	}
+	return []Problem{lineProblem(source, strings.TrimPrefix(err.Error(), "yaml: "))}
+}
+
+func lineProblem(source, msg string) Problem {
+	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{Source: source, Line: line, Msg: m[2]}
+	}
+	return Problem{Source: source, Msg: msg}
+}
+
+type validator struct {
+	source   string
+	root     *yaml.Node
+	problems []Problem
+}
+
+// add records a problem at a path such as "spec.steps[1].action".
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Source: v.source, Line: lineOf(v.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
+	if rb.APIVersion != APIVersion {
+		v.add("apiVersion", "must be %q, got %q", APIVersion, rb.APIVersion)
+	}
+	if rb.Kind != Kind {
+		v.add("kind", "must be %q, got %q", Kind, rb.Kind)
+	}
+	if !dnsLabel.MatchString(rb.Metadata.Name) || len(rb.Metadata.Name) > 63 {
+		v.add("metadata.name", "must be a DNS label (lowercase letters, digits and '-', at most 63), got %q", rb.Metadata.Name)
+	}
+	for i, s := range rb.Spec.Trigger.Matchers {
+		m, err := labels.ParseMatcher(s)
+		if err != nil {
+			v.add(fmt.Sprintf("spec.trigger.matchers[%d]", i), "bad matcher %q: %v (write e.g. alertname=\"HighLatency\" or severity=~\"warning|critical\")", s, err)
+			continue
+		}
+		rb.matchers = append(rb.matchers, m)
+	}
+	if k := rb.Spec.Trigger.IncidentKey; k != "" {
+		if err := checkTemplate(k); err != nil {
+			v.add("spec.trigger.incidentKey", "%v", err)
+		}
+	}
+	for _, name := range sortedKeys(rb.Spec.Params) {
+		p := rb.Spec.Params[name]
+		path := "spec.params." + name
+		if !paramName.MatchString(name) {
+			v.add(path, "parameter names are letters, digits and '_' starting with a letter, got %q", name)
+		}
+		if p.FromLabel != "" && p.FromAnnotation != "" {
+			v.add(path, "set fromLabel or fromAnnotation, not both")
+		}
+		if p.Required && p.Default != "" {
+			v.add(path, "a required parameter cannot have a default")
+		}
+	}
+	if rb.Spec.Toil.ManualMinutes < 0 {
+		v.add("spec.toil.manualMinutes", "must not be negative")
+	}
+	if len(rb.Spec.Steps) == 0 {
+		v.add("spec.steps", "a runbook needs at least one step")
+	}
+	seen := map[string]string{}
+	v.steps("spec.steps", rb.Spec.Steps, cat, seen)
+	v.steps("spec.onFailure", rb.Spec.OnFailure, cat, seen)
+}
+
+var paramName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+
+func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[string]string) {
+	for i, s := range steps {
+		path := fmt.Sprintf("%s[%d]", base, i)
+		switch {
+		case s.Name == "":
+			v.add(path+".name", "every step needs a name")
+		case !paramName.MatchString(s.Name):
+			v.add(path+".name", "step names are letters, digits and '_' starting with a letter (they are used as {{ .Steps.<name> }}), got %q", s.Name)
+		case seen[s.Name] != "":
+			v.add(path+".name", "duplicate step name %q (first at %s)", s.Name, seen[s.Name])
+		default:
+			seen[s.Name] = path
+		}
+		if s.When != "" {
+			if err := checkTemplate(s.When); err != nil {
+				v.add(path+".when", "%v", err)
+			}
+		}
+		if s.Retry != nil && s.Retry.MaxAttempts < 0 {
+			v.add(path+".retry.maxAttempts", "must not be negative")
+		}
+		for _, k := range sortedKeys(s.With) {
+			walkStrings(s.With[k], func(str string) {
+				if err := checkTemplate(str); err != nil {
+					v.add(path+".with."+k, "%v", err)
+				}
+			})
+		}
+		v.action(path, s, cat)
+	}
+}
+
+func (v *validator) action(path string, s Step, cat StepCatalog) {
+	if s.Action == ActionSleep {
+		d, ok := s.With["duration"]
+		if !ok || len(s.With) != 1 {
+			v.add(path+".with", "sleep takes exactly one parameter, duration (e.g. duration: 5m)")
+			return
+		}
+		if str, isStr := d.(string); !isStr || !strings.Contains(str, "{{") {
+			if _, err := step.Duration(d); err != nil {
+				v.add(path+".with.duration", "%v", err)
+			}
+		}
+		return
+	}
+	if s.Action == "" {
+		v.add(path+".action", "every step needs an action (one of: %s)", strings.Join(append(cat.Kinds(), ActionSleep), ", "))
+		return
+	}
+	spec, ok := cat.Lookup(s.Action)
+	if !ok {
+		msg := fmt.Sprintf("unknown step kind %q", s.Action)
+		if near := closest(s.Action, append(cat.Kinds(), ActionSleep)); near != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", near)
+		}
+		v.add(path+".action", "%s", msg)
+		return
+	}
+	for _, err := range spec.Params.Validate(s.With) {
+		v.add(path+".with", "%s", strings.TrimPrefix(err.Error(), step.ErrInvalidParams.Error()+": "))
+	}
+}
+
+func walkStrings(v any, fn func(string)) {
+	switch x := v.(type) {
+	case string:
+		fn(x)
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			walkStrings(x[k], fn)
+		}
+	case []any:
+		for _, e := range x {
+			walkStrings(e, fn)
+		}
+	}
+}
+
+// lineOf finds the line of a path like "spec.steps[1].with.url" in the YAML
+// tree, falling back to the nearest ancestor that exists.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range splitPath(path) {
+		var next *yaml.Node
+		switch {
+		case strings.HasPrefix(part, "[") && n.Kind == yaml.SequenceNode:
+			i, _ := strconv.Atoi(strings.Trim(part, "[]"))
+			if i < len(n.Content) {
+				next = n.Content[i]
+			}
+		case n.Kind == yaml.MappingNode:
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == part {
+					next = n.Content[j+1]
+					line = n.Content[j].Line
+					break
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if n.Kind != yaml.MappingNode && n.Kind != yaml.SequenceNode || strings.HasPrefix(part, "[") {
+			line = n.Line
+		}
+	}
+	return line
+}
+
+func splitPath(path string) []string {
+	var parts []string
+	for _, p := range strings.Split(path, ".") {
+		for p != "" {
+			i := strings.Index(p, "[")
+			switch {
+			case i < 0:
+				parts = append(parts, p)
+				p = ""
+			case i == 0:
+				j := strings.Index(p, "]")
+				parts = append(parts, p[:j+1])
+				p = p[j+1:]
+			default:
+				parts = append(parts, p[:i])
+				p = p[i:]
+			}
+		}
+	}
+	return parts
+}
+
+// closest returns the candidate nearest to s by edit distance, if near
+// enough to be a plausible typo.
+func closest(s string, candidates []string) string {
+	best, bestD := "", len(s)/3+2
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

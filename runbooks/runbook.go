@@ -1,0 +1,165 @@
+// Package runbooks defines Salve's runbook language (apiVersion salve/v1):
+// strict parsing with file:line errors, validation against the step
+// registry, trigger matching, and the deterministic template rendering the
+// workflow uses. It must stay deterministic: no clocks, I/O beyond Parse's
+// input, network or Temporal client imports (see the import-rule test).
+package runbooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/alertmanager/pkg/labels"
+	"gopkg.in/yaml.v3"
+)
+
+// APIVersion and Kind every runbook file declares.
+const (
+	APIVersion = "salve/v1"
+	Kind       = "Runbook"
+)
+
+// ActionSleep is the built-in step that waits on a durable workflow timer
+// rather than running an activity.
+const ActionSleep = "sleep"
+
+// Runbook is one parsed runbook. The workflow receives a copy of it (a
+// snapshot) at start, so editing files never changes a running run.
+type Runbook struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+
+	// Source and Hash are set by Parse: the file it came from and the
+	// sha256 of its bytes, which names this version in audit events.
+	Source string `yaml:"-" json:"source,omitempty"`
+	Hash   string `yaml:"-" json:"hash,omitempty"`
+
+	matchers labels.Matchers
+}
+
+// Metadata names and describes a runbook.
+type Metadata struct {
+	Name        string            `yaml:"name" json:"name"`
+	Description string            `yaml:"description,omitempty" json:"description,omitempty"`
+	Owner       string            `yaml:"owner,omitempty" json:"owner,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// Spec is what a runbook does and when.
+type Spec struct {
+	Trigger   Trigger          `yaml:"trigger,omitempty" json:"trigger"`
+	Params    map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
+	Toil      Toil             `yaml:"toil,omitempty" json:"toil"`
+	Steps     []Step           `yaml:"steps" json:"steps"`
+	OnFailure []Step           `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+}
+
+// Trigger says which alerts start this runbook and how they group into
+// incidents.
+type Trigger struct {
+	// Matchers in Alertmanager syntax; all must match. None = manual only.
+	Matchers []string `yaml:"matchers,omitempty" json:"matchers,omitempty"`
+	// IncidentKey is a template over the alert; alerts with the same key
+	// share one run. Default: the alert fingerprint.
+	IncidentKey string `yaml:"incidentKey,omitempty" json:"incidentKey,omitempty"`
+}
+
+// Param is one runbook parameter, filled from launch params, the alert's
+// labels or annotations, or its default, in that order.
+type Param struct {
+	Description    string `yaml:"description,omitempty" json:"description,omitempty"`
+	FromLabel      string `yaml:"fromLabel,omitempty" json:"fromLabel,omitempty"`
+	FromAnnotation string `yaml:"fromAnnotation,omitempty" json:"fromAnnotation,omitempty"`
+	Default        string `yaml:"default,omitempty" json:"default,omitempty"`
+	Required       bool   `yaml:"required,omitempty" json:"required,omitempty"`
+}
+
+// Toil is what a person would spend doing the runbook by hand.
+type Toil struct {
+	ManualMinutes float64 `yaml:"manualMinutes,omitempty" json:"manualMinutes,omitempty"`
+}
+
+// Step is one action of a runbook.
+type Step struct {
+	Name            string         `yaml:"name" json:"name"`
+	Action          string         `yaml:"action" json:"action"`
+	With            map[string]any `yaml:"with,omitempty" json:"with,omitempty"`
+	When            string         `yaml:"when,omitempty" json:"when,omitempty"`
+	Timeout         Duration       `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retry           *Retry         `yaml:"retry,omitempty" json:"retry,omitempty"`
+	ContinueOnError bool           `yaml:"continueOnError,omitempty" json:"continueOnError,omitempty"`
+}
+
+// Retry bounds how a failed step attempt is retried.
+type Retry struct {
+	MaxAttempts     int      `yaml:"maxAttempts,omitempty" json:"maxAttempts,omitempty"`
+	InitialInterval Duration `yaml:"initialInterval,omitempty" json:"initialInterval,omitempty"`
+	MaxInterval     Duration `yaml:"maxInterval,omitempty" json:"maxInterval,omitempty"`
+}
+
+// Defaults applied when a step leaves them out.
+const (
+	DefaultStepTimeout = time.Minute
+	DefaultMaxAttempts = 3
+)
+
+// Name returns the runbook's name.
+func (r *Runbook) Name() string { return r.Metadata.Name }
+
+// Matches reports whether an alert with these labels triggers the runbook.
+// A runbook without matchers is launched by hand only.
+func (r *Runbook) Matches(lset map[string]string) bool {
+	if len(r.matchers) == 0 {
+		return false
+	}
+	for _, m := range r.matchers {
+		if !m.Matches(lset[m.Name]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written as "30s" in YAML and JSON.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("want a duration such as \"30s\"")
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a duration such as \"30s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes "30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// IsZero lets omitempty drop unset durations.
+func (d Duration) IsZero() bool { return d == 0 }

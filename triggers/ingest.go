@@ -1,0 +1,154 @@
+package triggers
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// AlertStore stores alert events durably; it returns nil only when every
+// event is stored. internal/bus implements it.
+type AlertStore interface {
+	PublishAlerts(ctx context.Context, evs []domain.AlertEvent) error
+}
+
+// AuditRecorder stores audit events durably, all or error.
+type AuditRecorder interface {
+	RecordAll(ctx context.Context, evs []domain.AuditEvent) error
+}
+
+// DefaultMaxBody is the webhook body limit: Alertmanager's largest groups
+// (1000 alerts with annotations) stay well below it.
+const DefaultMaxBody = 4 << 20
+
+// Ingest is the POST /v1/alertmanager handler.
+type Ingest struct {
+	Store   AlertStore
+	Audit   AuditRecorder
+	Token   string // bearer token Alertmanager sends; required
+	MaxBody int64  // 0 = DefaultMaxBody
+	Log     *slog.Logger
+	Now     func() time.Time // nil = time.Now
+	// PublishTimeout bounds how long a webhook waits for JetStream; past it
+	// the answer is 503 and Alertmanager retries. 0 = 10s.
+	PublishTimeout time.Duration
+}
+
+func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		WriteError(w, http.StatusMethodNotAllowed, "use POST", nil)
+		return
+	}
+	if !h.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="salve"`)
+		WriteError(w, http.StatusUnauthorized, "missing or wrong bearer token: set http_config.authorization.credentials(_file) in the Alertmanager webhook_config to Salve's webhook token", nil)
+		return
+	}
+	maxBody := h.MaxBody
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("webhook body is over %d bytes: lower max_alerts in the Alertmanager webhook_config", maxBody), nil)
+			return
+		}
+		// The sender went away or the body was cut: a retry can help.
+		WriteError(w, http.StatusBadRequest, "could not read the request body: "+err.Error(), nil)
+		return
+	}
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
+	}
+	msg, evs, err := DecodeWebhook(body, now())
+	if err != nil {
+		h.Log.Warn("webhook rejected", "error", err, "remote", r.RemoteAddr)
+		WriteError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	timeout := h.PublishTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	if err := h.Store.PublishAlerts(ctx, evs); err != nil {
+		h.Log.Error("webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
+		w.Header().Set("Retry-After", "5")
+		WriteError(w, http.StatusServiceUnavailable, "alerts could not be stored durably; retry later", nil)
+		return
+	}
+	if err := h.Audit.RecordAll(ctx, h.auditEvents(msg, evs, now())); err != nil {
+		// The alerts are stored, but their audit records are not: ask for a
+		// retry; the stream deduplicates the alerts themselves.
+		h.Log.Error("webhook audit not stored; answering 503 so Alertmanager retries", "error", err)
+		w.Header().Set("Retry-After", "5")
+		WriteError(w, http.StatusServiceUnavailable, "audit records could not be stored; retry later", nil)
+		return
+	}
+	if msg.TruncatedAlerts > 0 {
+		h.Log.Warn("Alertmanager truncated a webhook group; raise max_alerts or Salve misses alerts", "truncated", msg.TruncatedAlerts, "group_key", msg.GroupKey)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": len(evs)})
+}
+
+func (h *Ingest) auditEvents(msg WebhookMessage, evs []domain.AlertEvent, now time.Time) []domain.AuditEvent {
+	out := make([]domain.AuditEvent, 0, len(evs)+1)
+	for _, ev := range evs {
+		out = append(out, domain.AuditEvent{
+			ID:      domain.ActionAlertAccepted + "/" + ev.ID,
+			Time:    now.UTC(),
+			Actor:   domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
+			Action:  domain.ActionAlertAccepted,
+			Outcome: ev.Status,
+			Detail:  map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "fingerprint": ev.Fingerprint},
+		})
+	}
+	if msg.TruncatedAlerts > 0 {
+		sum := sha256.Sum256([]byte(msg.GroupKey + "|" + evs[0].ID))
+		out = append(out, domain.AuditEvent{
+			ID:     fmt.Sprintf("%s/%x", domain.ActionAlertTruncated, sum[:8]),
+			Time:   now.UTC(),
+			Actor:  domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
+			Action: domain.ActionAlertTruncated,
+			Detail: map[string]string{"groupKey": msg.GroupKey, "truncatedAlerts": strconv.Itoa(msg.TruncatedAlerts)},
+		})
+	}
+	return out
+}
+
+func (h *Ingest) authorized(r *http.Request) bool {
+	if h.Token == "" {
+		return false // never run an open webhook by accident
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(h.Token)) == 1
+}
+
+// WriteError writes Salve's JSON error body: {"error": "...", "detail": ...}.
+func WriteError(w http.ResponseWriter, code int, msg string, detail any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	body := map[string]any{"error": msg}
+	if detail != nil {
+		body["detail"] = detail
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,159 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/runbooks"
+)
+
+// StartRequest asks for the one run of an incident.
+type StartRequest struct {
+	WorkflowID  string
+	Runbook     *runbooks.Runbook
+	IncidentKey string
+	Alert       domain.AlertEvent
+	// RequestID makes the start idempotent: a redelivered alert maps to the
+	// run it already started or joined, even after that run finished.
+	RequestID string
+}
+
+// StartResult says what happened.
+type StartResult struct {
+	RunID   string
+	Started bool // false: the alert joined a running run
+}
+
+// Starter starts or joins runs; internal/runs implements it with Temporal.
+type Starter interface {
+	// StartOrJoin starts the incident's run, or delivers the alert to the
+	// run already going for it.
+	StartOrJoin(ctx context.Context, req StartRequest) (StartResult, error)
+	// Notify delivers an alert (e.g. resolved) to a running run; it returns
+	// false, nil when no run is going.
+	Notify(ctx context.Context, workflowID string, ev domain.AlertEvent) (bool, error)
+}
+
+// Runbooks returns the current runbook set (it may be reloaded).
+type Runbooks interface {
+	Current() *runbooks.Set
+}
+
+// StaticRunbooks is a fixed set.
+type StaticRunbooks struct{ Set *runbooks.Set }
+
+// Current returns the set.
+func (s StaticRunbooks) Current() *runbooks.Set { return s.Set }
+
+// AtomicRunbooks is a set that can be swapped while triggers read it.
+type AtomicRunbooks struct{ p atomic.Pointer[runbooks.Set] }
+
+// Store replaces the set.
+func (a *AtomicRunbooks) Store(s *runbooks.Set) { a.p.Store(s) }
+
+// Current returns the set.
+func (a *AtomicRunbooks) Current() *runbooks.Set { return a.p.Load() }
+
+// Trigger decides what each stored alert does.
+type Trigger struct {
+	Runbooks Runbooks
+	Starter  Starter
+	Audit    AuditRecorder
+	Log      *slog.Logger
+}
+
+// Handle matches one alert against the runbooks and starts, joins or
+// notifies runs. It returns an error when a retry can help (Temporal or the
+// audit stream unavailable); the caller then redelivers the alert. Every
+// step is idempotent, so a redelivery never makes a second run.
+func (t *Trigger) Handle(ctx context.Context, ev domain.AlertEvent) error {
+	set := t.Runbooks.Current()
+	var matched []*runbooks.Runbook
+	if set != nil {
+		matched = set.Match(ev)
+	}
+	now := time.Now().UTC()
+	if len(matched) == 0 {
+		return t.record(ctx, domain.AuditEvent{
+			ID: "trigger/" + ev.ID + "/no_match", Time: now, Actor: alertActor(ev),
+			Action: domain.ActionTriggerNoMatch, Outcome: ev.Status,
+			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
+		})
+	}
+	var errs []error
+	for _, rb := range matched {
+		if err := t.handleOne(ctx, rb, ev, now); err != nil {
+			errs = append(errs, fmt.Errorf("runbook %s: %w", rb.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain.AlertEvent, now time.Time) error {
+	key, err := rb.IncidentKey(ev)
+	if err != nil {
+		// The runbook's key template does not fit this alert: retrying
+		// cannot help, so audit the suppression and move on.
+		t.Log.Warn("alert matched but has no incident key", "runbook", rb.Name(), "error", err)
+		return t.record(ctx, domain.AuditEvent{
+			ID: "trigger/" + ev.ID + "/" + rb.Name() + "/suppressed", Time: now, Actor: alertActor(ev),
+			Action: domain.ActionTriggerSuppressed, Runbook: rb.Name(), RunbookHash: rb.Hash,
+			Outcome: "no_incident_key", Error: err.Error(),
+			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
+		})
+	}
+	wfID := domain.WorkflowID(rb.Name(), key)
+	base := domain.AuditEvent{
+		Time: now, Actor: alertActor(ev), Runbook: rb.Name(), RunbookHash: rb.Hash,
+		WorkflowID: wfID, IncidentKey: key,
+		Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "status": ev.Status},
+	}
+	log := t.Log.With("runbook", rb.Name(), "workflow_id", wfID, "alert_id", ev.ID)
+
+	if ev.Status == domain.StatusResolved {
+		delivered, err := t.Starter.Notify(ctx, wfID, ev)
+		if err != nil {
+			return fmt.Errorf("notify run %s: %w", wfID, err)
+		}
+		a := base
+		a.ID, a.Action, a.Outcome = "trigger/"+ev.ID+"/"+rb.Name()+"/resolved", domain.ActionRunSignalled, "resolved"
+		if !delivered {
+			a.Outcome = "no_running_run"
+		}
+		log.Info("resolved alert", "delivered", delivered)
+		return t.record(ctx, a)
+	}
+
+	res, err := t.Starter.StartOrJoin(ctx, StartRequest{
+		WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID,
+	})
+	if err != nil {
+		return fmt.Errorf("start or join run %s: %w", wfID, err)
+	}
+	a := base
+	a.RunID = res.RunID
+	a.ID = "trigger/" + ev.ID + "/" + rb.Name()
+	if res.Started {
+		a.Action, a.Outcome = domain.ActionTriggerMatched, "started"
+	} else {
+		a.Action, a.Outcome = domain.ActionRunJoined, "joined"
+	}
+	log.Info("alert matched runbook", "outcome", a.Outcome, "run_id", res.RunID)
+	return t.record(ctx, a)
+}
+
+func (t *Trigger) record(ctx context.Context, ev domain.AuditEvent) error {
+	if err := t.Audit.RecordAll(ctx, []domain.AuditEvent{ev}); err != nil {
+		return fmt.Errorf("record %s: %w", ev.Action, err)
+	}
+	return nil
+}
+
+func alertActor(ev domain.AlertEvent) domain.Actor {
+	return domain.Actor{Kind: domain.ActorAlert, Name: ev.Name()}
+}

@@ -1,0 +1,323 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/runbooks"
+)
+
+// Names that are part of Salve's contract with Temporal history: never
+// rename them.
+const (
+	WorkflowName        = "Runbook"
+	SignalAlert         = "alert"
+	QueryStatus         = "status"
+	AuditActivity       = "audit.record"
+	StepStateSucceeded  = "succeeded"
+	StepStateFailed     = "failed"
+	StepStateSkipped    = "skipped"
+	StepStateRunning    = "running"
+	RunStateRunning     = "running"
+	RunStateSucceeded   = "succeeded"
+	RunStateFailed      = "failed"
+	onFailureKeySuffix  = "/onFailure"
+	maxAlertsRemembered = 1000
+)
+
+// Input starts a run. It carries the runbook snapshot: the run never reads
+// runbook files.
+type Input struct {
+	Runbook     runbooks.Runbook   `json:"runbook"`
+	IncidentKey string             `json:"incidentKey"`
+	Alert       *domain.AlertEvent `json:"alert,omitempty"` // nil for a manual launch
+	Params      map[string]string  `json:"params,omitempty"`
+	Actor       domain.Actor       `json:"actor"`
+}
+
+// Status is the run's live state (query "status") and its result.
+type Status struct {
+	Runbook     string            `json:"runbook"`
+	RunbookHash string            `json:"runbookHash"`
+	IncidentKey string            `json:"incidentKey"`
+	State       string            `json:"state"`
+	Params      map[string]string `json:"params,omitempty"`
+	Steps       []StepStatus      `json:"steps"`
+	OnFailure   []StepStatus      `json:"onFailure,omitempty"`
+	Alerts      []AlertRef        `json:"alerts,omitempty"`
+	Resolved    bool              `json:"resolved"`
+	Error       string            `json:"error,omitempty"`
+}
+
+// StepStatus is one step's outcome.
+type StepStatus struct {
+	Name       string         `json:"name"`
+	Action     string         `json:"action"`
+	State      string         `json:"state"`
+	StartedAt  time.Time      `json:"startedAt,omitzero"`
+	FinishedAt time.Time      `json:"finishedAt,omitzero"`
+	Output     map[string]any `json:"output,omitempty"`
+	Error      string         `json:"error,omitempty"`
+}
+
+// AlertRef records an alert notification the run has seen.
+type AlertRef struct {
+	ID         string    `json:"id"`
+	Status     string    `json:"status"`
+	ReceivedAt time.Time `json:"receivedAt"`
+}
+
+// Runbook is the workflow. It returns the final Status; a failed run also
+// returns an error so Temporal marks the execution failed.
+func Runbook(ctx workflow.Context, in Input) (Status, error) {
+	r := newRun(ctx, in)
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
+		return r.status, err
+	}
+	// Repeats of the alert and its resolution arrive as signals; record
+	// them for the whole life of the run. A workflow goroutine, not `go`.
+	alerts := workflow.GetSignalChannel(ctx, SignalAlert)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var ev domain.AlertEvent
+			alerts.Receive(ctx, &ev)
+			r.addAlert(ev)
+		}
+	})
+
+	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
+	err := r.execute(ctx)
+	if err != nil {
+		r.status.State = RunStateFailed
+		r.status.Error = err.Error()
+		// Compensation must run even when the run was cancelled.
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		r.runSteps(dctx, in.Runbook.Spec.OnFailure, &r.status.OnFailure, onFailureKeySuffix)
+	} else {
+		r.status.State = RunStateSucceeded
+	}
+	// The finishing audit event is written even after a cancel.
+	actx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	r.audit(actx, domain.ActionRunFinished, "", r.status.State, errString(err))
+	if err != nil {
+		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), "RunFailed", nil)
+	}
+	return r.status, nil
+}
+
+type run struct {
+	in     Input
+	info   *workflow.Info
+	status Status
+	data   runbooks.TemplateData
+	seen   map[string]bool
+}
+
+func newRun(ctx workflow.Context, in Input) *run {
+	info := workflow.GetInfo(ctx)
+	r := &run{
+		in:   in,
+		info: info,
+		seen: map[string]bool{},
+		status: Status{
+			Runbook:     in.Runbook.Name(),
+			RunbookHash: in.Runbook.Hash,
+			IncidentKey: in.IncidentKey,
+			State:       RunStateRunning,
+		},
+		data: runbooks.TemplateData{
+			Steps: map[string]runbooks.StepData{},
+			Run: runbooks.RunData{
+				Runbook:     in.Runbook.Name(),
+				WorkflowID:  info.WorkflowExecution.ID,
+				IncidentKey: in.IncidentKey,
+			},
+		},
+	}
+	if in.Alert != nil {
+		r.data.Alert = *in.Alert
+		r.data.Labels = in.Alert.Labels
+		r.data.Annotations = in.Alert.Annotations
+		r.addAlert(*in.Alert)
+	}
+	return r
+}
+
+func (r *run) addAlert(ev domain.AlertEvent) {
+	if r.seen[ev.ID] {
+		return // a redelivered or re-signalled notification
+	}
+	r.seen[ev.ID] = true
+	if len(r.status.Alerts) < maxAlertsRemembered {
+		r.status.Alerts = append(r.status.Alerts, AlertRef{ID: ev.ID, Status: ev.Status, ReceivedAt: ev.ReceivedAt})
+	}
+	r.status.Resolved = ev.Status == domain.StatusResolved
+}
+
+func (r *run) execute(ctx workflow.Context) error {
+	params, err := r.in.Runbook.ResolveParams(r.in.Alert, r.in.Params)
+	if err != nil {
+		return err
+	}
+	r.status.Params = params
+	r.data.Params = params
+	return r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, "")
+}
+
+// runSteps runs steps in order and stops at the first failure that the
+// step does not allow to continue past.
+func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, out *[]StepStatus, keySuffix string) error {
+	for _, s := range steps {
+		*out = append(*out, StepStatus{Name: s.Name, Action: s.Action})
+		st := &(*out)[len(*out)-1]
+		err := r.runStep(ctx, s, st, keySuffix)
+		r.data.Steps[s.Name] = runbooks.StepData{Status: st.State, Output: st.Output}
+		if err != nil && !s.ContinueOnError {
+			return fmt.Errorf("step %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, keySuffix string) error {
+	ok, err := runbooks.EvalWhen(s.When, r.data)
+	if err != nil {
+		st.State, st.Error = StepStateFailed, err.Error()
+		return err
+	}
+	if !ok {
+		st.State = StepStateSkipped
+		r.audit(ctx, domain.ActionStepSkipped, s.Name, StepStateSkipped, nil)
+		return nil
+	}
+	st.State, st.StartedAt = StepStateRunning, workflow.Now(ctx)
+	defer func() { st.FinishedAt = workflow.Now(ctx) }()
+
+	params, err := runbooks.Render(s.With, r.data)
+	if err != nil {
+		st.State, st.Error = StepStateFailed, err.Error()
+		return err
+	}
+	if s.Action == runbooks.ActionSleep {
+		err = r.sleep(ctx, params)
+	} else {
+		err = r.activity(ctx, s, params, st, keySuffix)
+	}
+	if err != nil {
+		st.State, st.Error = StepStateFailed, errorMessage(err)
+		return err
+	}
+	st.State = StepStateSucceeded
+	return nil
+}
+
+// sleep is a durable timer: it survives worker and server restarts.
+func (r *run) sleep(ctx workflow.Context, params map[string]any) error {
+	d, err := step.Duration(params["duration"])
+	if err != nil {
+		return fmt.Errorf("sleep duration: %w", err)
+	}
+	return workflow.Sleep(ctx, d)
+}
+
+func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]any, st *StepStatus, keySuffix string) error {
+	timeout := s.Timeout.D()
+	if timeout <= 0 {
+		timeout = runbooks.DefaultStepTimeout
+	}
+	retry := &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+		MaximumAttempts:    runbooks.DefaultMaxAttempts,
+	}
+	if s.Retry != nil {
+		if s.Retry.MaxAttempts > 0 {
+			retry.MaximumAttempts = int32(s.Retry.MaxAttempts)
+		}
+		if s.Retry.InitialInterval > 0 {
+			retry.InitialInterval = s.Retry.InitialInterval.D()
+		}
+		if s.Retry.MaxInterval > 0 {
+			retry.MaximumInterval = s.Retry.MaxInterval.D()
+		}
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy:         retry,
+	})
+	req := step.Request{
+		WorkflowID:     r.info.WorkflowExecution.ID,
+		RunID:          r.info.WorkflowExecution.RunID,
+		Runbook:        r.in.Runbook.Name(),
+		Step:           s.Name,
+		Kind:           s.Action,
+		Params:         params,
+		IdempotencyKey: r.info.WorkflowExecution.ID + "/" + s.Name + keySuffix,
+	}
+	var res step.Result
+	if err := workflow.ExecuteActivity(actx, step.ActivityName(s.Action), req).Get(ctx, &res); err != nil {
+		return err
+	}
+	st.Output = res.Output
+	return nil
+}
+
+// audit records a run-level action. Step-level events are written by the
+// activity adapter around the action itself.
+func (r *run) audit(ctx workflow.Context, action, stepName, outcome string, err *string) {
+	ev := domain.AuditEvent{
+		ID:          r.info.WorkflowExecution.ID + "/" + r.info.WorkflowExecution.RunID + "/" + action,
+		Time:        workflow.Now(ctx),
+		Actor:       r.in.Actor,
+		Action:      action,
+		Runbook:     r.in.Runbook.Name(),
+		RunbookHash: r.in.Runbook.Hash,
+		WorkflowID:  r.info.WorkflowExecution.ID,
+		RunID:       r.info.WorkflowExecution.RunID,
+		IncidentKey: r.in.IncidentKey,
+		Step:        stepName,
+		Outcome:     outcome,
+	}
+	if stepName != "" {
+		ev.ID += "/" + stepName
+	}
+	if err != nil {
+		ev.Error = *err
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		// Unlimited attempts: an audit outage delays the run, it never
+		// drops the record.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	})
+	if aerr := workflow.ExecuteActivity(actx, AuditActivity, ev).Get(ctx, nil); aerr != nil {
+		workflow.GetLogger(ctx).Error("audit event not recorded", "action", action, "error", aerr)
+	}
+}
+
+func errString(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := errorMessage(err)
+	return &s
+}
+
+// errorMessage unwraps Temporal's activity error envelope to the cause a
+// person needs to read.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Error()
+	}
+	return err.Error()
+}
