@@ -1,0 +1,112 @@
+package app_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/testenv"
+)
+
+const flapRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: flap}
+spec:
+  trigger:
+    matchers: ['alertname="Flappy"']
+    incidentKey: '{{ .Labels.instance }}'
+  params:
+    url: {fromAnnotation: target, required: true}
+  steps:
+    - {name: act, action: http.request, with: {url: '{{ .Params.url }}/act', method: POST}}
+    - {name: hold, action: sleep, with: {duration: 3s}}
+`
+
+// The same webhook twice (an Alertmanager retry or HA pair), then the alert
+// resolving and firing again while the run is going: one run, one action.
+func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
+	tg := newTarget(t)
+	dir := t.TempDir()
+	writeRunbook(t, dir, "flap", flapRunbook)
+	d := startDev(t, dir)
+
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	ann := map[string]string{"target": tg.URL}
+	firing := webhook("firing", "Flappy", "web-1", "f00d", t0, ann)
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, firing))
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, firing))
+	require.Eventually(t, func() bool { return tg.count("/act") >= 1 }, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, webhook("resolved", "Flappy", "web-1", "f00d", t0, ann)))
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, webhook("firing", "Flappy", "web-1", "f00d", t0.Add(20*time.Second), ann)))
+
+	const wfID = "salve/flap/web-1"
+	det := waitRunStatus(t, d.URL, wfID, runs.StatusSucceeded, time.Minute)
+	require.NotNil(t, det.Run, det.RunError)
+	// The run saw the first firing, the resolution and the re-fire; the
+	// duplicate post was collapsed by JetStream.
+	require.Len(t, det.Run.Alerts, 3, "%+v", det.Run.Alerts)
+	require.Equal(t, "firing", det.Run.Alerts[2].Status)
+
+	var ours []runs.Summary
+	for _, r := range listRuns(t, d.URL) {
+		if r.WorkflowID == wfID {
+			ours = append(ours, r)
+		}
+	}
+	require.Len(t, ours, 1, "exactly one run for the incident")
+	require.Equal(t, 1, tg.count("/act"), "the action ran exactly once")
+}
+
+const amRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: am-e2e}
+spec:
+  trigger:
+    matchers: ['alertname="SalveE2E"']
+  params:
+    url: {fromAnnotation: target, required: true}
+  steps:
+    - {name: fix, action: http.request, with: {url: '{{ .Params.url }}/fix', method: POST}}
+`
+
+// A real Alertmanager delivers an alert added with amtool; the runbook's
+// HTTP step hits the target exactly once and the run shows as succeeded.
+func TestAlertmanagerEndToEnd(t *testing.T) {
+	tg := newTarget(t)
+	dir := t.TempDir()
+	writeRunbook(t, dir, "am", amRunbook)
+	d := startDev(t, dir)
+	am := testenv.StartAlertmanager(t, d.URL+"/v1/alertmanager", d.WebhookToken)
+
+	am.AddAlert(t, "alertname=SalveE2E", "instance=db-1", "severity=warning", "--annotation=target="+tg.URL)
+
+	var run runs.Summary
+	require.Eventually(t, func() bool {
+		for _, r := range listRuns(t, d.URL) {
+			if r.Runbook == "am-e2e" && r.Status == runs.StatusSucceeded {
+				run = r
+				return true
+			}
+		}
+		return false
+	}, 90*time.Second, 250*time.Millisecond, "no succeeded am-e2e run")
+	require.Equal(t, 1, tg.count("/fix"))
+	det, code := getRun(t, d.URL, run.WorkflowID)
+	require.Equal(t, http.StatusOK, code)
+	require.NotNil(t, det.Run, det.RunError)
+	require.Equal(t, "succeeded", det.Run.Steps[0].State)
+	require.Len(t, listRunsOf(t, d.URL, "am-e2e"), 1)
+}
+
+func listRunsOf(t *testing.T, url, runbook string) []runs.Summary {
+	var out []runs.Summary
+	for _, r := range listRuns(t, url) {
+		if r.Runbook == runbook {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/salve-sre/salve/internal/app"
+	"github.com/salve-sre/salve/internal/runs"
+)
+
+// target is a local HTTP endpoint that runbook steps call; it counts hits
+// per path and per Idempotency-Key.
+type target struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits map[string]int
+	keys map[string]int
+}
+
+func newTarget(t *testing.T) *target {
+	tg := &target{hits: map[string]int{}, keys: map[string]int{}}
+	tg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.mu.Lock()
+		tg.hits[r.URL.Path]++
+		tg.keys[r.Header.Get("Idempotency-Key")]++
+		tg.mu.Unlock()
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(tg.Close)
+	return tg
+}
+
+func (tg *target) count(path string) int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.hits[path]
+}
+
+func writeRunbook(t *testing.T, dir, name, yaml string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(yaml), 0o600))
+}
+
+func startDev(t *testing.T, runbookDir string) *app.Dev {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := app.StartDev(ctx, app.DevConfig{
+		DataDir:      t.TempDir(),
+		Listen:       "127.0.0.1:0",
+		WebhookToken: "test-token",
+		RunbooksDir:  runbookDir,
+		TemporalPort: -1,
+		NATSPort:     -1,
+		Version:      "test",
+		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	return d
+}
+
+// testWriter sends logs to t.Log so they show only for failing tests.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func postWebhook(t *testing.T, url, token, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/alertmanager", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Logf("webhook answered %d: %s", resp.StatusCode, b)
+	}
+	return resp.StatusCode
+}
+
+func webhook(status, alertname, instance, fingerprint string, startsAt time.Time, annotations map[string]string) string {
+	ann, _ := json.Marshal(annotations)
+	return fmt.Sprintf(`{"version":"4","groupKey":"g","status":%q,"receiver":"salve","externalURL":"http://am",
+"alerts":[{"status":%q,"labels":{"alertname":%q,"instance":%q},"annotations":%s,
+"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z","fingerprint":%q}]}`,
+		status, status, alertname, instance, ann, startsAt.UTC().Format(time.RFC3339Nano), fingerprint)
+}
+
+func listRuns(t *testing.T, url string) []runs.Summary {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/runs")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var body struct {
+		Runs []runs.Summary `json:"runs"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	return body.Runs
+}
+
+func getRun(t *testing.T, url, workflowID string) (runs.Detail, int) {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/runs/" + workflowID)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var d runs.Detail
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&d))
+	}
+	return d, resp.StatusCode
+}
+
+// waitRunStatus polls the API until the run reaches status.
+func waitRunStatus(t *testing.T, url, workflowID, status string, within time.Duration) runs.Detail {
+	t.Helper()
+	var last runs.Detail
+	require.Eventually(t, func() bool {
+		d, code := getRun(t, url, workflowID)
+		last = d
+		return code == http.StatusOK && d.Status == status
+	}, within, 200*time.Millisecond, "run %s never reached %s; last: %+v", workflowID, status, last)
+	return last
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
