@@ -57,6 +57,8 @@ type Temporal struct {
 	hostPort  string
 	namespace string
 
+	logLevel *slog.LevelVar // raised to ERROR on Stop
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -65,6 +67,9 @@ type Temporal struct {
 // DescribeNamespace for the configured namespace, or fails when ctx (or, if
 // ctx has no deadline, one minute) runs out.
 func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("temporal: not started: %w", err)
+	}
 	if opts.IP == "" {
 		opts.IP = "127.0.0.1"
 	}
@@ -84,12 +89,15 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	if err != nil {
 		return nil, err
 	}
+	// The frontend also serves Temporal's HTTP API (as start-dev does; it is
+	// what Nexus needs, and the server warns at every start without it).
+	front, err := freePorts(opts.IP, 2)
+	if err != nil {
+		return nil, err
+	}
+	httpPort := front[1]
 	if opts.Port == 0 {
-		p, err := freePorts(opts.IP, 1)
-		if err != nil {
-			return nil, err
-		}
-		opts.Port = p[0]
+		opts.Port = front[0]
 	}
 	// Address other services and clients dial to reach the frontend; a
 	// wildcard bind address is not dialable everywhere, loopback is.
@@ -131,8 +139,9 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 			clusterName: {
 				Enabled:                true,
 				InitialFailoverVersion: 1,
-				// Rewritten in the DB on each start, so a new port is fine.
-				RPCAddress: hostPort,
+				// Rewritten in the DB on each start, so new ports are fine.
+				RPCAddress:  hostPort,
+				HTTPAddress: net.JoinHostPort(dialIP, strconv.Itoa(httpPort)),
 			},
 		},
 	}
@@ -140,11 +149,12 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	service := func(ip, addr string) config.Service {
 		_, p, _ := net.SplitHostPort(addr)
 		port, _ := strconv.Atoi(p)
-		// HTTPPort stays 0, which disables the frontend's HTTP API.
 		return config.Service{RPC: config.RPC{GRPCPort: port, BindOnIP: ip}}
 	}
+	frontend := service(opts.IP, hostPort)
+	frontend.RPC.HTTPPort = httpPort
 	cfg.Services = map[string]config.Service{
-		string(primitives.FrontendService): service(opts.IP, hostPort),
+		string(primitives.FrontendService): frontend,
 		string(primitives.HistoryService):  service(internalIP, addrs[primitives.HistoryService]),
 		string(primitives.MatchingService): service(internalIP, addrs[primitives.MatchingService]),
 		string(primitives.WorkerService):   service(internalIP, addrs[primitives.WorkerService]),
@@ -153,7 +163,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	cfg.Archival.Visibility.State = "disabled"
 	cfg.NamespaceDefaults.Archival.History.State = "disabled"
 	cfg.NamespaceDefaults.Archival.Visibility.State = "disabled"
-	// The worker service's SDK client dials this; without it the server panics.
+	// The worker service's internal SDK client dials the frontend here.
 	cfg.PublicClient.HostPort = hostPort
 
 	hosts := make(map[primitives.ServiceName]static.Hosts, len(addrs))
@@ -161,31 +171,40 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		hosts[svc] = static.SingleLocalHost(addr)
 	}
 
-	srvLogger := slogAdapter{l: logger}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(cfg),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(srvLogger),
-		// Loopback dev server: no auth, like start-dev.
-		temporal.WithAuthorizer(authorization.NewNoopAuthorizer()),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper {
-			return authorization.NewNoopClaimMapper()
-		}),
-		temporal.WithDynamicConfigClient(devDynamicConfig()),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("temporal: build server: %w", err)
-	}
+	minLevel := new(slog.LevelVar)
+	minLevel.Set(slog.LevelWarn)
+	srvLogger := slogAdapter{l: logger, min: minLevel}
 	start := time.Now()
+	var srv temporal.Server
+	// Temporal reports some startup failures (e.g. a port already in use)
+	// through logger.Fatal and expects the process to exit; our adapter
+	// panics instead, and catchFatal turns that back into an error.
+	err = catchFatal(func() (err error) {
+		srv, err = temporal.NewServer(
+			temporal.WithConfig(cfg),
+			temporal.ForServices(temporal.DefaultServices),
+			temporal.WithStaticHosts(hosts),
+			temporal.WithLogger(srvLogger),
+			// Loopback dev server: no auth, like start-dev.
+			temporal.WithAuthorizer(authorization.NewNoopAuthorizer()),
+			temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper {
+				return authorization.NewNoopClaimMapper()
+			}),
+			temporal.WithDynamicConfigClient(devDynamicConfig()),
+		)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal: build server (frontend %s): %w", hostPort, err)
+	}
 	// Start blocks until all four services are up (it has its own timeouts
 	// and takes no ctx).
-	if err := srv.Start(); err != nil {
-		_ = srv.Stop() // release whatever did start (listeners, goroutines)
-		return nil, fmt.Errorf("temporal: start server on %s: %w", hostPort, err)
+	if err := catchFatal(srv.Start); err != nil {
+		_ = catchFatal(srv.Stop) // release whatever did start
+		return nil, fmt.Errorf("temporal: start server (frontend %s): %w", hostPort, err)
 	}
 
-	t := &Temporal{server: srv, hostPort: hostPort, namespace: opts.Namespace}
+	t := &Temporal{server: srv, hostPort: hostPort, namespace: opts.Namespace, logLevel: minLevel}
 	if err := t.waitReady(ctx); err != nil {
 		_ = t.Stop()
 		return nil, err
@@ -204,7 +223,12 @@ func (t *Temporal) Namespace() string { return t.namespace }
 // Stop shuts all services down gracefully. Safe to call more than once (the
 // server itself panics on a second Stop: it closes a channel).
 func (t *Temporal) Stop() error {
-	t.stopOnce.Do(func() { t.stopErr = t.server.Stop() })
+	t.stopOnce.Do(func() {
+		// Services stop one by one, and the survivors warn about every
+		// connection the stopped ones refuse: expected, so not logged.
+		t.logLevel.Set(slog.LevelError)
+		t.stopErr = catchFatal(t.server.Stop)
+	})
 	return t.stopErr
 }
 
@@ -219,8 +243,7 @@ func (t *Temporal) waitReady(ctx context.Context) error {
 	}
 	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
 		HostPort: t.hostPort,
-		// The SDK client logs every failed attempt; readiness errors are
-		// reported through our return value instead.
+		// Quiet: a failed readiness check is reported by our return value.
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
 	})
 	if err != nil {
@@ -320,32 +343,31 @@ func freePorts(ip string, n int) ([]int, error) {
 	return ports, nil
 }
 
-// slogAdapter implements Temporal's log.Logger on slog, dropping everything
-// below WARN: at INFO the server logs many lines per second.
+// slogAdapter implements Temporal's log.Logger on slog. It drops records
+// below min (WARN while running: at INFO the server logs many lines per
+// second; ERROR once stopping).
 type slogAdapter struct {
 	l    *slog.Logger
-	tags []tag.Tag // from With; converted only when something is logged
+	min  *slog.LevelVar // shared by every logger derived through With
+	tags []tag.Tag      // from With; converted only when something is logged
 }
 
 var _ log.Logger = slogAdapter{}
 var _ log.WithLogger = slogAdapter{}
 
-func (a slogAdapter) Debug(string, ...tag.Tag)           {}
-func (a slogAdapter) Info(string, ...tag.Tag)            {}
-func (a slogAdapter) Warn(msg string, tags ...tag.Tag)   { a.log(slog.LevelWarn, msg, tags) }
-func (a slogAdapter) Error(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
-func (a slogAdapter) DPanic(msg string, tags ...tag.Tag) { a.log(slog.LevelError, msg, tags) }
-func (a slogAdapter) Panic(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
-func (a slogAdapter) Fatal(msg string, tags ...tag.Tag)  { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) Debug(msg string, tags ...tag.Tag) { a.log(slog.LevelDebug, msg, tags) }
+func (a slogAdapter) Info(msg string, tags ...tag.Tag)  { a.log(slog.LevelInfo, msg, tags) }
+func (a slogAdapter) Warn(msg string, tags ...tag.Tag)  { a.log(slog.LevelWarn, msg, tags) }
+func (a slogAdapter) Error(msg string, tags ...tag.Tag) { a.log(slog.LevelError, msg, tags) }
+
 func (a slogAdapter) With(tags ...tag.Tag) log.Logger {
-	return slogAdapter{l: a.l, tags: append(a.tags[:len(a.tags):len(a.tags)], tags...)}
+	// Full slice expression: never append into a parent's backing array.
+	return slogAdapter{l: a.l, min: a.min, tags: append(a.tags[:len(a.tags):len(a.tags)], tags...)}
 }
 
-// log never panics or exits, even for Panic/Fatal: the server is embedded
-// in our process and must not take it down.
 func (a slogAdapter) log(level slog.Level, msg string, tags []tag.Tag) {
 	ctx := context.Background()
-	if !a.l.Enabled(ctx, level) {
+	if level < a.min.Level() || !a.l.Enabled(ctx, level) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, len(a.tags)+len(tags))
@@ -353,4 +375,42 @@ func (a slogAdapter) log(level slog.Level, msg string, tags []tag.Tag) {
 		attrs = append(attrs, slog.Any(t.Key(), t.Value()))
 	}
 	a.l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// DPanic only logs, as zap does in production. Panic and Fatal must not
+// return (Temporal's code after them assumes so, e.g. uses a nil listener),
+// but must not os.Exit our process either: they panic with a fatalError,
+// which StartTemporal recovers into an error.
+func (a slogAdapter) DPanic(msg string, tags ...tag.Tag) { a.log(slog.LevelError, msg, tags) }
+func (a slogAdapter) Panic(msg string, tags ...tag.Tag)  { a.fatal(msg, tags) }
+func (a slogAdapter) Fatal(msg string, tags ...tag.Tag)  { a.fatal(msg, tags) }
+
+func (a slogAdapter) fatal(msg string, tags []tag.Tag) {
+	a.log(slog.LevelError, msg, tags)
+	for _, t := range tags {
+		if t.Key() == "error" {
+			msg += ": " + fmt.Sprint(t.Value())
+		}
+	}
+	panic(fatalError(msg))
+}
+
+// fatalError is the panic value of slogAdapter.Fatal and Panic.
+type fatalError string
+
+func (e fatalError) Error() string { return string(e) }
+
+// catchFatal runs f and returns a fatalError panic as an error; other panics
+// are real bugs and keep going.
+func catchFatal(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	return f()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -131,4 +132,16 @@ func TestTemporalInMemoryCustomNamespace(t *testing.T) {
 	var result string
 	require.NoError(t, run.Get(ctx, &result))
 	require.Equal(t, "mem: done (approved by )", result)
+}
+
+// A taken frontend port must come back as an error: Temporal reports it via
+// logger.Fatal, which would otherwise exit or crash the process.
+func TestTemporalPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = StartTemporal(ctx, TemporalOptions{Port: l.Addr().(*net.TCPAddr).Port})
+	require.ErrorContains(t, err, "address already in use")
 }

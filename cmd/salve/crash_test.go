@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var salveBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "salve-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	salveBin = filepath.Join(dir, "salve")
+	if out, err := exec.Command("go", "build", "-o", salveBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build salve: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startSalve(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(salveBin, args...), logs: &syncBuffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("salve output:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 2*time.Minute, 200*time.Millisecond, "salve dev never became ready")
+}
+
+type runView struct {
+	Status string `json:"status"`
+	Run    *struct {
+		Steps []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"steps"`
+	} `json:"run"`
+}
+
+func readRun(base, id string) (runView, bool) {
+	var v runView
+	resp, err := http.Get(base + "/v1/runs/" + id)
+	if err != nil {
+		return v, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return v, false
+	}
+	return v, json.NewDecoder(resp.Body).Decode(&v) == nil
+}
+
+const crashRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: crash}
+spec:
+  trigger:
+    matchers: ['alertname="Crashy"']
+    incidentKey: '{{ .Labels.instance }}'
+  params:
+    url: {fromAnnotation: target, required: true}
+  steps:
+    - {name: first, action: http.request, with: {url: '{{ .Params.url }}/first', method: POST}}
+    - {name: hold, action: sleep, with: {duration: 6s}}
+    - {name: second, action: http.request, with: {url: '{{ .Params.url }}/second', method: POST}}
+`
+
+// kill -9 of `salve dev` in the middle of a run: after a restart on the same
+// data dir the run resumes at the step it was in and every step acts once.
+func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++
+		mu.Unlock()
+	}))
+	defer target.Close()
+	count := func(p string) int { mu.Lock(); defer mu.Unlock(); return hits[p] }
+
+	rbDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "crash.yaml"), []byte(crashRunbook), 0o600))
+	dataDir := t.TempDir()
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{"dev", "--data-dir", dataDir, "--runbooks", rbDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--temporal-port", "-1", "--nats-port", "-1", "--webhook-token", "tok"}
+
+	first := startSalve(t, args...)
+	waitReady(t, base)
+	body := fmt.Sprintf(`{"version":"4","status":"firing","receiver":"salve","alerts":[{"status":"firing",
+"labels":{"alertname":"Crashy","instance":"api-1"},"annotations":{"target":%q},
+"startsAt":"2026-11-24T08:00:00Z","fingerprint":"c0ffee"}]}`, target.URL)
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	const id = "salve/crash/api-1"
+	// Kill while the run waits on its durable timer, after "first" acted.
+	require.Eventually(t, func() bool {
+		v, ok := readRun(base, id)
+		return ok && v.Run != nil && len(v.Run.Steps) >= 2 && v.Run.Steps[0].State == "succeeded" && v.Run.Steps[1].State == "running"
+	}, time.Minute, 100*time.Millisecond)
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	_ = first.cmd.Wait()
+	require.Equal(t, 1, count("/first"))
+	require.Zero(t, count("/second"))
+
+	startSalve(t, args...)
+	waitReady(t, base)
+	require.Eventually(t, func() bool {
+		v, ok := readRun(base, id)
+		return ok && v.Status == "succeeded"
+	}, 2*time.Minute, 200*time.Millisecond, "run did not complete after restart")
+	require.Equal(t, 1, count("/first"), "a step that finished before the crash is not repeated")
+	require.Equal(t, 1, count("/second"))
+}
