@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/salve-sre/salve/activities/step"
 )
@@ -25,10 +24,12 @@ type Doer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// Spec returns the step kind; a nil client uses one with a 30s timeout.
+// Spec returns the step kind. A nil client uses http.DefaultClient's
+// transport with no overall timeout of its own: the step's timeout (the
+// activity's start-to-close timeout, carried by ctx) bounds each request.
 func Spec(client Doer) step.Spec {
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = &http.Client{}
 	}
 	return step.Spec{
 		Kind:     Kind,

@@ -177,7 +177,7 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	require.Equal(t, 1, count("/first"))
 	require.Zero(t, count("/second"))
 
-	startSalve(t, args...)
+	second := startSalve(t, args...)
 	waitReady(t, base)
 	require.Eventually(t, func() bool {
 		v, ok := readRun(base, id)
@@ -185,4 +185,16 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	}, 2*time.Minute, 200*time.Millisecond, "run did not complete after restart")
 	require.Equal(t, 1, count("/first"), "a step that finished before the crash is not repeated")
 	require.Equal(t, 1, count("/second"))
+
+	// Ctrl-C stops cleanly, with exit code 0.
+	require.NoError(t, second.cmd.Process.Signal(os.Interrupt))
+	done := make(chan error, 1)
+	go func() { done <- second.cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "salve dev should exit 0 on SIGINT")
+	case <-time.After(time.Minute):
+		t.Fatal("salve dev did not stop within a minute of SIGINT")
+	}
+	require.Contains(t, second.logs.String(), "shutting down")
 }

@@ -365,6 +365,14 @@ type levelHandler struct {
 
 func (h levelHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
 
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{min: h.min, Handler: h.Handler.WithAttrs(as)}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{min: h.min, Handler: h.Handler.WithGroup(name)}
+}
+
 func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
 	names := make([]string, 0)
 	for _, rb := range set.All() {

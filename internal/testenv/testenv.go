@@ -6,9 +6,11 @@ package testenv
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devstack"
@@ -65,10 +68,19 @@ func Temporal(t testing.TB, opts devstack.TemporalOptions) *devstack.Temporal {
 // TemporalClient connects to ts.
 func TemporalClient(t testing.TB, ts *devstack.Temporal) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: ts.HostPort(), Namespace: ts.Namespace()})
+	log := slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err := client.Dial(client.Options{HostPort: ts.HostPort(), Namespace: ts.Namespace(), Logger: sdklog.NewStructuredLogger(log)})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
+}
+
+// tbWriter sends log lines to t.Log, so they show only for failing tests.
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // Binary finds an executable or fails the test with how to install it.

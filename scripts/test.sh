@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, after installing what it needs. The README's test
+# command and CI (.ci/run) both run exactly this script.
+#
+# Needs: Go (see go.mod) and, for the Alertmanager end-to-end test, Debian's
+# prometheus-alertmanager package, which this script installs if missing.
+# Tests never skip because a server is missing: they fail and say so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+
+step "installing test dependencies"
+missing=()
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
+prometheus-alertmanager --version 2>&1 | head -1
+go version
+
+step "downloading modules"
+go mod download
+
+step "checking gofmt, go vet, go mod tidy"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.salve/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go mod tidy -diff
+
+step "running tests (first run builds the embedded Temporal server: expect 15-25 minutes on 2 cores)"
+go test -race -count=1 -timeout 60m ./...
