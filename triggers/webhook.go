@@ -5,7 +5,6 @@
 package triggers
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,12 +53,13 @@ const MaxAlertsPerWebhook = 1000
 // AlertEvent per alert. All problems are reported together.
 func DecodeWebhook(body []byte, receivedAt time.Time) (WebhookMessage, []domain.AlertEvent, error) {
 	var msg WebhookMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&msg); err != nil {
+	// json.Unmarshal, not a Decoder: the body is already in memory, and
+	// Unmarshal rejects trailing data by itself.
+	if err := json.Unmarshal(body, &msg); err != nil {
+		if strings.Contains(err.Error(), "after top-level value") {
+			return msg, nil, fmt.Errorf("%w: trailing data after the JSON object: send one webhook per request", ErrBadPayload)
+		}
 		return msg, nil, fmt.Errorf("%w: not valid JSON for an Alertmanager webhook: %v", ErrBadPayload, err)
-	}
-	if dec.More() {
-		return msg, nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadPayload)
 	}
 	var problems []string
 	if msg.Version != "4" {

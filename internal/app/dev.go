@@ -31,6 +31,7 @@ import (
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
@@ -122,7 +123,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, func() { _ = ln.Close() })
 	d.URL = "http://" + ln.Addr().String()
 
-	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
+	ns, err := devnats.Start(devnats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
 	if err != nil {
 		return nil, err
 	}

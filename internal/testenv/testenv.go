@@ -21,6 +21,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
 )
 
@@ -36,9 +37,9 @@ func FreePort(t testing.TB) int {
 
 // NATS starts an embedded NATS server with JetStream and Salve's streams,
 // and returns a connected JetStream client.
-func NATS(t testing.TB) (*devstack.NATS, jetstream.JetStream) {
+func NATS(t testing.TB) (*devnats.NATS, jetstream.JetStream) {
 	t.Helper()
-	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: filepath.Join(t.TempDir(), "nats")})
+	ns, err := devnats.Start(devnats.Options{StoreDir: filepath.Join(t.TempDir(), "nats")})
 	require.NoError(t, err)
 	t.Cleanup(ns.Stop)
 	nc, err := nats.Connect(ns.URL())

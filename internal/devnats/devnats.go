@@ -1,4 +1,7 @@
-package devstack
+// Package devnats runs an embedded NATS server with JetStream for `salve dev`
+// and tests. It is apart from devstack so NATS-only tools do not link the
+// Temporal server.
+package devnats
 
 import (
 	"errors"
@@ -8,8 +11,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// NATSOptions configures the embedded NATS server.
-type NATSOptions struct {
+// Options configures the embedded NATS server.
+type Options struct {
 	StoreDir string // JetStream file store; required
 	Host     string // default 127.0.0.1
 	Port     int    // 0 = a free port
@@ -20,9 +23,9 @@ type NATS struct {
 	srv *server.Server
 }
 
-// StartNATS starts an embedded NATS server with JetStream on a file store
+// Start starts an embedded NATS server with JetStream on a file store
 // and waits until it accepts connections.
-func StartNATS(o NATSOptions) (*NATS, error) {
+func Start(o Options) (*NATS, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("nats: StoreDir is required")
 	}
