@@ -152,7 +152,7 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{"dev", "--data-dir", dataDir, "--runbooks", rbDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--temporal-port", "-1", "--nats-port", "-1", "--webhook-token", "tok"}
+		"--temporal-port", "-1", "--nats-port", "-1", "--ui-port", "-1", "--webhook-token", "tok"}
 
 	first := startSalve(t, args...)
 	waitReady(t, base)

@@ -48,6 +48,8 @@ type DevConfig struct {
 	RunbooksDir  string // default ./runbooks
 	TemporalPort int    // default 7233; -1 = a free port
 	NATSPort     int    // default 4222; -1 = a free port
+	UIPort       int    // Temporal Web UI port; default 8233; -1 = a free port
+	DisableUI    bool   // true = no Temporal Web UI
 	Version      string
 	Log          *slog.Logger
 	Out          io.Writer // where the banner goes; nil = io.Discard
@@ -59,6 +61,7 @@ type Dev struct {
 	WebhookToken string
 	NATSURL      string
 	TemporalAddr string
+	TemporalUI   string // Temporal Web UI base URL; "" when disabled
 
 	log     *slog.Logger
 	closers []func()
@@ -80,6 +83,9 @@ func (c *DevConfig) defaults() {
 	}
 	if c.NATSPort == 0 {
 		c.NATSPort = 4222
+	}
+	if c.UIPort == 0 {
+		c.UIPort = 8233
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -143,6 +149,22 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, func() { _ = ts.Stop() })
 	d.TemporalAddr = ts.HostPort()
 	log.Info("Temporal ready", "address", ts.HostPort(), "took", time.Since(tstart).Round(time.Millisecond))
+
+	if !cfg.DisableUI {
+		// Loopback only and no auth: a dev tool, like `temporal server start-dev`.
+		ui, err := devstack.StartUI(ctx, devstack.UIOptions{
+			Port:         freeOr(cfg.UIPort),
+			TemporalAddr: ts.HostPort(),
+			Namespace:    ts.Namespace(),
+			Logger:       log.With("component", "temporal-ui"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start Temporal Web UI (use --ui-port to pick another port, --ui=false to disable): %w", err)
+		}
+		d.closers = append(d.closers, func() { _ = ui.Stop() })
+		d.TemporalUI = ui.URL()
+		log.Info("Temporal Web UI ready", "url", ui.URL())
+	}
 
 	nc, err := nats.Connect(ns.URL(), nats.Name("salve"), nats.MaxReconnects(-1))
 	if err != nil {
@@ -382,6 +404,10 @@ func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
 	if len(names) == 0 {
 		names = append(names, "(none: add YAML files to "+cfg.RunbooksDir+")")
 	}
+	ui := d.TemporalUI
+	if ui == "" {
+		ui = "(disabled)"
+	}
 	fmt.Fprintf(w, `
 Salve %s is running (dev mode: everything in this process, data in %s)
 
@@ -389,6 +415,7 @@ Salve %s is running (dev mode: everything in this process, data in %s)
   Webhook       %s/v1/alertmanager
   Webhook token %s
   Temporal      %s (namespace default)
+  Temporal UI   %s
   NATS          %s
   Runbooks      %s
 
@@ -408,6 +435,6 @@ Alertmanager receiver (paste into alertmanager.yml):
 Try it:  curl -s -H 'Authorization: Bearer %s' --data @triggers/testdata/webhook-demo.json %s/v1/alertmanager
 Press Ctrl-C to stop; runs in flight resume on the next start.
 
-`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, d.NATSURL, strings.Join(names, ", "),
+`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, ui, d.NATSURL, strings.Join(names, ", "),
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
 }

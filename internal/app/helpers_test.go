@@ -65,6 +65,7 @@ func startDev(t *testing.T, runbookDir string) *app.Dev {
 		RunbooksDir:  runbookDir,
 		TemporalPort: -1,
 		NATSPort:     -1,
+		UIPort:       -1,
 		Version:      "test",
 		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})

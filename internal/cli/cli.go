@@ -79,6 +79,7 @@ func newVersion(stdout io.Writer) *cobra.Command {
 func newDev(stdout, stderr io.Writer) *cobra.Command {
 	cfg := app.DevConfig{}
 	var logLevel, logFormat string
+	ui := true
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run everything in one process: embedded NATS JetStream and Temporal, ingest, trigger, worker, API",
@@ -98,6 +99,7 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 			cfg.Log = log
 			cfg.Out = stdout
 			cfg.Version = version()
+			cfg.DisableUI = !ui
 			return app.RunDev(cmd.Context(), cfg)
 		},
 	}
@@ -108,6 +110,8 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "embedded Temporal frontend port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.NATSPort, "nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1 = any free port)")
+	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1, no auth (-1 = any free port)")
+	f.BoolVar(&ui, "ui", true, "serve the Temporal Web UI (--ui=false to turn it off)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.PreRunE = func(*cobra.Command, []string) error { return envOverrides(f) }

@@ -1,0 +1,218 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// Anchor stream: the chain head after each committed batch, kept in
+// JetStream rather than in the audit database, so that someone who can
+// rewrite the database cannot also hide a truncated tail.
+const (
+	StreamAnchors  = "AUDIT_ANCHORS"
+	SubjectAnchors = "salve.anchors.audit"
+	RecorderName   = "salve-audit-recorder"
+)
+
+// JetStreamAnchors reads and writes anchors in JetStream.
+type JetStreamAnchors struct {
+	JS jetstream.JetStream
+}
+
+// Ensure creates the anchor stream.
+func (a JetStreamAnchors) Ensure(ctx context.Context, replicas int) error {
+	_, err := a.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamAnchors,
+		Description:       "Audit chain heads written by the recorder; salve audit verify checks the store against them",
+		Subjects:          []string{SubjectAnchors},
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		MaxMsgsPerSubject: 10000,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", StreamAnchors, err)
+	}
+	return nil
+}
+
+// Write publishes an anchor.
+func (a JetStreamAnchors) Write(ctx context.Context, an Anchor) error {
+	b, _ := json.Marshal(an)
+	_, err := a.JS.Publish(ctx, SubjectAnchors, b)
+	return err
+}
+
+// All returns every kept anchor, oldest first.
+func (a JetStreamAnchors) All(ctx context.Context) ([]Anchor, error) {
+	st, err := a.JS.Stream(ctx, StreamAnchors)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	cons, err := a.JS.OrderedConsumer(ctx, StreamAnchors, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Anchor
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		var pending uint64 = 1
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var an Anchor
+			if err := json.Unmarshal(m.Data(), &an); err != nil {
+				return nil, fmt.Errorf("anchor is not valid JSON: %w", err)
+			}
+			out = append(out, an)
+			if meta, err := m.Metadata(); err == nil {
+				pending = meta.NumPending
+			}
+		}
+		if pending == 0 || n == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Latest returns the newest anchor.
+func (a JetStreamAnchors) Latest(ctx context.Context) (Anchor, bool, error) {
+	st, err := a.JS.Stream(ctx, StreamAnchors)
+	if err != nil {
+		return Anchor{}, false, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, SubjectAnchors)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Anchor{}, false, nil
+	}
+	if err != nil {
+		return Anchor{}, false, err
+	}
+	var an Anchor
+	if err := json.Unmarshal(msg.Data, &an); err != nil {
+		return Anchor{}, false, fmt.Errorf("anchor is not valid JSON: %w", err)
+	}
+	return an, true, nil
+}
+
+// Recorder is the single writer of the audit store: it reads the AUDIT
+// stream in order, appends each batch in one transaction, and acks only
+// after the commit. A crash between commit and ack redelivers the batch,
+// and the store skips event IDs it already has, so every event is stored
+// exactly once.
+type Recorder struct {
+	JS      jetstream.JetStream
+	Store   *Store
+	Anchors *JetStreamAnchors // nil: no anchoring
+	Log     *slog.Logger
+	Batch   int // messages per transaction; default 256
+}
+
+// Run records until ctx ends.
+func (r *Recorder) Run(ctx context.Context) error {
+	batch := r.Batch
+	if batch <= 0 {
+		batch = 256
+	}
+	cons, err := r.JS.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
+		Durable:       RecorderName,
+		Description:   "Salve audit recorder: appends events to the audit store's hash chain",
+		AckPolicy:     jetstream.AckAllPolicy, // acking the last of a batch acks the batch
+		AckWait:       time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: batch * 4,
+	})
+	if err != nil {
+		return fmt.Errorf("create audit recorder consumer: %w", err)
+	}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.Log.Warn("audit recorder: fetch", "error", err)
+			sleep(ctx, backoff)
+			continue
+		}
+		var (
+			evs  []domain.AuditEvent
+			last jetstream.Msg
+		)
+		for m := range msgs.Messages() {
+			last = m
+			var ev domain.AuditEvent
+			if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" || ev.Action == "" {
+				// Keep a trace of the unreadable message in the chain itself
+				// rather than dropping it silently.
+				meta, _ := m.Metadata()
+				seq := uint64(0)
+				if meta != nil {
+					seq = meta.Sequence.Stream
+				}
+				ev = domain.AuditEvent{
+					ID: fmt.Sprintf("audit.undecodable/%d", seq), Time: time.Now().UTC(),
+					Actor: domain.Actor{Kind: domain.ActorSystem, Name: "audit-recorder"}, Action: "audit.undecodable",
+					Error: fmt.Sprintf("message %d on %s is not an audit event", seq, m.Subject()),
+				}
+			}
+			evs = append(evs, ev)
+		}
+		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			r.Log.Warn("audit recorder: batch", "error", err)
+		}
+		if last == nil {
+			continue
+		}
+		if _, err := r.Store.Append(ctx, evs); err != nil {
+			// Not acked: JetStream redelivers after AckWait; nak now to
+			// retry sooner.
+			r.Log.Error("audit recorder: append failed; will retry", "error", err, "events", len(evs))
+			_ = last.NakWithDelay(backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if r.Anchors != nil {
+			if seq, hash, err := r.Store.Head(ctx); err == nil {
+				if err := r.Anchors.Write(ctx, Anchor{Seq: seq, Hash: hash}); err != nil {
+					r.Log.Warn("audit recorder: anchor not written", "error", err)
+				}
+			}
+		}
+		if err := last.DoubleAck(ctx); err != nil {
+			r.Log.Warn("audit recorder: ack (the batch will be redelivered and deduplicated)", "error", err)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,108 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// Anchor is a copy of the chain head kept outside the store, so that
+// cutting rows off the end of the chain — which leaves a valid, shorter
+// chain — is detected too.
+type Anchor struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// Anchors lists the anchors written so far, oldest first.
+type Anchors interface {
+	All(ctx context.Context) ([]Anchor, error)
+}
+
+// VerifyResult says whether the chain is intact.
+type VerifyResult struct {
+	OK       bool   `json:"ok"`
+	Checked  int64  `json:"checked"`            // rows read
+	HeadSeq  int64  `json:"headSeq"`            // last sequence number seen
+	HeadHash string `json:"headHash"`           // hash of that row
+	BrokenAt int64  `json:"brokenAt,omitempty"` // first bad sequence number
+	Problem  string `json:"problem,omitempty"`
+	// Anchor is the anchor checked against, if any.
+	Anchor *Anchor `json:"anchor,omitempty"`
+}
+
+// ErrBroken is returned by Verify's callers to map a broken chain to exit 1.
+var ErrBroken = errors.New("audit chain is broken")
+
+// Verify recomputes the whole chain and reports the first broken sequence
+// number: an edited row (hash or indexed columns no longer match), a
+// deleted row (a gap in the sequence), a reordered row (prev_hash does not
+// link), or, with anchors, a truncated tail.
+func Verify(ctx context.Context, s *Store, anchors Anchors) (VerifyResult, error) {
+	res := VerifyResult{OK: true, HeadHash: GenesisHash}
+	fail := func(seq int64, format string, args ...any) error {
+		res.OK, res.BrokenAt, res.Problem = false, seq, fmt.Sprintf(format, args...)
+		return errStop
+	}
+	err := s.scan(ctx, func(r rawRow) error {
+		res.Checked++
+		want := res.HeadSeq + 1
+		if r.seq != want {
+			return fail(want, "sequence %d is missing (next row is %d): rows were deleted", want, r.seq)
+		}
+		if r.prevHash != res.HeadHash {
+			return fail(r.seq, "prev_hash does not match the hash of row %d: rows were reordered, replaced or deleted", res.HeadSeq)
+		}
+		hash, err := ChainHash(r.prevHash, []byte(r.eventJSON))
+		if err != nil || hash != r.hash {
+			return fail(r.seq, "hash does not match the row's content: the row was edited")
+		}
+		var ev domain.AuditEvent
+		if err := json.Unmarshal([]byte(r.eventJSON), &ev); err != nil {
+			return fail(r.seq, "event is not valid JSON")
+		}
+		if ev.ID != r.eventID || ev.Action != r.action || ev.Runbook != r.runbook || ev.WorkflowID != r.workflowID ||
+			ev.IncidentKey != r.incidentKey || ev.Time.UnixNano() != r.timeNS {
+			return fail(r.seq, "indexed columns differ from the hashed event: the row was edited")
+		}
+		res.HeadSeq, res.HeadHash = r.seq, r.hash
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return res, err
+	}
+	if !res.OK || anchors == nil {
+		return res, nil
+	}
+	list, err := anchors.All(ctx)
+	if err != nil {
+		return res, fmt.Errorf("read audit anchors: %w", err)
+	}
+	// Every anchor must still be in the chain with the same hash: a
+	// truncated tail leaves an anchor beyond the head, and a truncated tail
+	// that was written over leaves an anchor whose row changed.
+	for _, a := range list {
+		a := a
+		res.Anchor = &a
+		if a.Seq > res.HeadSeq {
+			res.OK, res.BrokenAt = false, res.HeadSeq+1
+			res.Problem = fmt.Sprintf("the chain ends at %d but was anchored at %d: the tail was truncated", res.HeadSeq, a.Seq)
+			return res, nil
+		}
+		hash, found, err := s.HashAt(ctx, a.Seq)
+		if err != nil {
+			return res, err
+		}
+		if !found || hash != a.Hash {
+			res.OK, res.BrokenAt = false, a.Seq
+			res.Problem = fmt.Sprintf("row %d does not have the anchored hash: the chain was truncated and rewritten", a.Seq)
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+var errStop = errors.New("stop")

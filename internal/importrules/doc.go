@@ -1,0 +1,2 @@
+// Package importrules holds the test that keeps deterministic packages free of I/O imports.
+package importrules
