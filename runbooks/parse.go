@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -73,26 +75,55 @@ var (
 // wrong types, unknown step kinds and bad step parameters are all errors,
 // reported together with file and line.
 func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
-	var rb Runbook
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &ValidationError{Problems: []Problem{{Source: source, Msg: "empty file: a runbook starts with apiVersion: salve/v1"}}}
+	}
+	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&rb); err != nil {
+	if err := dec.Decode(&root); err != nil {
 		return nil, &ValidationError{Problems: yamlProblems(source, err)}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, &ValidationError{Problems: yamlProblems(source, err)}
+	case extra.Kind != 0 && !(extra.Kind == yaml.DocumentNode && len(extra.Content) == 0):
 		return nil, &ValidationError{Problems: []Problem{{Source: source, Line: extra.Line, Msg: "more than one YAML document: put one runbook per file"}}}
 	}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // cannot fail: the strict decode above succeeded
+
+	// Strict decoding finds unknown fields and wrong types. yaml.v3 keeps
+	// decoding past type errors, so the semantic checks below still run on
+	// what did decode, and every problem in the file is reported at once.
+	var rb Runbook
+	var problems []Problem
+	sdec := yaml.NewDecoder(bytes.NewReader(data))
+	sdec.KnownFields(true)
+	if err := sdec.Decode(&rb); err != nil {
+		problems = yamlProblems(source, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, &ValidationError{Problems: problems}
+		}
+	}
 	sum := sha256.Sum256(data)
 	rb.Source = source
 	rb.Hash = hex.EncodeToString(sum[:])
 
 	v := validator{source: source, root: &root}
 	v.runbook(&rb, cat)
-	if len(v.problems) > 0 {
-		return nil, &ValidationError{Problems: v.problems}
+	typeLines := map[int]bool{}
+	for _, p := range problems {
+		typeLines[p.Line] = true
+	}
+	for _, p := range v.problems {
+		if !typeLines[p.Line] { // a follow-on of a type error on that line
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
+		return nil, &ValidationError{Problems: problems}
 	}
 	return &rb, nil
 }
@@ -190,15 +221,20 @@ func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[s
 		default:
 			seen[s.Name] = path
 		}
-		if s.When != "" {
-			if err := checkTemplate(s.When); err != nil {
+		if w := strings.TrimSpace(s.When); w != "" {
+			if !strings.Contains(w, "{{") && w != "true" && w != "false" {
+				v.add(path+".when", "must be a template that renders true or false, e.g. '{{ eq .Params.env \"prod\" }}', got %q", s.When)
+			} else if err := checkTemplate(s.When); err != nil {
 				v.add(path+".when", "%v", err)
 			}
 		}
-		if s.Retry != nil && s.Retry.MaxAttempts < 0 {
-			v.add(path+".retry.maxAttempts", "must not be negative")
+		if s.Retry != nil && (s.Retry.MaxAttempts < 0 || s.Retry.MaxAttempts > MaxMaxAttempts) {
+			v.add(path+".retry.maxAttempts", "must be from 0 (default %d) to %d", DefaultMaxAttempts, MaxMaxAttempts)
 		}
 		for _, k := range sortedKeys(s.With) {
+			if bad := nonStringKey(s.With[k]); bad != "" {
+				v.add(path+".with."+k, "map keys must be strings, got %s", bad)
+			}
 			walkStrings(s.With[k], func(str string) {
 				if err := checkTemplate(str); err != nil {
 					v.add(path+".with."+k, "%v", err)
@@ -239,6 +275,30 @@ func (v *validator) action(path string, s Step, cat StepCatalog) {
 	for _, err := range spec.Params.Validate(s.With) {
 		v.add(path+".with", "%s", strings.TrimPrefix(err.Error(), step.ErrInvalidParams.Error()+": "))
 	}
+}
+
+// nonStringKey finds a map with non-string keys (YAML `{1: 2}`), which
+// cannot travel in JSON to the workflow.
+func nonStringKey(v any) string {
+	switch x := v.(type) {
+	case map[any]any:
+		for k := range x {
+			return fmt.Sprintf("%v (%T)", k, k)
+		}
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			if bad := nonStringKey(x[k]); bad != "" {
+				return bad
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if bad := nonStringKey(e); bad != "" {
+				return bad
+			}
+		}
+	}
+	return ""
 }
 
 func walkStrings(v any, fn func(string)) {
@@ -303,6 +363,11 @@ func splitPath(path string) []string {
 				p = ""
 			case i == 0:
 				j := strings.Index(p, "]")
+				if j < 0 { // a key that merely contains '['
+					parts = append(parts, p)
+					p = ""
+					break
+				}
 				parts = append(parts, p[:j+1])
 				p = p[j+1:]
 			default:

@@ -105,6 +105,7 @@ type Retry struct {
 const (
 	DefaultStepTimeout = time.Minute
 	DefaultMaxAttempts = 3
+	MaxMaxAttempts     = 100
 )
 
 // Name returns the runbook's name.
@@ -132,13 +133,15 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // UnmarshalYAML accepts Go duration strings.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError with the line lets yaml.v3 carry on and report the
+	// file's other problems too.
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("want a duration such as \"30s\"")
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as \"30s\"", n.Line)}}
 	}
 	v, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil || v < 0 {
-		return fmt.Errorf("want a duration such as \"30s\", got %q", s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as \"30s\", got %q", n.Line, s)}}
 	}
 	*d = Duration(v)
 	return nil

@@ -308,7 +308,7 @@ spec:
 			doc:  header + "spec:\n  toil: {manualMinutes: -1}\n  steps:\n    - {name: a, action: http.request, with: {url: http://x}, retry: {maxAttempts: -1}}\n",
 			want: []string{
 				"f.yaml:5: spec.toil.manualMinutes: must not be negative",
-				"f.yaml:7: spec.steps[0].retry.maxAttempts: must not be negative",
+				"f.yaml:7: spec.steps[0].retry.maxAttempts: must be from 0 (default 3) to 100",
 			},
 		},
 		{
@@ -507,7 +507,7 @@ spec:
 		{
 			name:  "label and annotation beat defaults",
 			alert: alert,
-			want:  map[string]string{"ns": "shop", "url": "http://from-annotation", "size": "5", "mode": "safe"},
+			want:  map[string]string{"ns": "shop", "url": "http://from-annotation", "size": "5", "mode": "safe", "note": ""},
 		},
 		{
 			name:   "launch params beat labels, annotations and defaults",
@@ -518,12 +518,12 @@ spec:
 		{
 			name:  "defaults when the alert lacks the label and annotation",
 			alert: &domain.AlertEvent{Labels: map[string]string{"namespace": "shop"}},
-			want:  map[string]string{"ns": "shop", "url": "http://default", "size": "3", "mode": "safe"},
+			want:  map[string]string{"ns": "shop", "url": "http://default", "size": "3", "mode": "safe", "note": ""},
 		},
 		{
 			name:   "manual launch without an alert",
 			launch: map[string]string{"ns": "shop"},
-			want:   map[string]string{"ns": "shop", "url": "http://default", "size": "3", "mode": "safe"},
+			want:   map[string]string{"ns": "shop", "url": "http://default", "size": "3", "mode": "safe", "note": ""},
 		},
 		{
 			name:    "missing required parameter names where it comes from",
@@ -673,7 +673,7 @@ func TestEvalWhen(t *testing.T) {
 		{name: "literal true", when: "true", want: true},
 		{name: "literal false", when: "false", want: false},
 		{name: "surrounding space is trimmed", when: ` {{ .Params.flag }} `, want: true},
-		{name: "rendering empty counts as false", when: `{{ .Params.empty }}`, want: false},
+		{name: "rendering empty is an error, not false", when: `{{ .Params.empty }}`, wantErr: `rendered ""; it must render true or false`},
 		{name: "anything else is an error", when: `{{ .Params.yes }}`, wantErr: `when "{{ .Params.yes }}" rendered "yes"; it must render true or false`},
 		{name: "a typo in a literal is an error", when: "ture", wantErr: "it must render true or false"},
 		{name: "missing key is an error, not false", when: `{{ eq .Params.nope "x" }}`, wantErr: `map has no entry for key "nope"`},

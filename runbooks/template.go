@@ -143,7 +143,7 @@ func EvalWhen(when string, data TemplateData) (bool, error) {
 	switch strings.TrimSpace(s) {
 	case "true":
 		return true, nil
-	case "false", "":
+	case "false":
 		return false, nil
 	}
 	return false, fmt.Errorf("when %q rendered %q; it must render true or false", when, s)
@@ -183,23 +183,25 @@ func (r *Runbook) ResolveParams(alert *domain.AlertEvent, launch map[string]stri
 		}
 	}
 	for _, name := range sortedKeys(r.Spec.Params) {
+		// An empty value counts as absent, so a blank label or annotation
+		// falls through to the default.
 		p := r.Spec.Params[name]
-		v, ok := launch[name]
-		if !ok && alert != nil && p.FromLabel != "" {
-			v, ok = alert.Labels[p.FromLabel]
+		v := launch[name]
+		if v == "" && alert != nil && p.FromLabel != "" {
+			v = alert.Labels[p.FromLabel]
 		}
-		if !ok && alert != nil && p.FromAnnotation != "" {
-			v, ok = alert.Annotations[p.FromAnnotation]
+		if v == "" && alert != nil && p.FromAnnotation != "" {
+			v = alert.Annotations[p.FromAnnotation]
 		}
-		if !ok && p.Default != "" {
-			v, ok = p.Default, true
+		if v == "" {
+			v = p.Default
 		}
-		if !ok || v == "" {
-			if p.Required {
-				problems = append(problems, fmt.Sprintf("missing required parameter %q%s", name, paramSource(p)))
-			}
+		if v == "" && p.Required {
+			problems = append(problems, fmt.Sprintf("missing required parameter %q%s", name, paramSource(p)))
 			continue
 		}
+		// Optional parameters without a value are present as "", so
+		// templates can write {{ .Params.x | default "y" }}.
 		out[name] = v
 	}
 	if len(problems) > 0 {

@@ -27,6 +27,7 @@ const (
 	RunStateRunning     = "running"
 	RunStateSucceeded   = "succeeded"
 	RunStateFailed      = "failed"
+	RunStateCancelled   = "cancelled"
 	onFailureKeySuffix  = "/onFailure"
 	maxAlertsRemembered = 1000
 )
@@ -93,24 +94,48 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 
 	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
 	err := r.execute(ctx)
-	if err != nil {
-		r.status.State = RunStateFailed
-		r.status.Error = err.Error()
-		// Compensation must run even when the run was cancelled.
-		dctx, cancel := workflow.NewDisconnectedContext(ctx)
-		defer cancel()
-		r.runSteps(dctx, in.Runbook.Spec.OnFailure, &r.status.OnFailure, onFailureKeySuffix)
-	} else {
+	cancelled := err != nil && errors.Is(ctx.Err(), workflow.ErrCanceled)
+	switch {
+	case err == nil:
 		r.status.State = RunStateSucceeded
+	case cancelled:
+		r.status.State = RunStateCancelled
+	default:
+		r.status.State = RunStateFailed
+	}
+	if err != nil {
+		r.status.Error = err.Error()
+		// Compensate only if a step acted; it must run even after a cancel.
+		if r.acted() {
+			dctx, cancel := workflow.NewDisconnectedContext(ctx)
+			defer cancel()
+			_ = r.runSteps(dctx, in.Runbook.Spec.OnFailure, &r.status.OnFailure, onFailureKeySuffix)
+		}
 	}
 	// The finishing audit event is written even after a cancel.
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	r.audit(actx, domain.ActionRunFinished, "", r.status.State, errString(err))
-	if err != nil {
-		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), "RunFailed", nil)
+	switch {
+	case cancelled:
+		// Temporal records the run as cancelled, not failed, so a person
+		// stopping a run never counts as a runbook failure.
+		return r.status, temporal.NewCanceledError(r.status.Error)
+	case err != nil:
+		return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunFailed", nil)
 	}
 	return r.status, nil
+}
+
+// acted reports whether any step started (and so may have changed
+// something that compensation should undo).
+func (r *run) acted() bool {
+	for _, s := range r.status.Steps {
+		if s.State != StepStateSkipped && !s.StartedAt.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 type run struct {
@@ -181,7 +206,9 @@ func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, out *[]StepS
 		err := r.runStep(ctx, s, st, keySuffix)
 		r.data.Steps[s.Name] = runbooks.StepData{Status: st.State, Output: st.Output}
 		if err != nil && !s.ContinueOnError {
-			return fmt.Errorf("step %q: %w", s.Name, err)
+			// The step's own message, without Temporal's error envelope:
+			// this text is what people read in the run and the audit log.
+			return fmt.Errorf("step %q: %s", s.Name, st.Error)
 		}
 	}
 	return nil
@@ -317,7 +344,7 @@ func errString(err error) *string {
 func errorMessage(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		return appErr.Error()
+		return appErr.Message()
 	}
 	return err.Error()
 }

@@ -602,6 +602,8 @@ spec:
 
 	st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k"})
 	require.Error(t, err)
+	var cancelled *temporal.CanceledError
+	require.ErrorAs(t, err, &cancelled, "a cancelled run ends cancelled, not failed")
 
 	// While sleeping, the status query shows where the run is.
 	require.Equal(t, workflows.RunStateRunning, during.State)
@@ -613,13 +615,13 @@ spec:
 	// finishing audit event was still written.
 	require.Equal(t, []string{"act", "rollback"}, rec.steps())
 	require.Equal(t, testWorkflowID+"/rollback/onFailure", rec.request(t, "rollback").IdempotencyKey)
-	require.Equal(t, workflows.RunStateFailed, st.State)
+	require.Equal(t, workflows.RunStateCancelled, st.State)
 	require.Equal(t, workflows.StepStateFailed, st.Steps[1].State)
 	require.Less(t, st.Steps[1].FinishedAt.Sub(st.Steps[1].StartedAt), time.Hour, "the sleep was interrupted")
 	require.Len(t, st.OnFailure, 1)
 	require.Equal(t, workflows.StepStateSucceeded, st.OnFailure[0].State)
 	require.Equal(t, []string{domain.ActionRunStarted, domain.ActionRunFinished}, rec.auditActions())
-	require.Equal(t, workflows.RunStateFailed, rec.audit(t, domain.ActionRunFinished).Outcome)
+	require.Equal(t, workflows.RunStateCancelled, rec.audit(t, domain.ActionRunFinished).Outcome)
 }
 
 func TestRunbookContinueOnError(t *testing.T) {
@@ -753,4 +755,25 @@ func TestRunbookAlertSignals(t *testing.T) {
 	// Signals do not run steps or write run-level audit events.
 	require.Equal(t, []string{"before", "after"}, rec.steps())
 	require.Equal(t, []string{domain.ActionRunStarted, domain.ActionRunFinished}, rec.auditActions())
+}
+
+// A run that fails before any step acted has nothing to compensate.
+func TestRunbookNoCompensationWhenNothingActed(t *testing.T) {
+	rb := parseRunbook(t, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: nothing-acted}
+spec:
+  params:
+    target: {required: true}
+  steps:
+    - {name: act, action: http.request, with: {url: "http://x/{{ .Params.target }}"}}
+  onFailure:
+    - {name: undo, action: http.request, with: {url: "http://x/undo"}}
+`)
+	env, rec := newEnv(t, nil)
+	st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k"})
+	require.ErrorContains(t, err, `missing required parameter "target"`)
+	require.Empty(t, rec.steps(), "neither the step nor its compensation ran")
+	require.Empty(t, st.OnFailure)
+	require.Equal(t, workflows.RunStateFailed, st.State)
 }
