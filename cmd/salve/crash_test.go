@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/salve-sre/salve/internal/audit"
 )
 
 var salveBin string
@@ -186,6 +189,15 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	require.Equal(t, 1, count("/first"), "a step that finished before the crash is not repeated")
 	require.Equal(t, 1, count("/second"))
 
+	// The audit log holds the run, and the CLI exports it.
+	require.Eventually(t, func() bool {
+		out, err := exec.Command(salveBin, "audit", "export", "--server", base, "--run", id, "--format", "csv").CombinedOutput()
+		return err == nil && strings.Contains(string(out), "run.finished")
+	}, 30*time.Second, 200*time.Millisecond)
+	out, err := exec.Command(salveBin, "audit", "tail", "--server", base, "--run", id, "-n", "3").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "run.finished")
+
 	// Ctrl-C stops cleanly, with exit code 0.
 	require.NoError(t, second.cmd.Process.Signal(os.Interrupt))
 	done := make(chan error, 1)
@@ -197,4 +209,19 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 		t.Fatal("salve dev did not stop within a minute of SIGINT")
 	}
 	require.Contains(t, second.logs.String(), "shutting down")
+
+	// The chain verifies offline; after an edit it does not, with exit 1.
+	db := filepath.Join(dataDir, "audit.db")
+	out, err = exec.Command(salveBin, "audit", "verify", "--db", db, "--nats", "").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "OK: ")
+	store, err := audit.Open(context.Background(), db)
+	require.NoError(t, err)
+	_, err = store.DB().Exec(`UPDATE audit_events SET event_json = REPLACE(event_json, '"succeeded"', '"failed"') WHERE action = 'step.succeeded'`)
+	require.NoError(t, err)
+	require.NoError(t, store.Close())
+	cmd := exec.Command(salveBin, "audit", "verify", "--db", db, "--nats", "")
+	out, _ = cmd.CombinedOutput()
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), string(out))
+	require.Contains(t, string(out), "BROKEN at sequence")
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/triggers"
 )
@@ -21,6 +22,12 @@ import (
 type RunReader interface {
 	List(ctx context.Context, pageSize int, pageToken []byte) ([]runs.Summary, []byte, error)
 	Get(ctx context.Context, workflowID, runID string) (runs.Detail, error)
+}
+
+// AuditReader reads and verifies the audit log.
+type AuditReader interface {
+	Query(ctx context.Context, f audit.Filter) ([]audit.Record, error)
+	Verify(ctx context.Context) (audit.VerifyResult, error)
 }
 
 // Check is one readiness dependency.
@@ -38,6 +45,7 @@ type Server struct {
 	Ingest   http.Handler
 	Runs     RunReader
 	Runbooks triggers.Runbooks
+	Audit    AuditReader
 	Checks   []Check
 	Version  string
 	Log      *slog.Logger
@@ -54,6 +62,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/runs", s.listRuns)
 	mux.HandleFunc("GET /v1/runs/{id...}", s.getRun)
 	mux.HandleFunc("GET /v1/runbooks", s.listRunbooks)
+	mux.HandleFunc("GET /v1/audit", s.listAudit)
+	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -163,4 +173,63 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// listAudit serves GET /v1/audit?workflowId=&runbook=&incidentKey=&action=&since=1h&after=SEQ&limit=N.
+// The cursor is the last sequence number seen: pass nextAfter back as after.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := audit.Filter{WorkflowID: q.Get("workflowId"), Runbook: q.Get("runbook"), IncidentKey: q.Get("incidentKey"), Action: q.Get("action"), Limit: 100}
+	if v := q.Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			if t, terr := time.Parse(time.RFC3339, v); terr == nil {
+				f.Since = t
+			} else {
+				triggers.WriteError(w, http.StatusBadRequest, "since must be a duration such as 1h or an RFC 3339 time", nil)
+				return
+			}
+		} else {
+			f.Since = time.Now().Add(-d)
+		}
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			triggers.WriteError(w, http.StatusBadRequest, "after must be a sequence number from a previous response", nil)
+			return
+		}
+		f.AfterSeq = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 10000", nil)
+			return
+		}
+		f.Limit = n
+	}
+	recs, err := s.Audit.Query(r.Context(), f)
+	if err != nil {
+		s.Log.Error("query audit", "error", err)
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		return
+	}
+	body := map[string]any{"events": recs}
+	if recs == nil {
+		body["events"] = []audit.Record{}
+	}
+	if len(recs) == f.Limit {
+		body["nextAfter"] = recs[len(recs)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Audit.Verify(r.Context())
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

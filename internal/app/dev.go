@@ -212,6 +212,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, w.Stop)
 
+	auditLog, err := startAudit(ctx, filepath.Join(cfg.DataDir, "audit.db"), js, log.With("component", "audit"))
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, auditLog.close)
+
 	rs := runs.New(tc, ts.Namespace(), runs.DefaultTaskQueue, "salve-trigger@"+hostname())
 	trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger")}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -229,6 +235,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Ingest:   &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest")},
 		Runs:     rs,
 		Runbooks: rbs,
+		Audit:    auditLog,
 		Version:  cfg.Version,
 		Log:      log.With("component", "api"),
 		Checks: []api.Check{

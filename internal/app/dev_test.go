@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/testenv"
 )
@@ -58,6 +59,24 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 	}
 	require.Len(t, ours, 1, "exactly one run for the incident")
 	require.Equal(t, 1, tg.count("/act"), "the action ran exactly once")
+
+	// Every decision and action of the run is in the audit chain, once.
+	want := []string{"trigger.matched", "run.started", "step.started", "step.succeeded", "run.signalled", "run.joined", "run.finished"}
+	var got map[string]int
+	require.Eventually(t, func() bool {
+		got = map[string]int{}
+		for _, r := range auditEvents(t, d.URL, "workflowId="+wfID) {
+			got[r.Event.Action]++
+		}
+		return got["run.finished"] == 1
+	}, 30*time.Second, 100*time.Millisecond, "audit events of the run: %v", got)
+	for _, a := range want {
+		require.Equal(t, 1, got[a], "audit action %s: %v", a, got)
+	}
+	var res audit.VerifyResult
+	getJSON(t, d.URL+"/v1/audit/verify", &res)
+	require.True(t, res.OK, res.Problem)
+	require.NotNil(t, res.Anchor, "the recorder anchors the chain head")
 }
 
 const amRunbook = `apiVersion: salve/v1

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/app"
+	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 )
 
@@ -144,3 +145,21 @@ func waitRunStatus(t *testing.T, url, workflowID, status string, within time.Dur
 }
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+}
+
+func auditEvents(t *testing.T, base, query string) []audit.Record {
+	t.Helper()
+	var body struct {
+		Events []audit.Record `json:"events"`
+	}
+	getJSON(t, base+"/v1/audit?limit=10000&"+query, &body)
+	return body.Events
+}

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,7 +47,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newVersion(stdout))
+	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr))
 	return root
 }
 
@@ -55,6 +56,9 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if errors.Is(err, errBrokenChain) {
+			return 1 // the command printed what is broken
+		}
 		fmt.Fprintf(stderr, "salve: %v\n", err)
 		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
 			fmt.Fprintln(stderr, "Run 'salve --help' for usage.")
