@@ -73,6 +73,8 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 	for _, a := range want {
 		require.Equal(t, 1, got[a], "audit action %s: %v", a, got)
 	}
+	saveHistory(t, d.TemporalAddr, wfID, det.RunID, "../../workflows/testdata/history-flap.json")
+
 	var res audit.VerifyResult
 	getJSON(t, d.URL+"/v1/audit/verify", &res)
 	require.True(t, res.OK, res.Problem)

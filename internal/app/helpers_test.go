@@ -16,6 +16,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/salve-sre/salve/internal/app"
 	"github.com/salve-sre/salve/internal/audit"
@@ -162,4 +166,28 @@ func auditEvents(t *testing.T, base, query string) []audit.Record {
 	}
 	getJSON(t, base+"/v1/audit?limit=10000&"+query, &body)
 	return body.Events
+}
+
+// saveHistory writes a run's Temporal history for the workflow replay test
+// when SALVE_UPDATE_HISTORY=1 (run it after a deliberate workflow change
+// that is guarded by workflow.GetVersion, never to paper over a failure).
+func saveHistory(t *testing.T, temporalAddr, workflowID, runID, path string) {
+	t.Helper()
+	if os.Getenv("SALVE_UPDATE_HISTORY") != "1" {
+		return
+	}
+	c, err := client.Dial(client.Options{HostPort: temporalAddr})
+	require.NoError(t, err)
+	defer c.Close()
+	it := c.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var h historypb.History
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	t.Logf("wrote %s (%d events)", path, len(h.Events))
 }

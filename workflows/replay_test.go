@@ -1,0 +1,28 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/salve-sre/salve/workflows"
+)
+
+// Every saved history must replay with today's workflow code: a change that
+// would break runs in flight fails here. Histories come from real runs
+// (internal/app's tests, with SALVE_UPDATE_HISTORY=1).
+func TestReplaySavedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/history-*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no saved histories to replay")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
