@@ -4,9 +4,11 @@ package httpreq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/salve-sre/salve/activities/step"
@@ -60,8 +62,17 @@ func parse(p map[string]any) (params, error) {
 	if out.url, err = step.String(p["url"]); err != nil || out.url == "" {
 		return out, fmt.Errorf("%w: url: required, e.g. https://example.internal/hook", step.ErrInvalidParams)
 	}
-	if !strings.HasPrefix(out.url, "http://") && !strings.HasPrefix(out.url, "https://") {
-		return out, fmt.Errorf("%w: url %q must start with http:// or https://", step.ErrInvalidParams, out.url)
+	// Errors name the URL only in redacted form: user info and query
+	// strings carry tokens, and errors reach history and the audit log.
+	u, err := url.Parse(out.url)
+	if err != nil {
+		return out, fmt.Errorf("%w: url is not a valid URL", step.ErrInvalidParams)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return out, fmt.Errorf("%w: url %q must start with http:// or https://", step.ErrInvalidParams, redact(u))
+	}
+	if u.Host == "" {
+		return out, fmt.Errorf("%w: url %q has no host", step.ErrInvalidParams, redact(u))
 	}
 	out.method = http.MethodGet
 	if v, ok := p["method"]; ok {
@@ -121,6 +132,10 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	}
 	hreq, err := http.NewRequestWithContext(ctx, p.method, p.url, body)
 	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return step.Result{}, fmt.Errorf("%w: build request: %v", step.ErrInvalidParams, err)
 	}
 	for k, v := range p.headers {
@@ -132,13 +147,18 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	hreq.Header.Set("User-Agent", "salve")
 	resp, err := e.client.Do(hreq)
 	if err != nil {
-		return step.Result{}, fmt.Errorf("%s %s: %w", p.method, redactURL(hreq), err)
+		// *url.Error repeats the full URL; keep only its cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return step.Result{}, fmt.Errorf("%s %s: %w", p.method, redact(hreq.URL), err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	out := step.Result{Output: map[string]any{"status": resp.StatusCode, "body": string(b)}}
 	if !p.ok(resp.StatusCode) {
-		err := fmt.Errorf("%s %s: unexpected status %d", p.method, redactURL(hreq), resp.StatusCode)
+		err := fmt.Errorf("%s %s: unexpected status %d", p.method, redact(hreq.URL), resp.StatusCode)
 		// 4xx other than timeouts and throttling will not change on retry.
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 			err = fmt.Errorf("%w: %v", step.ErrPermanent, err)
@@ -148,10 +168,12 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	return out, nil
 }
 
-// redactURL drops user info and query (where tokens hide) from error text.
-func redactURL(r *http.Request) string {
-	u := *r.URL
+// redact drops user info, query and fragment (where tokens hide) from a
+// URL shown in error text.
+func redact(in *url.URL) string {
+	u := *in
 	u.User = nil
 	u.RawQuery = ""
+	u.Fragment = ""
 	return u.String()
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,14 +70,16 @@ func (a JetStreamAnchors) All(ctx context.Context) ([]Anchor, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read up to the last message that existed when we looked, and stop
+	// there instead of waiting for more.
+	last := info.State.LastSeq
 	var out []Anchor
 	for {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return nil, err
 		}
-		var pending uint64 = 1
-		n := 0
+		n, done := 0, false
 		for m := range batch.Messages() {
 			n++
 			var an Anchor
@@ -84,11 +87,12 @@ func (a JetStreamAnchors) All(ctx context.Context) ([]Anchor, error) {
 				return nil, fmt.Errorf("anchor is not valid JSON: %w", err)
 			}
 			out = append(out, an)
-			if meta, err := m.Metadata(); err == nil {
-				pending = meta.NumPending
+			if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream >= last {
+				done = true
+				break
 			}
 		}
-		if pending == 0 || n == 0 {
+		if done || n == 0 {
 			return out, nil
 		}
 	}
@@ -125,6 +129,9 @@ type Recorder struct {
 	Anchors *JetStreamAnchors // nil: no anchoring
 	Log     *slog.Logger
 	Batch   int // messages per transaction; default 256
+	// AckWait is how long a fetched, unacknowledged event (its recorder
+	// died before committing) waits before redelivery. Default 1m.
+	AckWait time.Duration
 }
 
 // Run records until ctx ends.
@@ -134,14 +141,19 @@ func (r *Recorder) Run(ctx context.Context) error {
 		batch = 256
 	}
 	cons, err := r.JS.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
-		Durable:       RecorderName,
-		Description:   "Salve audit recorder: appends events to the audit store's hash chain",
-		AckPolicy:     jetstream.AckAllPolicy, // acking the last of a batch acks the batch
-		AckWait:       time.Minute,
+		Durable:     RecorderName,
+		Description: "Salve audit recorder: appends events to the audit store's hash chain",
+		// Explicit acks: acking a later message must never ack an earlier
+		// one that was not committed (as AckAll would).
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cmp.Or(r.AckWait, time.Minute),
 		MaxDeliver:    -1,
 		MaxAckPending: batch * 4,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("create audit recorder consumer: %w", err)
 	}
 	backoff := time.Second
@@ -156,11 +168,11 @@ func (r *Recorder) Run(ctx context.Context) error {
 			continue
 		}
 		var (
-			evs  []domain.AuditEvent
-			last jetstream.Msg
+			evs []domain.AuditEvent
+			got []jetstream.Msg
 		)
 		for m := range msgs.Messages() {
-			last = m
+			got = append(got, m)
 			var ev domain.AuditEvent
 			if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" || ev.Action == "" {
 				// Keep a trace of the unreadable message in the chain itself
@@ -181,14 +193,15 @@ func (r *Recorder) Run(ctx context.Context) error {
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			r.Log.Warn("audit recorder: batch", "error", err)
 		}
-		if last == nil {
+		if len(got) == 0 {
 			continue
 		}
 		if _, err := r.Store.Append(ctx, evs); err != nil {
-			// Not acked: JetStream redelivers after AckWait; nak now to
-			// retry sooner.
+			// Nothing acked: every message of the batch comes back.
 			r.Log.Error("audit recorder: append failed; will retry", "error", err, "events", len(evs))
-			_ = last.NakWithDelay(backoff)
+			for _, m := range got {
+				_ = m.NakWithDelay(backoff)
+			}
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, 30*time.Second)
 			continue
@@ -201,8 +214,10 @@ func (r *Recorder) Run(ctx context.Context) error {
 				}
 			}
 		}
-		if err := last.DoubleAck(ctx); err != nil {
-			r.Log.Warn("audit recorder: ack (the batch will be redelivered and deduplicated)", "error", err)
+		for _, m := range got {
+			if err := m.Ack(); err != nil {
+				r.Log.Warn("audit recorder: ack (the event will be redelivered and deduplicated)", "error", err)
+			}
 		}
 	}
 	return nil
