@@ -118,7 +118,7 @@ func (h *Ingest) auditEvents(msg WebhookMessage, evs []domain.AlertEvent, now ti
 			Actor:   domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
 			Action:  domain.ActionAlertAccepted,
 			Outcome: ev.Status,
-			Detail:  map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "fingerprint": ev.Fingerprint},
+			Detail:  alertDetail(ev),
 		})
 	}
 	if msg.TruncatedAlerts > 0 {
@@ -151,4 +151,16 @@ func WriteError(w http.ResponseWriter, code int, msg string, detail any) {
 		body["detail"] = detail
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// alertDetail is what the audit log keeps of an alert: enough for incident
+// timelines (when it fired and resolved), never its annotations, which may
+// carry anything.
+func alertDetail(ev domain.AlertEvent) map[string]string {
+	d := map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "fingerprint": ev.Fingerprint,
+		"startsAt": ev.StartsAt.UTC().Format(time.RFC3339Nano)}
+	if !ev.EndsAt.IsZero() && ev.Status == domain.StatusResolved {
+		d["endsAt"] = ev.EndsAt.UTC().Format(time.RFC3339Nano)
+	}
+	return d
 }

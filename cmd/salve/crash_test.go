@@ -197,6 +197,10 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	out, err := exec.Command(salveBin, "audit", "tail", "--server", base, "--run", id, "-n", "3").CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "run.finished")
+	out, err = exec.Command(salveBin, "incident", "timeline", id, "--server", base).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "# Incident timeline: api-1")
+	require.Contains(t, string(out), "step second succeeded")
 
 	// Ctrl-C stops cleanly, with exit code 0.
 	require.NoError(t, second.cmd.Process.Signal(os.Interrupt))

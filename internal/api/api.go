@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/timeline"
 	"github.com/salve-sre/salve/triggers"
 )
 
@@ -64,6 +67,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/runbooks", s.listRunbooks)
 	mux.HandleFunc("GET /v1/audit", s.listAudit)
 	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
+	mux.HandleFunc("GET /v1/timelines/{key...}", s.incidentTimeline)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -232,4 +236,72 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// incidentTimeline serves GET /v1/timelines/{incident key}?format=json|markdown.
+// The key may also be a run's workflow ID (salve/<runbook>/<key>).
+func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if _, k, err := domain.ParseWorkflowID(key); err == nil {
+		key = k
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "json"
+	}
+	if format != "json" && format != "markdown" {
+		triggers.WriteError(w, http.StatusBadRequest, "format must be json or markdown", nil)
+		return
+	}
+	ctx := r.Context()
+	const max = 10000
+	recs, err := s.Audit.Query(ctx, audit.Filter{IncidentKey: key, Limit: max})
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		return
+	}
+	if len(recs) == 0 {
+		triggers.WriteError(w, http.StatusNotFound, fmt.Sprintf("no audit records for incident %q", key), nil)
+		return
+	}
+	// Step events carry the run, not the incident key: add each run's.
+	seen := map[int64]bool{}
+	for _, rec := range recs {
+		seen[rec.Seq] = true
+	}
+	all := append([]audit.Record{}, recs...)
+	runsSeen := map[string]bool{}
+	for _, rec := range recs {
+		wf := rec.Event.WorkflowID
+		if wf == "" || runsSeen[wf] {
+			continue
+		}
+		runsSeen[wf] = true
+		more, err := s.Audit.Query(ctx, audit.Filter{WorkflowID: wf, Limit: max})
+		if err != nil {
+			triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+			return
+		}
+		for _, m := range more {
+			if !seen[m.Seq] {
+				seen[m.Seq] = true
+				all = append(all, m)
+			}
+		}
+	}
+	// The alerts themselves: accepted alerts from a day before the first
+	// record on; Build keeps those of this incident's fingerprints.
+	alerts, err := s.Audit.Query(ctx, audit.Filter{Action: domain.ActionAlertAccepted, Since: recs[0].Event.Time.Add(-24 * time.Hour), Limit: max})
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		return
+	}
+	tl := timeline.Build(key, all, alerts)
+	if format == "markdown" {
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		_ = tl.Markdown(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = tl.JSON(w)
 }

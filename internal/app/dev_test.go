@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/testenv"
+	"github.com/salve-sre/salve/internal/timeline"
 )
 
 const flapRunbook = `apiVersion: salve/v1
@@ -75,6 +78,31 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 	}
 	saveHistory(t, d.TemporalAddr, wfID, det.RunID, "../../workflows/testdata/history-flap.json")
 
+	// The incident timeline tells the story in order, from the real run.
+	var tl timeline.Timeline
+	getJSON(t, d.URL+"/v1/timelines/"+wfID+"?format=json", &tl)
+	require.Equal(t, "web-1", tl.Incident)
+	require.Equal(t, []string{wfID}, tl.Runs)
+	var story []string
+	for _, e := range tl.Entries {
+		story = append(story, e.Text)
+	}
+	requireInOrder(t, story,
+		"alert Flappy fired",
+		"runbook flap matched; run started",
+		"run of flap started",
+		"step act (http.request) started",
+		"step act succeeded",
+		"alert Flappy resolved",
+		"run of flap finished: succeeded",
+	)
+	resp, err := http.Get(d.URL + "/v1/timelines/web-1?format=markdown")
+	require.NoError(t, err)
+	md, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(md), "# Incident timeline: web-1")
+
 	var res audit.VerifyResult
 	getJSON(t, d.URL+"/v1/audit/verify", &res)
 	require.True(t, res.OK, res.Problem)
@@ -130,4 +158,16 @@ func listRunsOf(t *testing.T, url, runbook string) []runs.Summary {
 		}
 	}
 	return out
+}
+
+// requireInOrder checks that each want is a prefix of some line, in order.
+func requireInOrder(t *testing.T, lines []string, wants ...string) {
+	t.Helper()
+	i := 0
+	for _, l := range lines {
+		if i < len(wants) && strings.HasPrefix(l, wants[i]) {
+			i++
+		}
+	}
+	require.Equal(t, len(wants), i, "missing or out of order: %q\nin:\n%s", wants[min(i, len(wants)-1)], strings.Join(lines, "\n"))
 }

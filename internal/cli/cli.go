@@ -47,7 +47,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr))
+	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout))
 	return root
 }
 
