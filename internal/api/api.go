@@ -31,6 +31,7 @@ type RunReader interface {
 type AuditReader interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Record, error)
 	Verify(ctx context.Context) (audit.VerifyResult, error)
+	Alerts(ctx context.Context, f audit.AlertFilter) ([]audit.AlertState, error)
 }
 
 // Check is one readiness dependency.
@@ -68,6 +69,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/audit", s.listAudit)
 	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
 	mux.HandleFunc("GET /v1/timelines/{key...}", s.incidentTimeline)
+	mux.HandleFunc("GET /v1/alerts", s.listAlerts)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -304,4 +306,41 @@ func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = tl.JSON(w)
+}
+
+// listAlerts serves GET /v1/alerts?since=24h&alertname=&limit=: each alert
+// occurrence with when it fired and resolved (the incidents read model).
+func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := audit.AlertFilter{Alertname: q.Get("alertname"), Limit: 1000}
+	if v := q.Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			triggers.WriteError(w, http.StatusBadRequest, "since must be a duration such as 24h", nil)
+			return
+		}
+		f.Since = time.Now().Add(-d)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 10000", nil)
+			return
+		}
+		f.Limit = n
+	}
+	list, err := s.Audit.Alerts(r.Context(), f)
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read alerts: "+err.Error(), nil)
+		return
+	}
+	type item struct {
+		audit.AlertState
+		DurationSeconds float64 `json:"durationSeconds,omitempty"`
+	}
+	out := make([]item, 0, len(list))
+	for _, a := range list {
+		out = append(out, item{AlertState: a, DurationSeconds: a.Duration().Seconds()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": out})
 }

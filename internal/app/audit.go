@@ -28,19 +28,32 @@ func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, log *sl
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log}
 		if err := r.Run(rctx); err != nil {
 			log.Error("audit recorder stopped", "error", err)
 		}
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		p := &audit.AlertProjector{JS: js, Store: store, Log: log}
+		if err := p.Run(rctx); err != nil {
+			log.Error("incidents read model stopped", "error", err)
+		}
+	}()
 	return &auditLog{store: store, anchors: anchors, close: func() {
 		cancel()
 		<-done
+		<-done
 		_ = store.Close()
 	}}, nil
+}
+
+// Alerts reads the incidents read model.
+func (a *auditLog) Alerts(ctx context.Context, f audit.AlertFilter) ([]audit.AlertState, error) {
+	return a.store.Alerts(ctx, f)
 }
 
 // Query reads audit records.

@@ -46,6 +46,7 @@ type DevConfig struct {
 	Listen       string // HTTP API address; default 127.0.0.1:8080
 	WebhookToken string // "" = read from, or generate into, DataDir/webhook-token
 	RunbooksDir  string // default ./runbooks
+	AuditDB      string // SQLite file or postgres:// URL; default DataDir/audit.db
 	TemporalPort int    // default 7233; -1 = a free port
 	NATSPort     int    // default 4222; -1 = a free port
 	UIPort       int    // Temporal Web UI port; default 8233; -1 = a free port
@@ -212,7 +213,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, w.Stop)
 
-	auditLog, err := startAudit(ctx, filepath.Join(cfg.DataDir, "audit.db"), js, log.With("component", "audit"))
+	auditDB := cfg.AuditDB
+	if auditDB == "" {
+		auditDB = filepath.Join(cfg.DataDir, "audit.db")
+	}
+	auditLog, err := startAudit(ctx, auditDB, js, log.With("component", "audit"))
 	if err != nil {
 		return nil, err
 	}

@@ -103,6 +103,18 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(md), "# Incident timeline: web-1")
 
+	// The incidents read model knows when the alert fired and resolved.
+	var alerts struct {
+		Alerts []struct {
+			Fingerprint     string  `json:"fingerprint"`
+			DurationSeconds float64 `json:"durationSeconds"`
+		} `json:"alerts"`
+	}
+	require.Eventually(t, func() bool {
+		getJSON(t, d.URL+"/v1/alerts?alertname=Flappy", &alerts)
+		return len(alerts.Alerts) == 2
+	}, 30*time.Second, 100*time.Millisecond, "%+v", alerts)
+
 	var res audit.VerifyResult
 	getJSON(t, d.URL+"/v1/audit/verify", &res)
 	require.True(t, res.OK, res.Problem)
@@ -170,4 +182,21 @@ func requireInOrder(t *testing.T, lines []string, wants ...string) {
 		}
 	}
 	require.Equal(t, len(wants), i, "missing or out of order: %q\nin:\n%s", wants[min(i, len(wants)-1)], strings.Join(lines, "\n"))
+}
+
+// The audit store can be PostgreSQL, chosen by configuration.
+func TestDevWithPostgresAuditStore(t *testing.T) {
+	d := startDevWith(t, t.TempDir(), testenv.Postgres(t))
+	body := webhook("firing", "NobodyHandlesThis", "x-1", "abba", time.Now().Add(-time.Minute), nil)
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
+	require.Eventually(t, func() bool {
+		got := map[string]bool{}
+		for _, r := range auditEvents(t, d.URL, "") {
+			got[r.Event.Action] = true
+		}
+		return got["alert.accepted"] && got["trigger.no_match"]
+	}, 30*time.Second, 100*time.Millisecond)
+	var res audit.VerifyResult
+	getJSON(t, d.URL+"/v1/audit/verify", &res)
+	require.True(t, res.OK, res.Problem)
 }

@@ -61,6 +61,11 @@ func writeRunbook(t *testing.T, dir, name, yaml string) {
 
 func startDev(t *testing.T, runbookDir string) *app.Dev {
 	t.Helper()
+	return startDevWith(t, runbookDir, "")
+}
+
+func startDevWith(t *testing.T, runbookDir, auditDB string) *app.Dev {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, err := app.StartDev(ctx, app.DevConfig{
@@ -68,6 +73,7 @@ func startDev(t *testing.T, runbookDir string) *app.Dev {
 		Listen:       "127.0.0.1:0",
 		WebhookToken: "test-token",
 		RunbooksDir:  runbookDir,
+		AuditDB:      auditDB,
 		TemporalPort: -1,
 		NATSPort:     -1,
 		UIPort:       -1,

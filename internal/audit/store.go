@@ -77,7 +77,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("create audit schema: %w", err)
 		}
 	}
-	return nil
+	return s.migrateAlerts(ctx)
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL.

@@ -112,6 +112,7 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address for the API and the Alertmanager webhook")
 	f.StringVar(&cfg.WebhookToken, "webhook-token", "", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
 	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
+	f.StringVar(&cfg.AuditDB, "audit-db", "", "audit store: a SQLite file or a postgres:// URL (default: audit.db in the data dir)")
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "embedded Temporal frontend port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.NATSPort, "nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1, no auth (-1 = any free port)")
