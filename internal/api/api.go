@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -103,14 +104,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	size := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 1000", nil)
-			return
-		}
-		size = n
+	size, ok := limitParam(w, q, 100, 1000)
+	if !ok {
+		return
 	}
 	var token []byte
 	if v := q.Get("pageToken"); v != "" {
@@ -207,13 +203,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		f.AfterSeq = n
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 10000", nil)
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = limitParam(w, q, f.Limit, 10000); !ok {
+		return
 	}
 	recs, err := s.Audit.Query(r.Context(), f)
 	if err != nil {
@@ -321,13 +313,9 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Since = time.Now().Add(-d)
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			triggers.WriteError(w, http.StatusBadRequest, "limit must be a whole number from 1 to 10000", nil)
-			return
-		}
-		f.Limit = n
+	var ok bool
+	if f.Limit, ok = limitParam(w, q, f.Limit, 10000); !ok {
+		return
 	}
 	list, err := s.Audit.Alerts(r.Context(), f)
 	if err != nil {
@@ -343,4 +331,19 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		out = append(out, item{AlertState: a, DurationSeconds: a.Duration().Seconds()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": out})
+}
+
+// limitParam reads ?limit= (default def, 1..max); on a bad value it writes
+// the 400 and returns false.
+func limitParam(w http.ResponseWriter, q url.Values, def, max int) (int, bool) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		triggers.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", max), nil)
+		return 0, false
+	}
+	return n, true
 }
