@@ -47,6 +47,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		MaxAckPending: 1000,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("create trigger consumer: %w", err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(64))

@@ -132,7 +132,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	ns, err := devnats.Start(devnats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start embedded NATS (use --nats-port to pick another port): %w", err)
 	}
 	d.closers = append(d.closers, ns.Stop)
 	d.NATSURL = ns.URL()
@@ -145,7 +145,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Logger: log.With("component", "temporal-server"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start embedded Temporal: %w", err)
+		return nil, fmt.Errorf("start embedded Temporal (use --temporal-port to pick another port): %w", err)
 	}
 	d.closers = append(d.closers, func() { _ = ts.Stop() })
 	d.TemporalAddr = ts.HostPort()
