@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,4 +33,16 @@ func TestVersionAndUsageExitCodes(t *testing.T) {
 	out, _ = cmd.CombinedOutput()
 	require.Equal(t, 1, cmd.ProcessState.ExitCode(), string(out))
 	require.Contains(t, string(out), "--log-level")
+
+	// runbook validate: the shipped library is valid; a typo fails with
+	// file:line and a did-you-mean, exit 1.
+	out, err = exec.Command(salveBin, "runbook", "validate", "../../runbooks").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "runbook(s) valid")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("apiVersion: salve/v1\nkind: Runbook\nmetadata: {name: bad}\nspec:\n  steps:\n    - {name: a, action: http.reqest}\n"), 0o600))
+	cmd = exec.Command(salveBin, "runbook", "validate", bad)
+	out, _ = cmd.CombinedOutput()
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), string(out))
+	require.Contains(t, string(out), bad+`:6: spec.steps[0].action: unknown step kind "http.reqest" (did you mean "http.request"?)`)
 }

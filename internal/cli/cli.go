@@ -47,7 +47,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout))
+	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr))
 	return root
 }
 
@@ -56,7 +56,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		if errors.Is(err, errBrokenChain) {
+		if errors.Is(err, errBrokenChain) || errors.Is(err, errInvalidRunbooks) {
 			return 1 // the command printed what is broken
 		}
 		fmt.Fprintf(stderr, "salve: %v\n", err)
