@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -32,6 +33,7 @@ type StepCatalog interface {
 type Problem struct {
 	Source string
 	Line   int
+	Col    int    // 0 when only the line is known (YAML type errors)
 	Path   string // e.g. spec.steps[1].action
 	Msg    string
 }
@@ -41,6 +43,9 @@ func (p Problem) String() string {
 	b.WriteString(p.Source)
 	if p.Line > 0 {
 		b.WriteString(":" + strconv.Itoa(p.Line))
+		if p.Col > 0 {
+			b.WriteString(":" + strconv.Itoa(p.Col))
+		}
 	}
 	b.WriteString(": ")
 	if p.Path != "" {
@@ -75,12 +80,15 @@ var (
 // wrong types, unknown step kinds and bad step parameters are all errors,
 // reported together with file and line.
 func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
+	empty := &ValidationError{Problems: []Problem{{Source: source, Msg: "empty file: a runbook starts with apiVersion: salve/v1"}}}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &ValidationError{Problems: []Problem{{Source: source, Msg: "empty file: a runbook starts with apiVersion: salve/v1"}}}
+		return nil, empty
 	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
+	if err := dec.Decode(&root); errors.Is(err, io.EOF) { // only comments
+		return nil, empty
+	} else if err != nil {
 		return nil, &ValidationError{Problems: yamlProblems(source, err)}
 	}
 	var extra yaml.Node
@@ -143,10 +151,47 @@ func yamlProblems(source string, err error) []Problem {
 func lineProblem(source, msg string) Problem {
 	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return Problem{Source: source, Line: line, Msg: m[2]}
+		return Problem{Source: source, Line: line, Msg: friendlyYAML(m[2])}
 	}
-	return Problem{Source: source, Msg: msg}
+	return Problem{Source: source, Msg: friendlyYAML(msg)}
 }
+
+var unknownField = regexp.MustCompile(`^field (\S+) not found in type runbooks\.(\w+)$`)
+
+// friendlyYAML rewrites yaml.v3's unknown-field message, which names Go
+// types, into one that names the YAML fields and suggests the near miss.
+func friendlyYAML(msg string) string {
+	m := unknownField.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	known := yamlFields[m[2]]
+	out := fmt.Sprintf("unknown field %q", m[1])
+	if near := closest(m[1], known); near != "" {
+		out += fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	if len(known) > 0 {
+		out += " (known here: " + strings.Join(known, ", ") + ")"
+	}
+	return out
+}
+
+// yamlFields maps each runbook Go type to the YAML field names it accepts.
+var yamlFields = func() map[string][]string {
+	out := map[string][]string{}
+	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}} {
+		t := reflect.TypeOf(v)
+		var names []string
+		for i := range t.NumField() {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag != "" && tag != "-" {
+				names = append(names, tag)
+			}
+		}
+		out[t.Name()] = names
+	}
+	return out
+}()
 
 type validator struct {
 	source   string
@@ -156,7 +201,8 @@ type validator struct {
 
 // add records a problem at a path such as "spec.steps[1].action".
 func (v *validator) add(path, format string, args ...any) {
-	v.problems = append(v.problems, Problem{Source: v.source, Line: lineOf(v.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	line, col := lineOf(v.root, path)
+	v.problems = append(v.problems, Problem{Source: v.source, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
@@ -194,7 +240,10 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 		if p.Required && p.Default != "" {
 			v.add(path, "a required parameter cannot have a default")
 		}
+		v.param(path, p)
 	}
+	v.oneOf("spec.trigger.onResolved", rb.Spec.Trigger.OnResolved, OnResolvedIgnore, OnResolvedFinish, OnResolvedCancel)
+	v.safety("spec.safety", rb.Spec.Safety)
 	if rb.Spec.Toil.ManualMinutes < 0 {
 		v.add("spec.toil.manualMinutes", "must not be negative")
 	}
@@ -204,6 +253,51 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	seen := map[string]string{}
 	v.steps("spec.steps", rb.Spec.Steps, cat, seen)
 	v.steps("spec.onFailure", rb.Spec.OnFailure, cat, seen)
+}
+
+// oneOf checks an optional enumerated field.
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	if got == "" {
+		return
+	}
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	msg := fmt.Sprintf("must be one of %s, got %q", strings.Join(allowed, ", "), got)
+	if near := closest(got, allowed); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	v.add(path, "%s", msg)
+}
+
+func (v *validator) safety(path string, s Safety) {
+	v.oneOf(path+".mode", s.Mode, ModeEnforce, ModeDryRun)
+	if s.MaxRunsPerHour < 0 {
+		v.add(path+".maxRunsPerHour", "must not be negative (0 means no limit)")
+	}
+	if s.MaxConcurrent < 0 {
+		v.add(path+".maxConcurrent", "must not be negative (0 means no limit)")
+	}
+	if cb := s.CircuitBreaker; cb != nil {
+		if cb.Failures < 1 {
+			v.add(path+".circuitBreaker.failures", "must be at least 1, e.g. failures: 3")
+		}
+		if cb.Window <= 0 {
+			v.add(path+".circuitBreaker.window", "needs a window such as 1h")
+		}
+	}
+	if s.Approval != nil {
+		v.approval(path+".approval", *s.Approval)
+	}
+}
+
+func (v *validator) approval(path string, a Approval) {
+	v.oneOf(path+".onTimeout", a.OnTimeout, ApprovalTimeoutFail, ApprovalTimeoutGoOn)
+	if !a.Required && (a.Timeout > 0 || a.OnTimeout != "") {
+		v.add(path+".required", "timeout and onTimeout apply only when required: true")
+	}
 }
 
 var paramName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
@@ -227,6 +321,9 @@ func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[s
 			} else if err := checkTemplate(s.When); err != nil {
 				v.add(path+".when", "%v", err)
 			}
+		}
+		if s.Approval != nil {
+			v.approval(path+".approval", *s.Approval)
 		}
 		if s.Retry != nil && (s.Retry.MaxAttempts < 0 || s.Retry.MaxAttempts > MaxMaxAttempts) {
 			v.add(path+".retry.maxAttempts", "must be from 0 (default %d) to %d", DefaultMaxAttempts, MaxMaxAttempts)
@@ -316,14 +413,14 @@ func walkStrings(v any, fn func(string)) {
 	}
 }
 
-// lineOf finds the line of a path like "spec.steps[1].with.url" in the YAML
-// tree, falling back to the nearest ancestor that exists.
-func lineOf(root *yaml.Node, path string) int {
+// lineOf finds the line and column of a path like "spec.steps[1].with.url"
+// in the YAML tree, falling back to the nearest ancestor that exists.
+func lineOf(root *yaml.Node, path string) (int, int) {
 	n := root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	line := n.Line
+	line, col := n.Line, n.Column
 	for _, part := range splitPath(path) {
 		var next *yaml.Node
 		switch {
@@ -336,20 +433,20 @@ func lineOf(root *yaml.Node, path string) int {
 			for j := 0; j+1 < len(n.Content); j += 2 {
 				if n.Content[j].Value == part {
 					next = n.Content[j+1]
-					line = n.Content[j].Line
+					line, col = n.Content[j].Line, n.Content[j].Column
 					break
 				}
 			}
 		}
 		if next == nil {
-			return line
+			return line, col
 		}
 		n = next
 		if n.Kind != yaml.MappingNode && n.Kind != yaml.SequenceNode || strings.HasPrefix(part, "[") {
-			line = n.Line
+			line, col = n.Line, n.Column
 		}
 	}
-	return line
+	return line, col
 }
 
 func splitPath(path string) []string {
@@ -382,6 +479,13 @@ func splitPath(path string) []string {
 // closest returns the candidate nearest to s by edit distance, if near
 // enough to be a plausible typo.
 func closest(s string, candidates []string) string {
+	if len(s) >= 3 { // "prod" for "production"
+		for _, c := range candidates {
+			if strings.HasPrefix(c, s) && c != s {
+				return c
+			}
+		}
+	}
 	best, bestD := "", len(s)/3+2
 	for _, c := range candidates {
 		if d := editDistance(s, c); d < bestD {

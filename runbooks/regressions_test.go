@@ -28,12 +28,12 @@ func TestParseRegressions(t *testing.T) {
 		{
 			name: "a bad duration keeps its line and the file's other problems",
 			doc:  header + "spec:\n  steps:\n    - {name: a, action: http.request, with: {url: http://x}, timeout: 5x}\n    - {name: b, action: slep}\n",
-			want: []string{`f.yaml:6: want a duration such as "30s", got "5x"`, `f.yaml:7: spec.steps[1].action: unknown step kind "slep" (did you mean "sleep"?)`},
+			want: []string{`f.yaml:6: want a duration such as "30s", got "5x"`, `f.yaml:7:25: spec.steps[1].action: unknown step kind "slep" (did you mean "sleep"?)`},
 		},
 		{
 			name: "an unknown field and a semantic problem together",
 			doc:  header + "spec:\n  foo: 1\n  steps:\n    - {name: a, action: slep}\n",
-			want: []string{"f.yaml:5: field foo not found", `unknown step kind "slep"`},
+			want: []string{"f.yaml:5: unknown field \"foo\"", `unknown step kind "slep"`},
 		},
 		{
 			name: "a malformed second document",

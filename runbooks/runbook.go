@@ -54,6 +54,7 @@ type Spec struct {
 	Trigger   Trigger          `yaml:"trigger,omitempty" json:"trigger"`
 	Params    map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
 	Toil      Toil             `yaml:"toil,omitempty" json:"toil"`
+	Safety    Safety           `yaml:"safety,omitempty" json:"safety"`
 	Steps     []Step           `yaml:"steps" json:"steps"`
 	OnFailure []Step           `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
 }
@@ -66,22 +67,104 @@ type Trigger struct {
 	// IncidentKey is a template over the alert; alerts with the same key
 	// share one run. Default: the alert fingerprint.
 	IncidentKey string `yaml:"incidentKey,omitempty" json:"incidentKey,omitempty"`
+	// OnResolved says what a running run does when its alert resolves:
+	// ignore (default: finish what was started, verify steps included),
+	// finish (run no further steps; the run succeeds) or cancel (stop the
+	// current step; onFailure compensation runs; the run is cancelled).
+	OnResolved string `yaml:"onResolved,omitempty" json:"onResolved,omitempty"`
 }
+
+// What a running run does when its alert resolves.
+const (
+	OnResolvedIgnore = "ignore"
+	OnResolvedFinish = "finish"
+	OnResolvedCancel = "cancel"
+)
 
 // Param is one runbook parameter, filled from launch params, the alert's
 // labels or annotations, or its default, in that order.
+//
+// Values reach templates as strings ({{ .Params.replicas }}), but are
+// checked against Type and the bounds first, so a bad value fails before
+// any step runs.
 type Param struct {
 	Description    string `yaml:"description,omitempty" json:"description,omitempty"`
+	Type           string `yaml:"type,omitempty" json:"type,omitempty"` // string (default), int, bool, duration, enum
 	FromLabel      string `yaml:"fromLabel,omitempty" json:"fromLabel,omitempty"`
 	FromAnnotation string `yaml:"fromAnnotation,omitempty" json:"fromAnnotation,omitempty"`
 	Default        string `yaml:"default,omitempty" json:"default,omitempty"`
 	Required       bool   `yaml:"required,omitempty" json:"required,omitempty"`
+	// Values lists the allowed values of an enum.
+	Values []string `yaml:"values,omitempty" json:"values,omitempty"`
+	// Min and Max bound an int (e.g. 1) or a duration (e.g. 30s).
+	Min string `yaml:"min,omitempty" json:"min,omitempty"`
+	Max string `yaml:"max,omitempty" json:"max,omitempty"`
+	// Pattern is a regular expression a string must match in full.
+	Pattern string `yaml:"pattern,omitempty" json:"pattern,omitempty"`
 }
+
+// Parameter types.
+const (
+	ParamString   = "string"
+	ParamInt      = "int"
+	ParamBool     = "bool"
+	ParamDuration = "duration"
+	ParamEnum     = "enum"
+)
+
+// ParamTypes lists the parameter types in documentation order.
+var ParamTypes = []string{ParamString, ParamInt, ParamBool, ParamDuration, ParamEnum}
 
 // Toil is what a person would spend doing the runbook by hand.
 type Toil struct {
 	ManualMinutes float64 `yaml:"manualMinutes,omitempty" json:"manualMinutes,omitempty"`
 }
+
+// Safety is the runbook's safety envelope. It is parsed and validated
+// here; the trigger and the workflow enforce it.
+type Safety struct {
+	// Mode "dry-run" runs the full plan without mutating anything.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Cooldown suppresses a new run for an incident key for this long after
+	// the previous run for it finished.
+	Cooldown       Duration        `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
+	MaxRunsPerHour int             `yaml:"maxRunsPerHour,omitempty" json:"maxRunsPerHour,omitempty"`
+	MaxConcurrent  int             `yaml:"maxConcurrent,omitempty" json:"maxConcurrent,omitempty"`
+	CircuitBreaker *CircuitBreaker `yaml:"circuitBreaker,omitempty" json:"circuitBreaker,omitempty"`
+	Approval       *Approval       `yaml:"approval,omitempty" json:"approval,omitempty"`
+}
+
+// Run modes.
+const (
+	ModeEnforce = "enforce"
+	ModeDryRun  = "dry-run"
+)
+
+// DryRun reports whether the runbook is in dry-run mode.
+func (s Safety) DryRun() bool { return s.Mode == ModeDryRun }
+
+// CircuitBreaker stops a runbook acting after Failures failed runs within
+// Window, until an admin resets it.
+type CircuitBreaker struct {
+	Failures int      `yaml:"failures" json:"failures"`
+	Window   Duration `yaml:"window" json:"window"`
+}
+
+// Approval makes a run (or one step) wait for a person.
+type Approval struct {
+	Required bool `yaml:"required" json:"required"`
+	// Timeout bounds the wait; default DefaultApprovalTimeout.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// OnTimeout is "fail" (default) or "continue".
+	OnTimeout string `yaml:"onTimeout,omitempty" json:"onTimeout,omitempty"`
+}
+
+// Approval timeouts and what happens when they pass.
+const (
+	DefaultApprovalTimeout = 15 * time.Minute
+	ApprovalTimeoutFail    = "fail"
+	ApprovalTimeoutGoOn    = "continue"
+)
 
 // Step is one action of a runbook.
 type Step struct {
@@ -92,6 +175,8 @@ type Step struct {
 	Timeout         Duration       `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Retry           *Retry         `yaml:"retry,omitempty" json:"retry,omitempty"`
 	ContinueOnError bool           `yaml:"continueOnError,omitempty" json:"continueOnError,omitempty"`
+	// Approval makes this step wait for a person before it acts.
+	Approval *Approval `yaml:"approval,omitempty" json:"approval,omitempty"`
 }
 
 // Retry bounds how a failed step attempt is retried.

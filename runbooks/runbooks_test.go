@@ -190,7 +190,7 @@ spec:
 	// problem, each file:line: field: message.
 	lines := strings.Split(err.Error(), "\n")
 	require.Len(t, lines, len(want))
-	require.Equal(t, `runbooks/bad.yaml:13: spec.steps[0].action: unknown step kind "http.reqest" (did you mean "http.request"?)`, lines[4])
+	require.Equal(t, `runbooks/bad.yaml:13:15: spec.steps[0].action: unknown step kind "http.reqest" (did you mean "http.request"?)`, lines[4])
 	for i, l := range lines {
 		require.True(t, strings.HasPrefix(l, "runbooks/bad.yaml:"), "line %d: %s", i, l)
 	}
@@ -218,75 +218,75 @@ spec:
       retries: 3
 `,
 			want: []string{
-				"f.yaml:5: field team not found in type runbooks.Metadata",
-				"f.yaml:11: field retries not found in type runbooks.Step",
+				`f.yaml:5: unknown field "team" (known here: name, description, owner, labels)`,
+				`f.yaml:11: unknown field "retries" (did you mean "retry"?) (known here: name, action, with, when, timeout, retry, continueOnError, approval)`,
 			},
 		},
 		{
 			name: "wrong kind",
 			doc:  "apiVersion: salve/v1\nkind: Playbook\nmetadata: {name: x}\nspec:\n  steps: [{name: a, action: sleep, with: {duration: 1s}}]\n",
-			want: []string{`f.yaml:2: kind: must be "Runbook", got "Playbook"`},
+			want: []string{`f.yaml:2:7: kind: must be "Runbook", got "Playbook"`},
 		},
 		{
 			name: "no steps",
 			doc:  header + "spec:\n  steps: []\n",
-			want: []string{"f.yaml:5: spec.steps: a runbook needs at least one step"},
+			want: []string{"f.yaml:5:3: spec.steps: a runbook needs at least one step"},
 		},
 		{
 			name: "name too long",
 			doc:  "apiVersion: salve/v1\nkind: Runbook\nmetadata: {name: " + strings.Repeat("a", 64) + "}\nspec:\n  steps: [{name: a, action: sleep, with: {duration: 1s}}]\n",
-			want: []string{`f.yaml:3: metadata.name: must be a DNS label (lowercase letters, digits and '-', at most 63), got "` + strings.Repeat("a", 64) + `"`},
+			want: []string{`f.yaml:3:18: metadata.name: must be a DNS label (lowercase letters, digits and '-', at most 63), got "` + strings.Repeat("a", 64) + `"`},
 		},
 		{
 			name: "step without name or action",
 			doc:  header + "spec:\n  steps:\n    - with: {url: http://x}\n",
 			want: []string{
-				"f.yaml:6: spec.steps[0].name: every step needs a name",
-				"f.yaml:6: spec.steps[0].action: every step needs an action (one of: http.request, sleep)",
+				"f.yaml:6:7: spec.steps[0].name: every step needs a name",
+				"f.yaml:6:7: spec.steps[0].action: every step needs an action (one of: http.request, sleep)",
 			},
 		},
 		{
 			name: "step name unusable in templates",
 			doc:  header + "spec:\n  steps:\n    - {name: check-1, action: sleep, with: {duration: 1s}}\n",
-			want: []string{`f.yaml:6: spec.steps[0].name: step names are letters, digits and '_' starting with a letter (they are used as {{ .Steps.<name> }}), got "check-1"`},
+			want: []string{`f.yaml:6:14: spec.steps[0].name: step names are letters, digits and '_' starting with a letter (they are used as {{ .Steps.<name> }}), got "check-1"`},
 		},
 		{
 			name: "onFailure step names share the namespace of steps",
 			doc:  header + "spec:\n  steps:\n    - {name: a, action: sleep, with: {duration: 1s}}\n  onFailure:\n    - {name: a, action: sleep, with: {duration: 1s}}\n",
-			want: []string{`f.yaml:8: spec.onFailure[0].name: duplicate step name "a" (first at spec.steps[0])`},
+			want: []string{`f.yaml:8:14: spec.onFailure[0].name: duplicate step name "a" (first at spec.steps[0])`},
 		},
 		{
 			name: "http.request without its required url, and a wrong type",
 			doc:  header + "spec:\n  steps:\n    - name: a\n      action: http.request\n      with: {headers: [a, b]}\n",
 			want: []string{
-				`f.yaml:8: spec.steps[0].with: parameter "headers": want a map of strings, got []interface {}`,
-				`f.yaml:8: spec.steps[0].with: missing required parameter "url"`,
+				`f.yaml:8:7: spec.steps[0].with: parameter "headers": want a map of strings, got []interface {}`,
+				`f.yaml:8:7: spec.steps[0].with: missing required parameter "url"`,
 			},
 		},
 		{
 			name: "sleep takes only a duration",
 			doc:  header + "spec:\n  steps:\n    - name: a\n      action: sleep\n      with: {duration: 1s, jitter: 1s}\n",
-			want: []string{"f.yaml:8: spec.steps[0].with: sleep takes exactly one parameter, duration (e.g. duration: 5m)"},
+			want: []string{"f.yaml:8:7: spec.steps[0].with: sleep takes exactly one parameter, duration (e.g. duration: 5m)"},
 		},
 		{
 			name: "sleep with a negative duration",
 			doc:  header + "spec:\n  steps:\n    - name: a\n      action: sleep\n      with: {duration: -5s}\n",
-			want: []string{`f.yaml:8: spec.steps[0].with.duration: duration "-5s" is negative`},
+			want: []string{`f.yaml:8:24: spec.steps[0].with.duration: duration "-5s" is negative`},
 		},
 		{
 			name: "sleep with a number instead of a duration",
 			doc:  header + "spec:\n  steps:\n    - name: a\n      action: sleep\n      with: {duration: 30}\n",
-			want: []string{`f.yaml:8: spec.steps[0].with.duration: want a duration such as "30s", got int`},
+			want: []string{`f.yaml:8:24: spec.steps[0].with.duration: want a duration such as "30s", got int`},
 		},
 		{
 			name: "unknown step kind far from every known kind gets no suggestion",
 			doc:  header + "spec:\n  steps:\n    - {name: a, action: kubernetes.restart}\n",
-			want: []string{`f.yaml:6: spec.steps[0].action: unknown step kind "kubernetes.restart"`},
+			want: []string{`f.yaml:6:25: spec.steps[0].action: unknown step kind "kubernetes.restart"`},
 		},
 		{
 			name: "typo of sleep is suggested too",
 			doc:  header + "spec:\n  steps:\n    - {name: a, action: slep, with: {duration: 1s}}\n",
-			want: []string{`f.yaml:6: spec.steps[0].action: unknown step kind "slep" (did you mean "sleep"?)`},
+			want: []string{`f.yaml:6:25: spec.steps[0].action: unknown step kind "slep" (did you mean "sleep"?)`},
 		},
 		{
 			name: "param rules",
@@ -298,17 +298,17 @@ spec:
   steps: [{name: a, action: sleep, with: {duration: 1s}}]
 `,
 			want: []string{
-				`f.yaml:6: spec.params.1bad: parameter names are letters, digits and '_' starting with a letter, got "1bad"`,
-				"f.yaml:7: spec.params.both: set fromLabel or fromAnnotation, not both",
-				"f.yaml:8: spec.params.reqdef: a required parameter cannot have a default",
+				`f.yaml:6:5: spec.params.1bad: parameter names are letters, digits and '_' starting with a letter, got "1bad"`,
+				"f.yaml:7:5: spec.params.both: set fromLabel or fromAnnotation, not both",
+				"f.yaml:8:5: spec.params.reqdef: a required parameter cannot have a default",
 			},
 		},
 		{
 			name: "negative toil and retry",
 			doc:  header + "spec:\n  toil: {manualMinutes: -1}\n  steps:\n    - {name: a, action: http.request, with: {url: http://x}, retry: {maxAttempts: -1}}\n",
 			want: []string{
-				"f.yaml:5: spec.toil.manualMinutes: must not be negative",
-				"f.yaml:7: spec.steps[0].retry.maxAttempts: must be from 0 (default 3) to 100",
+				"f.yaml:5:25: spec.toil.manualMinutes: must not be negative",
+				"f.yaml:7:83: spec.steps[0].retry.maxAttempts: must be from 0 (default 3) to 100",
 			},
 		},
 		{
@@ -725,7 +725,7 @@ spec:
 
 	rbs, err := runbooks.LoadDir(dir, registry(t))
 	require.ErrorIs(t, err, runbooks.ErrInvalid)
-	require.Contains(t, err.Error(), filepath.Join(dir, "bad.yaml")+`:5: spec.steps[0].action: unknown step kind "slep" (did you mean "sleep"?)`)
+	require.Contains(t, err.Error(), filepath.Join(dir, "bad.yaml")+`:5:29: spec.steps[0].action: unknown step kind "slep" (did you mean "sleep"?)`)
 	require.Contains(t, err.Error(), filepath.Join(dir, "broken.yaml")+":")
 
 	names := make([]string, len(rbs))
@@ -783,4 +783,42 @@ func TestValidationErrorIs(t *testing.T) {
 	require.ErrorIs(t, err, runbooks.ErrInvalid)
 	require.False(t, errors.Is(err, runbooks.ErrParams))
 	require.Equal(t, "a.yaml:3: kind: bad\na.yaml: no line", err.Error())
+}
+
+func TestResolveParamsTyped(t *testing.T) {
+	rb, err := runbooks.Parse("typed.yaml", []byte(`apiVersion: salve/v1
+kind: Runbook
+metadata: {name: typed}
+spec:
+  params:
+    replicas: {type: int, min: 1, max: 10, default: "2"}
+    env: {type: enum, values: [staging, production], fromLabel: env}
+    drain: {type: bool}
+    wait: {type: duration, max: 10m}
+    ns: {pattern: '[a-z]+'}
+  steps:
+    - {name: s, action: sleep, with: {duration: 1s}}
+`), registry(t))
+	require.NoError(t, err)
+
+	got, err := rb.ResolveParams(&domain.AlertEvent{Labels: map[string]string{"env": "production"}}, map[string]string{"replicas": "10", "drain": "true", "wait": "90s", "ns": "shop"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"replicas": "10", "env": "production", "drain": "true", "wait": "90s", "ns": "shop"}, got)
+
+	_, err = rb.ResolveParams(&domain.AlertEvent{Labels: map[string]string{"env": "prod"}}, map[string]string{"replicas": "11", "drain": "yes", "wait": "1h", "ns": "Shop!"})
+	require.ErrorIs(t, err, runbooks.ErrParams)
+	for _, want := range []string{
+		`parameter "drain": want true or false, got "yes"`,
+		`parameter "env": want one of staging, production, got "prod" (did you mean "production"?)`,
+		`parameter "ns": "Shop!" does not match the pattern [a-z]+`,
+		`parameter "replicas": 11 is above the maximum 10`,
+		`parameter "wait": 1h0m0s is above the maximum 10m0s`,
+	} {
+		require.Contains(t, err.Error(), want)
+	}
+
+	_, err = rb.ResolveParams(nil, map[string]string{"replicas": "0"})
+	require.ErrorContains(t, err, `parameter "replicas": 0 is below the minimum 1`)
+	_, err = rb.ResolveParams(nil, map[string]string{"replicas": "2.5"})
+	require.ErrorContains(t, err, `parameter "replicas": want a whole number, got "2.5"`)
 }

@@ -200,6 +200,12 @@ func (r *Runbook) ResolveParams(alert *domain.AlertEvent, launch map[string]stri
 			problems = append(problems, fmt.Sprintf("missing required parameter %q%s", name, paramSource(p)))
 			continue
 		}
+		if v != "" {
+			if err := p.Check(v); err != nil {
+				problems = append(problems, fmt.Sprintf("parameter %q: %v", name, err))
+				continue
+			}
+		}
 		// Optional parameters without a value are present as "", so
 		// templates can write {{ .Params.x | default "y" }}.
 		out[name] = v
