@@ -53,7 +53,9 @@ type Status struct {
 	OnFailure   []StepStatus      `json:"onFailure,omitempty"`
 	Alerts      []AlertRef        `json:"alerts,omitempty"`
 	Resolved    bool              `json:"resolved"`
-	Error       string            `json:"error,omitempty"`
+	// StopReason says why the run stopped early (e.g. its alert resolved).
+	StopReason string `json:"stopReason,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // StepStatus is one step's outcome.
@@ -83,18 +85,22 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	}
 	// Repeats of the alert and its resolution arrive as signals; record
 	// them for the whole life of the run. A workflow goroutine, not `go`.
+	// execCtx is cancelled by a resolved alert under onResolved: cancel.
+	execCtx, cancelExec := workflow.WithCancel(ctx)
 	alerts := workflow.GetSignalChannel(ctx, SignalAlert)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var ev domain.AlertEvent
 			alerts.Receive(ctx, &ev)
-			r.addAlert(ev)
+			if r.addAlert(ev) && ev.Status == domain.StatusResolved && r.status.State == RunStateRunning {
+				r.onResolved(cancelExec)
+			}
 		}
 	})
 
 	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
-	err := r.execute(ctx)
-	cancelled := err != nil && errors.Is(ctx.Err(), workflow.ErrCanceled)
+	err := r.execute(execCtx)
+	cancelled := err != nil && errors.Is(execCtx.Err(), workflow.ErrCanceled)
 	switch {
 	case err == nil:
 		r.status.State = RunStateSucceeded
@@ -144,6 +150,7 @@ type run struct {
 	status Status
 	data   runbooks.TemplateData
 	seen   map[string]bool
+	finish bool // stop before the next step: the alert resolved
 }
 
 func newRun(ctx workflow.Context, in Input) *run {
@@ -176,15 +183,29 @@ func newRun(ctx workflow.Context, in Input) *run {
 	return r
 }
 
-func (r *run) addAlert(ev domain.AlertEvent) {
+// onResolved applies the runbook's resolved-alert policy to a running run.
+func (r *run) onResolved(cancelExec workflow.CancelFunc) {
+	switch r.in.Runbook.Spec.Trigger.OnResolved {
+	case runbooks.OnResolvedCancel:
+		r.status.StopReason = "alert resolved (onResolved: cancel)"
+		cancelExec()
+	case runbooks.OnResolvedFinish:
+		r.status.StopReason = "alert resolved (onResolved: finish)"
+		r.finish = true
+	}
+}
+
+// addAlert records a notification and reports whether it was new.
+func (r *run) addAlert(ev domain.AlertEvent) bool {
 	if r.seen[ev.ID] {
-		return // a redelivered or re-signalled notification
+		return false // a redelivered or re-signalled notification
 	}
 	r.seen[ev.ID] = true
 	if len(r.status.Alerts) < maxAlertsRemembered {
 		r.status.Alerts = append(r.status.Alerts, AlertRef{ID: ev.ID, Status: ev.Status, ReceivedAt: ev.ReceivedAt})
 	}
 	r.status.Resolved = ev.Status == domain.StatusResolved
+	return true
 }
 
 func (r *run) execute(ctx workflow.Context) error {
@@ -201,6 +222,11 @@ func (r *run) execute(ctx workflow.Context) error {
 // step does not allow to continue past.
 func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, out *[]StepStatus, keySuffix string) error {
 	for _, s := range steps {
+		if r.finish && keySuffix == "" {
+			// The alert resolved: the remaining steps are not needed.
+			*out = append(*out, StepStatus{Name: s.Name, Action: s.Action, State: StepStateSkipped, Error: r.status.StopReason})
+			continue
+		}
 		*out = append(*out, StepStatus{Name: s.Name, Action: s.Action})
 		st := &(*out)[len(*out)-1]
 		err := r.runStep(ctx, s, st, keySuffix)

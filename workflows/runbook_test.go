@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -776,4 +777,69 @@ spec:
 	require.Empty(t, rec.steps(), "neither the step nor its compensation ran")
 	require.Empty(t, st.OnFailure)
 	require.Equal(t, workflows.RunStateFailed, st.State)
+}
+
+func resolvedOf(a *domain.AlertEvent, at time.Time) domain.AlertEvent {
+	r := *a
+	r.Status = domain.StatusResolved
+	r.ID = domain.AlertEventID(r.Fingerprint, domain.StatusResolved, r.StartsAt)
+	r.ReceivedAt = at
+	return r
+}
+
+const onResolvedRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: on-resolved}
+spec:
+  trigger: {matchers: ['alertname="WebDown"'], onResolved: POLICY}
+  steps:
+    - {name: act, action: http.request, with: {url: "http://x/act"}}
+    - {name: wait, action: sleep, with: {duration: 1h}}
+    - {name: verify, action: http.request, with: {url: "http://x/verify"}}
+  onFailure:
+    - {name: rollback, action: http.request, with: {url: "http://x/rollback"}}
+`
+
+func TestRunbookOnResolved(t *testing.T) {
+	tests := []struct {
+		policy     string
+		wantState  string
+		wantSteps  []string // activities called
+		wantStates []string // of act, wait, verify
+		wantReason string
+	}{
+		// ignore (the default) finishes what was started.
+		{"ignore", workflows.RunStateSucceeded, []string{"act", "verify"}, []string{"succeeded", "succeeded", "succeeded"}, ""},
+		// finish lets the current step end, then skips the rest; the run succeeds.
+		{"finish", workflows.RunStateSucceeded, []string{"act"}, []string{"succeeded", "succeeded", "skipped"}, "alert resolved (onResolved: finish)"},
+		// cancel interrupts the sleep and compensates.
+		{"cancel", workflows.RunStateCancelled, []string{"act", "rollback"}, []string{"succeeded", "failed"}, "alert resolved (onResolved: cancel)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			env, rec := newEnv(t, nil)
+			rb := parseRunbook(t, strings.Replace(onResolvedRunbook, "POLICY", tt.policy, 1))
+			alert := firing()
+			env.RegisterDelayedCallback(func() {
+				env.SignalWorkflow(workflows.SignalAlert, resolvedOf(alert, t0.Add(10*time.Minute)))
+			}, 10*time.Minute)
+			st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k", Alert: alert})
+			if tt.wantState == workflows.RunStateCancelled {
+				var cancelled *temporal.CanceledError
+				require.ErrorAs(t, err, &cancelled)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tt.wantState, st.State)
+			require.Equal(t, tt.wantSteps, rec.steps())
+			states := make([]string, len(st.Steps))
+			for i, s := range st.Steps {
+				states[i] = s.State
+			}
+			require.Equal(t, tt.wantStates, states)
+			require.Equal(t, tt.wantReason, st.StopReason)
+			require.True(t, st.Resolved)
+			require.Equal(t, tt.wantState, rec.audit(t, domain.ActionRunFinished).Outcome)
+		})
+	}
 }
