@@ -287,9 +287,9 @@ func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]
 		timeout = runbooks.DefaultStepTimeout
 	}
 	retry := &temporal.RetryPolicy{
-		InitialInterval:    time.Second,
+		InitialInterval:    runbooks.DefaultInitialInterval,
 		BackoffCoefficient: 2,
-		MaximumInterval:    time.Minute,
+		MaximumInterval:    runbooks.DefaultMaxInterval,
 		MaximumAttempts:    runbooks.DefaultMaxAttempts,
 	}
 	if s.Retry != nil {

@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/internal/runbooktest"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -22,6 +26,7 @@ func newRunbook(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "runbook",
 		Short: "Author runbooks",
 	}
+	cmd.AddCommand(newRunbookList(stdout), newRunbookShow(stdout), newRunbookSchema(stdout), newRunbookTest(stdout, stderr))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH...]",
 		Short: "Check runbook files strictly; exit 1 on any problem (for pre-commit and CI)",
@@ -94,4 +99,224 @@ func runbookFiles(path string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// testFiles expands paths to runbook test files: files as given, and every
+// *.test.yaml / *.test.yml under directories.
+func testFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && (strings.HasSuffix(path, ".test.yaml") || strings.HasSuffix(path, ".test.yml")) {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func newRunbookTest(stdout, stderr io.Writer) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "test [PATH...]",
+		Short: "Run runbook unit tests (*.test.yaml) against the real workflow with faked steps",
+		Long: `Runs runbook test files: given input alerts (inline or a recorded
+Alertmanager payload) and launch params, with canned outputs or failures for
+steps, each case checks which runbooks match, the incident key, the ordered
+steps with their rendered params, approvals and the onFailure path. The real
+Runbook workflow runs in Temporal's test environment with every step kind
+replaced by a recording fake: nothing real is touched, and timers are skipped.
+
+PATH is a test file or a directory searched for *.test.yaml (default:
+./runbooks/tests). Exit 1 if any case fails; a failing case prints what
+differs and the whole plan it got.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{filepath.Join("runbooks", "tests")}
+			}
+			files, err := testFiles(args)
+			if err != nil {
+				return err
+			}
+			if len(files) == 0 {
+				return fmt.Errorf("no *.test.yaml files in %s", strings.Join(args, ", "))
+			}
+			reg, err := activities.NewRegistry()
+			if err != nil {
+				return err
+			}
+			passed, failed := 0, 0
+			for _, path := range files {
+				f, err := runbooktest.Load(path)
+				if err != nil {
+					fmt.Fprintf(stderr, "FAIL %v\n", err)
+					failed++
+					continue
+				}
+				for _, res := range runbooktest.RunFile(f, reg) {
+					if res.Passed() {
+						passed++
+						fmt.Fprintf(stdout, "ok   %s: %s\n", res.File, res.Case)
+						if verbose {
+							printPlan(stdout, res.Plan)
+						}
+						continue
+					}
+					failed++
+					fmt.Fprintf(stdout, "FAIL %s: %s\n", res.File, res.Case)
+					for _, f := range res.Failures {
+						fmt.Fprintf(stdout, "       %s\n", f)
+					}
+					fmt.Fprintln(stdout, "     got:")
+					printPlan(stdout, res.Plan)
+				}
+			}
+			fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return errInvalidRunbooks
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the plan of passing cases too")
+	return cmd
+}
+
+func printPlan(w io.Writer, p runbooktest.Plan) {
+	var buf strings.Builder
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	err := enc.Encode(p)
+	b := []byte(buf.String())
+	if err != nil {
+		fmt.Fprintf(w, "       (plan not printable: %v)\n", err)
+		return
+	}
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		fmt.Fprintf(w, "       %s\n", line)
+	}
+}
+
+// loadRunbookDir loads a runbook directory and fails on any problem, for
+// the commands that show runbooks.
+func loadRunbookDir(dir string) (*runbooks.Set, error) {
+	reg, err := activities.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	rbs, err := runbooks.LoadDir(dir, reg)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n(fix these, or check them with: salve runbook validate %s)", err, dir)
+	}
+	return runbooks.NewSet(rbs...)
+}
+
+func newRunbookList(stdout io.Writer) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the runbooks in a directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := envOverrides(cmd.Flags()); err != nil {
+				return err
+			}
+			set, err := loadRunbookDir(dir)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tMODE\tSTEPS\tTOIL\tOWNER\tTRIGGER")
+			for _, rb := range set.All() {
+				mode := rb.Spec.Safety.Mode
+				if mode == "" {
+					mode = runbooks.ModeEnforce
+				}
+				trigger := strings.Join(rb.Spec.Trigger.Matchers, ", ")
+				if trigger == "" {
+					trigger = "(manual only)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%gm\t%s\t%s\n", rb.Name(), mode, len(rb.Spec.Steps), rb.Spec.Toil.ManualMinutes, rb.Metadata.Owner, trigger)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dir, "runbooks", "runbooks", "directory of runbook YAML files")
+	return cmd
+}
+
+func newRunbookShow(stdout io.Writer) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Print a runbook as Salve runs it, with every default filled in",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := envOverrides(cmd.Flags()); err != nil {
+				return err
+			}
+			set, err := loadRunbookDir(dir)
+			if err != nil {
+				return err
+			}
+			rb, ok := set.Get(args[0])
+			if !ok {
+				names := make([]string, 0, len(set.All()))
+				for _, r := range set.All() {
+					names = append(names, r.Name())
+				}
+				return fmt.Errorf("no runbook %q in %s (have: %s)", args[0], dir, strings.Join(names, ", "))
+			}
+			out, err := runbooks.Show(rb)
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dir, "runbooks", "runbooks", "directory of runbook YAML files")
+	return cmd
+}
+
+func newRunbookSchema(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of runbook files (for editors: yaml-language-server)",
+		Long: `Prints a JSON Schema generated from the same definitions the validator uses,
+including each step kind's parameters. Point your editor at it, e.g. with a
+first line in each runbook:
+
+  # yaml-language-server: $schema=../runbooks/schema.json
+
+The repository keeps a copy in runbooks/schema.json, checked by the tests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := activities.NewRegistry()
+			if err != nil {
+				return err
+			}
+			b, err := runbooks.JSONSchema(reg)
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(b)
+			return err
+		},
+	}
 }
