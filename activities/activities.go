@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/salve-sre/salve/activities/httpreq"
+	"github.com/salve-sre/salve/activities/promql"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
 )
@@ -25,13 +26,24 @@ type AuditRecorder interface {
 	Record(ctx context.Context, ev domain.AuditEvent) error
 }
 
-// NewRegistry builds the registry of every step kind this build knows.
-// Adding a kind is one package and one line here.
-func NewRegistry() (*step.Registry, error) {
+// Config is what step kinds need from Salve's configuration. The zero
+// value is enough to validate runbooks: it only matters when steps run.
+type Config struct {
+	// PrometheusURL is the default Prometheus for prometheus.* steps.
+	PrometheusURL string
+}
+
+// NewRegistry builds the registry of every step kind this build knows,
+// for validation and tests.
+func NewRegistry() (*step.Registry, error) { return NewRegistryWith(Config{}) }
+
+// NewRegistryWith builds the registry for a worker. Adding a kind is one
+// package and one line here.
+func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	reg := step.NewRegistry()
-	for _, s := range []step.Spec{
-		httpreq.Spec(nil),
-	} {
+	specs := []step.Spec{httpreq.Spec(nil)}
+	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Heartbeat: activity.RecordHeartbeat})...)
+	for _, s := range specs {
 		if err := reg.Register(s); err != nil {
 			return nil, err
 		}

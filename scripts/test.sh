@@ -2,8 +2,9 @@
 # The whole test suite, after installing what it needs. The README's test
 # command and CI (.ci/run) both run exactly this script.
 #
-# Needs: Go (see go.mod) and, for the Alertmanager end-to-end test, Debian's
-# prometheus-alertmanager package, which this script installs if missing.
+# Needs: Go (see go.mod) and, for the Alertmanager end-to-end test and the
+# prometheus.* step tests, Debian's prometheus-alertmanager and prometheus
+# packages, which this script installs if missing.
 # Tests never skip because a server is missing: they fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ step "installing test dependencies"
 missing=()
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
@@ -22,6 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 prometheus-alertmanager --version 2>&1 | head -1
+prometheus --version 2>&1 | head -1
 ls -d /usr/lib/postgresql/*/bin/postgres
 go version
 

@@ -44,5 +44,5 @@ func TestVersionAndUsageExitCodes(t *testing.T) {
 	cmd = exec.Command(salveBin, "runbook", "validate", bad)
 	out, _ = cmd.CombinedOutput()
 	require.Equal(t, 1, cmd.ProcessState.ExitCode(), string(out))
-	require.Contains(t, string(out), bad+`:6: spec.steps[0].action: unknown step kind "http.reqest" (did you mean "http.request"?)`)
+	require.Contains(t, string(out), bad+`:6:25: spec.steps[0].action: unknown step kind "http.reqest" (did you mean "http.request"?)`)
 }

@@ -6,7 +6,6 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,12 +27,11 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/activities"
-	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
-	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -46,14 +44,20 @@ type DevConfig struct {
 	Listen       string // HTTP API address; default 127.0.0.1:8080
 	WebhookToken string // "" = read from, or generate into, DataDir/webhook-token
 	RunbooksDir  string // default ./runbooks
-	AuditDB      string // SQLite file or postgres:// URL; default DataDir/audit.db
-	TemporalPort int    // default 7233; -1 = a free port
-	NATSPort     int    // default 4222; -1 = a free port
-	UIPort       int    // Temporal Web UI port; default 8233; -1 = a free port
-	DisableUI    bool   // true = no Temporal Web UI
-	Version      string
-	Log          *slog.Logger
-	Out          io.Writer // where the banner goes; nil = io.Discard
+	// RunbookReload is how often the runbook directory is checked for
+	// changes; default 2s; negative = never.
+	RunbookReload time.Duration
+	AuditDB       string // SQLite file or postgres:// URL; default DataDir/audit.db
+	// PrometheusURL is the Prometheus that prometheus.* steps query by
+	// default; "" = each step must name one.
+	PrometheusURL string
+	TemporalPort  int  // default 7233; -1 = a free port
+	NATSPort      int  // default 4222; -1 = a free port
+	UIPort        int  // Temporal Web UI port; default 8233; -1 = a free port
+	DisableUI     bool // true = no Temporal Web UI
+	Version       string
+	Log           *slog.Logger
+	Out           io.Writer // where the banner goes; nil = io.Discard
 }
 
 // Dev is a running `salve dev`.
@@ -75,6 +79,9 @@ func (c *DevConfig) defaults() {
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
+	}
+	if c.RunbookReload == 0 {
+		c.RunbookReload = 2 * time.Second
 	}
 	if c.RunbooksDir == "" {
 		c.RunbooksDir = "runbooks"
@@ -192,16 +199,25 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, tc.Close)
 
-	reg, err := activities.NewRegistry()
+	reg, err := activities.NewRegistryWith(activities.Config{PrometheusURL: cfg.PrometheusURL})
 	if err != nil {
 		return nil, err
 	}
 	rbs := &triggers.AtomicRunbooks{}
-	set, err := loadRunbooks(ctx, cfg.RunbooksDir, reg, pub, log)
-	if err != nil {
-		return nil, err
+	loader := &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: reg, Audit: pub, Log: log.With("component", "runbooks"), Store: rbs.Store}
+	if _, err := loader.Reload(ctx); err != nil {
+		return nil, fmt.Errorf("load runbooks: %w", err)
 	}
-	rbs.Store(set)
+	if _, err := os.Stat(cfg.RunbooksDir); errors.Is(err, os.ErrNotExist) {
+		log.Warn("no runbook directory; no alert will start a run until it exists", "dir", cfg.RunbooksDir)
+	}
+	set := loader.Current()
+	if cfg.RunbookReload > 0 {
+		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		watchDone := make(chan struct{})
+		go func() { defer close(watchDone); loader.Watch(wctx, cfg.RunbookReload) }()
+		d.closers = append(d.closers, func() { stopWatch(); <-watchDone })
+	}
 
 	acts := activities.New(reg, pub, log.With("component", "worker"))
 	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts)
@@ -316,45 +332,6 @@ func hasPollers(ctx context.Context, tc client.Client, namespace string) error {
 	return nil
 }
 
-// loadRunbooks loads the directory, audits what was loaded and rejected,
-// and keeps going past bad files: one typo must not stop every runbook.
-func loadRunbooks(ctx context.Context, dir string, reg *step.Registry, pub *bus.Publisher, log *slog.Logger) (*runbooks.Set, error) {
-	list, loadErr := runbooks.LoadDir(dir, reg)
-	if loadErr != nil && len(list) == 0 && errors.Is(loadErr, os.ErrNotExist) {
-		log.Warn("no runbook directory; no alert will start a run", "dir", dir)
-	}
-	now := time.Now().UTC()
-	var evs []domain.AuditEvent
-	if loadErr != nil {
-		for _, line := range strings.Split(loadErr.Error(), "\n") {
-			log.Error("runbook rejected", "problem", line)
-		}
-		evs = append(evs, domain.AuditEvent{
-			ID: "runbook.rejected/" + hashString(loadErr.Error()), Time: now,
-			Actor: domain.Actor{Kind: domain.ActorSystem, Name: "loader"}, Action: domain.ActionRunbookRejected,
-			Error: loadErr.Error(),
-		})
-	}
-	set, err := runbooks.NewSet(list...)
-	if err != nil {
-		return nil, err
-	}
-	for _, rb := range set.All() {
-		log.Info("runbook loaded", "runbook", rb.Name(), "source", rb.Source, "matchers", strings.Join(rb.Spec.Trigger.Matchers, ","))
-		evs = append(evs, domain.AuditEvent{
-			ID: "runbook.loaded/" + rb.Name() + "/" + rb.Hash, Time: now,
-			Actor: domain.Actor{Kind: domain.ActorSystem, Name: "loader"}, Action: domain.ActionRunbookLoaded,
-			Runbook: rb.Name(), RunbookHash: rb.Hash, Detail: map[string]string{"source": rb.Source},
-		})
-	}
-	if len(evs) > 0 {
-		if err := pub.RecordAll(ctx, evs); err != nil {
-			return nil, fmt.Errorf("audit runbook load: %w", err)
-		}
-	}
-	return set, nil
-}
-
 func webhookToken(dataDir, given string) (string, error) {
 	if given != "" {
 		return given, nil
@@ -373,11 +350,6 @@ func webhookToken(dataDir, given string) (string, error) {
 		return "", fmt.Errorf("save webhook token: %w", err)
 	}
 	return tok, nil
-}
-
-func hashString(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:8])
 }
 
 func hostname() string {

@@ -20,6 +20,7 @@ const (
 	ActionStepSkipped       = "step.skipped"
 	ActionRunbookLoaded     = "runbook.loaded"
 	ActionRunbookRejected   = "runbook.rejected"
+	ActionRunbookRemoved    = "runbook.removed"
 )
 
 // Actor kinds: who caused an action.

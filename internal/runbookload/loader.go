@@ -1,0 +1,279 @@
+// Package runbookload keeps the serving runbook set in step with a runbook
+// directory. Every file is validated before it replaces anything: an
+// invalid edit is rejected, logged and audited, and the file's previous
+// good version keeps serving. New runs use the new version; running runs
+// keep the snapshot they started with (the workflow input carries it).
+package runbookload
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/runbooks"
+)
+
+// Auditor records audit events durably.
+type Auditor interface {
+	RecordAll(ctx context.Context, evs []domain.AuditEvent) error
+}
+
+// Loader loads and reloads one directory.
+type Loader struct {
+	Dir     string
+	Catalog runbooks.StepCatalog
+	Audit   Auditor
+	Log     *slog.Logger
+	// Store receives each new set (e.g. triggers.AtomicRunbooks.Store).
+	Store func(*runbooks.Set)
+	// Now is the clock for audit events; time.Now when nil.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	files    map[string]fileState // path -> what was last seen
+	current  *runbooks.Set
+	rejected map[string]bool // content hashes already reported
+}
+
+type fileState struct {
+	hash string            // of the bytes last read
+	good *runbooks.Runbook // last valid version; nil if never valid
+}
+
+// Change summarises one reload, for logs and tests.
+type Change struct {
+	Loaded   []string // runbooks new or changed
+	Removed  []string // runbooks whose file went away
+	Rejected []string // problems of files that were not applied
+}
+
+// Empty reports whether nothing changed.
+func (c Change) Empty() bool { return len(c.Loaded)+len(c.Removed)+len(c.Rejected) == 0 }
+
+// Current returns the set last stored.
+func (l *Loader) Current() *runbooks.Set {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.current
+}
+
+// Reload reads the directory once and applies what changed. The first call
+// loads everything. It returns an error only when audit events cannot be
+// written; the new set is not stored then, so nothing serves unaudited.
+func (l *Loader) Reload(ctx context.Context) (Change, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.files == nil {
+		l.files = map[string]fileState{}
+		l.rejected = map[string]bool{}
+	}
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	at := now().UTC()
+	actor := domain.Actor{Kind: domain.ActorSystem, Name: "runbook-loader"}
+
+	paths, err := l.list()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Change{}, err
+	}
+	next := make(map[string]fileState, len(paths))
+	var ch Change
+	var evs []domain.AuditEvent
+	newRejections := map[string]bool{}
+	reject := func(hash, problem string, rb *runbooks.Runbook) {
+		ch.Rejected = append(ch.Rejected, problem)
+		if l.rejected[hash] {
+			return // already reported this exact content
+		}
+		newRejections[hash] = true
+		ev := domain.AuditEvent{ID: "runbook.rejected/" + hash, Time: at, Actor: actor, Action: domain.ActionRunbookRejected, Error: problem}
+		if rb != nil {
+			ev.Runbook, ev.RunbookHash = rb.Name(), rb.Hash
+		}
+		evs = append(evs, ev)
+	}
+	for _, path := range paths {
+		prev := l.files[path]
+		data, err := os.ReadFile(path)
+		if err != nil {
+			next[path] = prev // keep serving what we had
+			reject(hashOf([]byte(path+err.Error())), fmt.Sprintf("%s: %v", path, err), nil)
+			continue
+		}
+		h := hashOf(data)
+		if h == prev.hash {
+			next[path] = prev
+			continue
+		}
+		rb, err := runbooks.Parse(path, data, l.Catalog)
+		if err != nil {
+			next[path] = fileState{hash: h, good: prev.good}
+			msg := err.Error()
+			if prev.good != nil {
+				msg += fmt.Sprintf("\n(the previous version of %s, sha256 %s, keeps serving)", prev.good.Name(), short(prev.good.Hash))
+			}
+			reject(h, msg, prev.good)
+			continue
+		}
+		next[path] = fileState{hash: h, good: rb}
+	}
+
+	// Assemble the candidate set; a name clash rejects the newer file.
+	var list []*runbooks.Runbook
+	for _, path := range sortedKeys(next) {
+		if rb := next[path].good; rb != nil {
+			list = append(list, rb)
+		}
+	}
+	set, err := runbooks.NewSet(list...)
+	if err != nil {
+		// Undo this reload's changes; forgetting their hashes makes the
+		// next poll look again, in case the other file is fixed.
+		for path, st := range next {
+			if prev, ok := l.files[path]; ok && prev.good != st.good {
+				next[path] = prev
+			} else if !ok {
+				delete(next, path)
+			}
+		}
+		list = list[:0]
+		for _, path := range sortedKeys(next) {
+			if rb := next[path].good; rb != nil {
+				list = append(list, rb)
+			}
+		}
+		reject(hashOf([]byte(err.Error())), err.Error(), nil)
+		if set, err = runbooks.NewSet(list...); err != nil {
+			return ch, err // cannot happen: the previous files were a valid set
+		}
+	}
+
+	old := map[string]*runbooks.Runbook{}
+	if l.current != nil {
+		for _, rb := range l.current.All() {
+			old[rb.Name()] = rb
+		}
+	}
+	for _, rb := range set.All() {
+		if prev, ok := old[rb.Name()]; ok && prev.Hash == rb.Hash {
+			delete(old, rb.Name())
+			continue
+		}
+		delete(old, rb.Name())
+		ch.Loaded = append(ch.Loaded, rb.Name())
+		evs = append(evs, domain.AuditEvent{
+			ID: "runbook.loaded/" + rb.Name() + "/" + rb.Hash, Time: at, Actor: actor, Action: domain.ActionRunbookLoaded,
+			Runbook: rb.Name(), RunbookHash: rb.Hash, Detail: map[string]string{"source": rb.Source},
+		})
+	}
+	for _, name := range sortedKeys(old) {
+		ch.Removed = append(ch.Removed, name)
+		evs = append(evs, domain.AuditEvent{
+			ID: "runbook.removed/" + name + "/" + old[name].Hash + "/" + at.Format(time.RFC3339Nano), Time: at, Actor: actor,
+			Action: domain.ActionRunbookRemoved, Runbook: name, RunbookHash: old[name].Hash,
+		})
+	}
+	if len(evs) > 0 && l.Audit != nil {
+		if err := l.Audit.RecordAll(ctx, evs); err != nil {
+			return ch, fmt.Errorf("audit runbook changes (nothing applied): %w", err)
+		}
+	}
+	for h := range newRejections {
+		l.rejected[h] = true
+	}
+	l.files = next
+	if l.current == nil || len(ch.Loaded)+len(ch.Removed) > 0 {
+		l.current = set
+		if l.Store != nil {
+			l.Store(set)
+		}
+	}
+	l.logChange(ch, newRejections)
+	return ch, nil
+}
+
+func (l *Loader) logChange(ch Change, fresh map[string]bool) {
+	if l.Log == nil {
+		return
+	}
+	for _, name := range ch.Loaded {
+		l.Log.Info("runbook loaded", "runbook", name)
+	}
+	for _, name := range ch.Removed {
+		l.Log.Warn("runbook removed: its file is gone", "runbook", name)
+	}
+	if len(fresh) > 0 {
+		for _, p := range ch.Rejected {
+			for _, line := range strings.Split(p, "\n") {
+				l.Log.Error("runbook change rejected", "problem", line)
+			}
+		}
+	}
+}
+
+// Watch reloads every interval until ctx ends. Polling, rather than file
+// notifications, also sees Kubernetes ConfigMap updates (a symlink swap)
+// and network file systems, and costs a few small reads per interval.
+func (l *Loader) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := l.Reload(ctx); err != nil && ctx.Err() == nil && l.Log != nil {
+				l.Log.Error("runbook reload", "error", err)
+			}
+		}
+	}
+}
+
+func (l *Loader) list() ([]string, error) {
+	entries, err := os.ReadDir(l.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+			continue
+		}
+		out = append(out, filepath.Join(l.Dir, n))
+	}
+	return out, nil
+}
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,148 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Prometheus is a real Prometheus server (Debian's prometheus package)
+// running on loopback and scraping the test's targets every second.
+type Prometheus struct {
+	URL     string
+	targets int
+}
+
+const prometheusInstall = "apt-get install -y prometheus"
+
+// StartPrometheus runs Prometheus scraping each target's /metrics every
+// second (and evaluating every second), waits until it is ready, and stops
+// it when the test ends. Targets are host:port, or http://host:port as an
+// httptest.Server's URL gives it.
+func StartPrometheus(t testing.TB, scrapeTargets ...string) *Prometheus {
+	t.Helper()
+	bin := Binary(t, "prometheus", prometheusInstall)
+	dir := t.TempDir()
+	targets := make([]string, len(scrapeTargets))
+	for i, s := range scrapeTargets {
+		targets[i] = fmt.Sprintf("%q", strings.TrimSuffix(strings.TrimPrefix(s, "http://"), "/"))
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: test
+    static_configs:
+      - targets: [%s]
+`, strings.Join(targets, ", "))
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	port := FreePort(t)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin,
+		"--config.file="+cfgPath,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+		"--log.level=warn",
+	)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus log:\n%s", logs.String())
+		}
+	})
+	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port), targets: len(targets)}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(p.URL + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "prometheus did not become ready")
+	return p
+}
+
+// WaitTargetsUp waits until every scrape target has been scraped
+// successfully and its samples are queryable, or fails the test saying
+// what Prometheus reports about each target.
+func (p *Prometheus) WaitTargetsUp(t testing.TB) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if p.targetsUp(&last) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus targets not up within 30s: %s", last)
+		}
+	}
+}
+
+// targetsUp reports whether every target is up, and describes them in last.
+func (p *Prometheus) targetsUp(last *string) bool {
+	resp, err := http.Get(p.URL + "/api/v1/targets?state=active")
+	if err != nil {
+		*last = err.Error()
+		return false
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Data struct {
+			ActiveTargets []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		*last = err.Error()
+		return false
+	}
+	up := 0
+	var states []string
+	for _, tg := range ans.Data.ActiveTargets {
+		states = append(states, strings.TrimSpace(fmt.Sprintf("%s %s %s", tg.ScrapeURL, tg.Health, tg.LastError)))
+		if tg.Health == "up" {
+			up++
+		}
+	}
+	*last = strings.Join(states, "; ")
+	// A target turns healthy just before its scrape is committed; the up
+	// series is committed with the samples, so once a query sees it the
+	// samples are queryable too.
+	return up == p.targets && p.upSeries() == p.targets
+}
+
+// upSeries counts the targets whose up sample a query sees as 1.
+func (p *Prometheus) upSeries() int {
+	resp, err := http.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape("up == 1"))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Data struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		return -1
+	}
+	return len(ans.Data.Result)
+}
