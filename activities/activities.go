@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/salve-sre/salve/activities/httpreq"
+	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/promql"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
@@ -31,6 +32,9 @@ type AuditRecorder interface {
 type Config struct {
 	// PrometheusURL is the default Prometheus for prometheus.* steps.
 	PrometheusURL string
+	// Kube hands out Kubernetes clients per step attempt; nil = no
+	// cluster configured (kubernetes.* steps fail and say so).
+	Kube kube.Clients
 }
 
 // NewRegistry builds the registry of every step kind this build knows,
@@ -43,6 +47,7 @@ func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	reg := step.NewRegistry()
 	specs := []step.Spec{httpreq.Spec(nil)}
 	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Heartbeat: activity.RecordHeartbeat})...)
+	specs = append(specs, kube.Specs(kube.Options{Clients: cfg.Kube, Heartbeat: activity.RecordHeartbeat})...)
 	for _, s := range specs {
 		if err := reg.Register(s); err != nil {
 			return nil, err
@@ -84,6 +89,7 @@ func (a *Activities) Step(kind string) (func(ctx context.Context, req step.Reque
 
 func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) (step.Result, error) {
 	info := activity.GetInfo(ctx)
+	req.ScheduledAt = info.ScheduledTime
 	attempt := strconv.Itoa(int(info.Attempt))
 	log := a.log.With("workflow_id", req.WorkflowID, "step", req.Step, "kind", req.Kind, "attempt", attempt)
 	ev := func(action, outcome string, err error) domain.AuditEvent {

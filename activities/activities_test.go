@@ -117,6 +117,8 @@ func TestStepSuccessIsAudited(t *testing.T) {
 	res, err := h.run(request())
 	require.NoError(t, err)
 	require.EqualValues(t, 1, calls.Load())
+	require.False(t, gotReq.ScheduledAt.IsZero(), "the adapter tells the executor when the step was first scheduled")
+	gotReq.ScheduledAt = time.Time{}
 	require.Equal(t, request(), gotReq, "the executor gets the request as sent")
 	require.Equal(t, []string{domain.ActionStepStarted}, auditAtRun, "step.started is stored before the action")
 	require.Equal(t, map[string]any{"status": float64(200), "body": "ok"}, res.Output)

@@ -242,7 +242,7 @@ spec:
 			doc:  header + "spec:\n  steps:\n    - with: {url: http://x}\n",
 			want: []string{
 				"f.yaml:6:7: spec.steps[0].name: every step needs a name",
-				"f.yaml:6:7: spec.steps[0].action: every step needs an action (one of: http.request, prometheus.assert, prometheus.query, sleep)",
+				"f.yaml:6:7: spec.steps[0].action: every step needs an action (one of: http.request, kubernetes.delete_pod, kubernetes.get, kubernetes.restart, kubernetes.rollback, kubernetes.scale, kubernetes.wait_rollout, prometheus.assert, prometheus.query, sleep)",
 			},
 		},
 		{
@@ -280,8 +280,8 @@ spec:
 		},
 		{
 			name: "unknown step kind far from every known kind gets no suggestion",
-			doc:  header + "spec:\n  steps:\n    - {name: a, action: kubernetes.restart}\n",
-			want: []string{`f.yaml:6:25: spec.steps[0].action: unknown step kind "kubernetes.restart"`},
+			doc:  header + "spec:\n  steps:\n    - {name: a, action: pagerduty.trigger}\n",
+			want: []string{`f.yaml:6:25: spec.steps[0].action: unknown step kind "pagerduty.trigger"`},
 		},
 		{
 			name: "typo of sleep is suggested too",

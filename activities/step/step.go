@@ -7,6 +7,7 @@ package step
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors an Executor returns (wrapped) to say a retry cannot help. The
@@ -29,6 +30,11 @@ type Request struct {
 	// compensation): the same for every attempt, so a mutating executor can
 	// make a retried attempt safe.
 	IdempotencyKey string `json:"idempotencyKey"`
+	// ScheduledAt is when the workflow first scheduled the step: the same
+	// for every retry. The adapter sets it; it is not part of history.
+	// Executors use it to tell their own earlier attempt's effects (e.g.
+	// pods created since) from the world as it was.
+	ScheduledAt time.Time `json:"-"`
 }
 
 // Result is what a step hands to later steps ({{ .Steps.<name>.Output.x }}).

@@ -27,6 +27,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devnats"
@@ -51,13 +52,16 @@ type DevConfig struct {
 	// PrometheusURL is the Prometheus that prometheus.* steps query by
 	// default; "" = each step must name one.
 	PrometheusURL string
-	TemporalPort  int  // default 7233; -1 = a free port
-	NATSPort      int  // default 4222; -1 = a free port
-	UIPort        int  // Temporal Web UI port; default 8233; -1 = a free port
-	DisableUI     bool // true = no Temporal Web UI
-	Version       string
-	Log           *slog.Logger
-	Out           io.Writer // where the banner goes; nil = io.Discard
+	// Kubeconfig gives kubernetes.* steps a cluster, with the kubeconfig's
+	// own (standing) identity: a development credential source.
+	Kubeconfig   string
+	TemporalPort int  // default 7233; -1 = a free port
+	NATSPort     int  // default 4222; -1 = a free port
+	UIPort       int  // Temporal Web UI port; default 8233; -1 = a free port
+	DisableUI    bool // true = no Temporal Web UI
+	Version      string
+	Log          *slog.Logger
+	Out          io.Writer // where the banner goes; nil = io.Discard
 }
 
 // Dev is a running `salve dev`.
@@ -199,7 +203,14 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, tc.Close)
 
-	reg, err := activities.NewRegistryWith(activities.Config{PrometheusURL: cfg.PrometheusURL})
+	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL}
+	if cfg.Kubeconfig != "" {
+		if acfg.Kube, err = kube.FromKubeconfig(cfg.Kubeconfig, ""); err != nil {
+			return nil, err
+		}
+		log.Warn("INSECURE development credentials: kubernetes.* steps act with the kubeconfig's standing identity, not per-step Vault credentials", "kubeconfig", cfg.Kubeconfig)
+	}
+	reg, err := activities.NewRegistryWith(acfg)
 	if err != nil {
 		return nil, err
 	}
