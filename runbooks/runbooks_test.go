@@ -822,3 +822,11 @@ spec:
 	_, err = rb.ResolveParams(nil, map[string]string{"replicas": "2.5"})
 	require.ErrorContains(t, err, `parameter "replicas": want a whole number, got "2.5"`)
 }
+
+func TestTemplateHost(t *testing.T) {
+	for in, want := range map[string]string{"node-1:9100": "node-1", "node-1": "node-1", "[::1]:9100": "::1", "10.0.0.1:80": "10.0.0.1", "fe80::1": "fe80::1"} {
+		got, err := runbooks.RenderString(`{{ host .Params.i }}`, runbooks.TemplateData{Params: map[string]string{"i": in}})
+		require.NoError(t, err)
+		require.Equal(t, want, got, in)
+	}
+}

@@ -49,10 +49,25 @@ var funcs = template.FuncMap{
 	"trim":    strings.TrimSpace,
 	"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
 	"quote":   func(s string) string { b, _ := json.Marshal(s); return string(b) },
+	"host": hostOf,
 	"toJSON": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
 	},
+}
+
+// hostOf drops the port from an Alertmanager instance label such as
+// "node-1:9100" or "[::1]:9100".
+func hostOf(hostport string) string {
+	if strings.HasPrefix(hostport, "[") {
+		if i := strings.Index(hostport, "]"); i > 0 {
+			return hostport[1:i]
+		}
+	}
+	if i := strings.LastIndex(hostport, ":"); i >= 0 && strings.Count(hostport, ":") == 1 {
+		return hostport[:i]
+	}
+	return hostport
 }
 
 func parseTemplate(text string) (*template.Template, error) {
