@@ -227,6 +227,9 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 		if err := checkTemplate(k); err != nil {
 			v.add("spec.trigger.incidentKey", "%v", err)
 		}
+		for _, p := range checkRefs(k, scope{roots: incidentRoots}) {
+			v.add("spec.trigger.incidentKey", "%s", p)
+		}
 	}
 	for _, name := range sortedKeys(rb.Spec.Params) {
 		p := rb.Spec.Params[name]
@@ -251,8 +254,12 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 		v.add("spec.steps", "a runbook needs at least one step")
 	}
 	seen := map[string]string{}
-	v.steps("spec.steps", rb.Spec.Steps, cat, seen)
-	v.steps("spec.onFailure", rb.Spec.OnFailure, cat, seen)
+	sc := scope{roots: allRoots, params: rb.Spec.Params, steps: map[string]bool{}, all: map[string]bool{}}
+	for _, s := range append(append([]Step{}, rb.Spec.Steps...), rb.Spec.OnFailure...) {
+		sc.all[s.Name] = true
+	}
+	v.steps("spec.steps", rb.Spec.Steps, cat, seen, sc)
+	v.steps("spec.onFailure", rb.Spec.OnFailure, cat, seen, sc)
 }
 
 // oneOf checks an optional enumerated field.
@@ -302,7 +309,7 @@ func (v *validator) approval(path string, a Approval) {
 
 var paramName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
-func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[string]string) {
+func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[string]string, sc scope) {
 	for i, s := range steps {
 		path := fmt.Sprintf("%s[%d]", base, i)
 		switch {
@@ -321,6 +328,9 @@ func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[s
 			} else if err := checkTemplate(s.When); err != nil {
 				v.add(path+".when", "%v", err)
 			}
+			for _, p := range checkRefs(s.When, sc) {
+				v.add(path+".when", "%s", p)
+			}
 		}
 		if s.Approval != nil {
 			v.approval(path+".approval", *s.Approval)
@@ -336,9 +346,13 @@ func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[s
 				if err := checkTemplate(str); err != nil {
 					v.add(path+".with."+k, "%v", err)
 				}
+				for _, p := range checkRefs(str, sc) {
+					v.add(path+".with."+k, "%s", p)
+				}
 			})
 		}
 		v.action(path, s, cat)
+		sc.steps[s.Name] = true
 	}
 }
 

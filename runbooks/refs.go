@@ -1,0 +1,144 @@
+package runbooks
+
+import (
+	"fmt"
+	"strings"
+	"text/template/parse"
+)
+
+// Template roots: the fields of TemplateData.
+var (
+	allRoots      = []string{"Alert", "Labels", "Annotations", "Params", "Steps", "Run"}
+	incidentRoots = []string{"Alert", "Labels", "Annotations"}
+)
+
+// refs lists the field paths a template reads from its data, e.g.
+// ["Params", "namespace"] for {{ .Params.namespace }}. Paths through
+// variables ($x.y) are not followed.
+func refs(text string) ([][]string, error) {
+	t, err := parseTemplate(text)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]string
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			out = append(out, n.Ident)
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			// Inside range and with, dot changes: fields there are not
+			// the template data's, so they are not checked.
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.ElseList)
+		}
+	}
+	if t.Tree != nil {
+		walk(t.Tree.Root)
+	}
+	return out, nil
+}
+
+// scope is what a template may refer to where it is used.
+type scope struct {
+	roots  []string
+	params map[string]Param
+	steps  map[string]bool // steps that have run before this point
+	all    map[string]bool // every step of the runbook, for better messages
+}
+
+// checkRefs reports references that can only fail at run time: unknown
+// roots (.Param.x), undeclared parameters, and steps that do not exist or
+// have not run yet at this point.
+func checkRefs(text string, sc scope) []string {
+	if !strings.Contains(text, "{{") {
+		return nil
+	}
+	paths, err := refs(text)
+	if err != nil {
+		return nil // reported by checkTemplate
+	}
+	var problems []string
+	seen := map[string]bool{}
+	add := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if !seen[msg] {
+			seen[msg] = true
+			problems = append(problems, msg)
+		}
+	}
+	for _, p := range paths {
+		root := p[0]
+		if !contains(sc.roots, root) {
+			msg := fmt.Sprintf("template refers to .%s, which is not available here (available: .%s)", root, strings.Join(sc.roots, ", ."))
+			if near := closest(root, sc.roots); near != "" {
+				msg += fmt.Sprintf(" (did you mean .%s?)", near)
+			}
+			add("%s", msg)
+			continue
+		}
+		if len(p) < 2 {
+			continue
+		}
+		switch root {
+		case "Params":
+			if _, ok := sc.params[p[1]]; !ok {
+				msg := fmt.Sprintf("template refers to parameter %q, which spec.params does not declare", p[1])
+				if near := closest(p[1], sortedKeys(sc.params)); near != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", near)
+				}
+				add("%s", msg)
+			}
+		case "Steps":
+			switch {
+			case sc.steps[p[1]]:
+			case sc.all[p[1]]:
+				add("template refers to step %q, which has not run yet at this point", p[1])
+			default:
+				msg := fmt.Sprintf("template refers to step %q, which does not exist", p[1])
+				if near := closest(p[1], sortedKeys(sc.all)); near != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", near)
+				}
+				add("%s", msg)
+			}
+		}
+	}
+	return problems
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
