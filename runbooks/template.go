@@ -49,7 +49,7 @@ var funcs = template.FuncMap{
 	"trim":    strings.TrimSpace,
 	"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
 	"quote":   func(s string) string { b, _ := json.Marshal(s); return string(b) },
-	"host": hostOf,
+	"host":    hostOf,
 	"toJSON": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
