@@ -4,7 +4,10 @@
 #
 # Needs: Go (see go.mod) and, for the Alertmanager end-to-end test and the
 # prometheus.* step tests, Debian's prometheus-alertmanager and prometheus
-# packages, which this script installs if missing.
+# packages, which this script installs if missing; for the Kubernetes step
+# tests, a real control plane (kube-apiserver, controller-manager, scheduler
+# from k8s.io/kubernetes, kwok fake nodes, Debian etcd) that
+# scripts/kube-tools.sh builds into ~/.cache/salve/bin, once per version.
 # Tests never skip because a server is missing: they fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,9 @@ prometheus --version 2>&1 | head -1
 ls -d /usr/lib/postgresql/*/bin/postgres
 go version
 
+step "building the Kubernetes test control plane (cached by version; the first build takes ~20 minutes)"
+bash scripts/kube-tools.sh
+
 step "downloading modules"
 go mod download
 
@@ -38,6 +44,10 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go mod tidy -diff
+
+step "checking the runbook library: salve runbook validate + salve runbook test"
+go run ./cmd/salve runbook validate runbooks
+go run ./cmd/salve runbook test runbooks/tests
 
 step "running tests (first run builds the embedded Temporal server: expect 15-25 minutes on 2 cores)"
 go test -race -count=1 -timeout 60m ./...
