@@ -179,7 +179,7 @@ func friendlyYAML(msg string) string {
 // yamlFields maps each runbook Go type to the YAML field names it accepts.
 var yamlFields = func() map[string][]string {
 	out := map[string][]string{}
-	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}} {
+	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}, Credential{}} {
 		t := reflect.TypeOf(v)
 		var names []string
 		for i := range t.NumField() {
@@ -247,6 +247,27 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	}
 	v.oneOf("spec.trigger.onResolved", rb.Spec.Trigger.OnResolved, OnResolvedIgnore, OnResolvedFinish, OnResolvedCancel)
 	v.safety("spec.safety", rb.Spec.Safety)
+	sources := credentialSources(cat)
+	for _, name := range sortedKeys(rb.Spec.Credentials) {
+		c := rb.Spec.Credentials[name]
+		path := "spec.credentials." + name
+		if !contains(sources, name) {
+			msg := fmt.Sprintf("no step kind uses a credential named %q (known: %s)", name, strings.Join(sources, ", "))
+			if near := closest(name, sources); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			v.add(path, "%s", msg)
+		}
+		if strings.TrimSpace(c.VaultRole) == "" {
+			v.add(path+".vaultRole", "needs the Vault role to issue the credential with, e.g. 'salve-{{ .Params.namespace }}'")
+		} else if err := checkTemplate(c.VaultRole); err != nil {
+			v.add(path+".vaultRole", "%v", err)
+		} else {
+			for _, p := range checkRefs(c.VaultRole, scope{roots: []string{"Params", "Labels", "Annotations", "Alert", "Run"}, params: rb.Spec.Params}) {
+				v.add(path+".vaultRole", "%s", p)
+			}
+		}
+	}
 	if rb.Spec.Toil.ManualMinutes < 0 {
 		v.add("spec.toil.manualMinutes", "must not be negative")
 	}
@@ -260,6 +281,19 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	}
 	v.steps("spec.steps", rb.Spec.Steps, cat, seen, sc)
 	v.steps("spec.onFailure", rb.Spec.OnFailure, cat, seen, sc)
+}
+
+// credentialSources lists the credentials the catalog's step kinds need.
+func credentialSources(cat StepCatalog) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range cat.Kinds() {
+		if s, ok := cat.Lookup(k); ok && s.Credential != "" && !seen[s.Credential] {
+			seen[s.Credential] = true
+			out = append(out, s.Credential)
+		}
+	}
+	return out
 }
 
 // oneOf checks an optional enumerated field.

@@ -55,6 +55,9 @@ type Spec struct {
 	Params    map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
 	Toil      Toil             `yaml:"toil,omitempty" json:"toil"`
 	Safety    Safety           `yaml:"safety,omitempty" json:"safety"`
+	// Credentials says which credential each source issues for this
+	// runbook's steps, e.g. kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}'}.
+	Credentials map[string]Credential `yaml:"credentials,omitempty" json:"credentials,omitempty"`
 	Steps     []Step           `yaml:"steps" json:"steps"`
 	OnFailure []Step           `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
 }
@@ -118,6 +121,15 @@ var ParamTypes = []string{ParamString, ParamInt, ParamBool, ParamDuration, Param
 // Toil is what a person would spend doing the runbook by hand.
 type Toil struct {
 	ManualMinutes float64 `yaml:"manualMinutes,omitempty" json:"manualMinutes,omitempty"`
+}
+
+// Credential selects the credential a source issues for each step attempt
+// that needs it. It names a role, never a secret.
+type Credential struct {
+	// VaultRole is a template over params, e.g. 'salve-{{ .Params.namespace }}'.
+	VaultRole string `yaml:"vaultRole" json:"vaultRole"`
+	// TTL of the issued credential; default the step timeout plus a margin.
+	TTL Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
 }
 
 // Safety is the runbook's safety envelope. It is parsed and validated

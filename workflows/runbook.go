@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -151,6 +152,16 @@ type run struct {
 	data   runbooks.TemplateData
 	seen   map[string]bool
 	finish bool // stop before the next step: the alert resolved
+	creds  map[string]step.CredentialRef
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func newRun(ctx workflow.Context, in Input) *run {
@@ -215,6 +226,19 @@ func (r *run) execute(ctx workflow.Context) error {
 	}
 	r.status.Params = params
 	r.data.Params = params
+	// Credential roles are rendered once, before any step: a bad role
+	// template fails the run before anything acts.
+	for _, name := range sortedKeys(r.in.Runbook.Spec.Credentials) {
+		c := r.in.Runbook.Spec.Credentials[name]
+		role, err := runbooks.RenderString(c.VaultRole, r.data)
+		if err != nil {
+			return fmt.Errorf("credentials.%s.vaultRole: %w", name, err)
+		}
+		if r.creds == nil {
+			r.creds = map[string]step.CredentialRef{}
+		}
+		r.creds[name] = step.CredentialRef{Role: role, TTL: c.TTL.D()}
+	}
 	return r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, "")
 }
 
@@ -315,6 +339,7 @@ func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]
 		Kind:           s.Action,
 		Params:         params,
 		IdempotencyKey: r.info.WorkflowExecution.ID + "/" + s.Name + keySuffix,
+		Credentials:    r.creds,
 	}
 	var res step.Result
 	if err := workflow.ExecuteActivity(actx, step.ActivityName(s.Action), req).Get(ctx, &res); err != nil {

@@ -843,3 +843,23 @@ func TestRunbookOnResolved(t *testing.T) {
 		})
 	}
 }
+
+// Credential roles are rendered once from params and handed to every step;
+// they name a role, never a secret.
+func TestRunbookCredentialRoles(t *testing.T) {
+	env, rec := newEnv(t, nil)
+	rb := parseRunbook(t, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: creds}
+spec:
+  params:
+    namespace: {default: shop}
+  credentials:
+    kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}', ttl: 10m}
+  steps:
+    - {name: a, action: http.request, with: {url: "http://x/a"}}
+`)
+	_, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]step.CredentialRef{"kubernetes": {Role: "salve-shop", TTL: 10 * time.Minute}}, rec.request(t, "a").Credentials)
+}

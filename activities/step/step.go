@@ -30,11 +30,21 @@ type Request struct {
 	// compensation): the same for every attempt, so a mutating executor can
 	// make a retried attempt safe.
 	IdempotencyKey string `json:"idempotencyKey"`
+	// Credentials are the credentials the runbook selects, by source
+	// ("kubernetes"): which role to ask for, never a secret. The executor
+	// of a kind that needs one obtains it for this attempt alone.
+	Credentials map[string]CredentialRef `json:"credentials,omitempty"`
 	// ScheduledAt is when the workflow first scheduled the step: the same
 	// for every retry. The adapter sets it; it is not part of history.
 	// Executors use it to tell their own earlier attempt's effects (e.g.
 	// pods created since) from the world as it was.
 	ScheduledAt time.Time `json:"-"`
+}
+
+// CredentialRef names the credential a step asks its source for.
+type CredentialRef struct {
+	Role string        `json:"role"`
+	TTL  time.Duration `json:"ttl,omitempty"`
 }
 
 // Result is what a step hands to later steps ({{ .Steps.<name>.Output.x }}).
