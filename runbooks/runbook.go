@@ -51,15 +51,15 @@ type Metadata struct {
 
 // Spec is what a runbook does and when.
 type Spec struct {
-	Trigger   Trigger          `yaml:"trigger,omitempty" json:"trigger"`
-	Params    map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
-	Toil      Toil             `yaml:"toil,omitempty" json:"toil"`
-	Safety    Safety           `yaml:"safety,omitempty" json:"safety"`
+	Trigger Trigger          `yaml:"trigger,omitempty" json:"trigger"`
+	Params  map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
+	Toil    Toil             `yaml:"toil,omitempty" json:"toil"`
+	Safety  Safety           `yaml:"safety,omitempty" json:"safety"`
 	// Credentials says which credential each source issues for this
 	// runbook's steps, e.g. kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}'}.
 	Credentials map[string]Credential `yaml:"credentials,omitempty" json:"credentials,omitempty"`
-	Steps     []Step           `yaml:"steps" json:"steps"`
-	OnFailure []Step           `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+	Steps       []Step                `yaml:"steps" json:"steps"`
+	OnFailure   []Step                `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
 }
 
 // Trigger says which alerts start this runbook and how they group into
