@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/salve-sre/salve/activities/step"
@@ -29,7 +30,24 @@ type Doer interface {
 // Spec returns the step kind. A nil client uses http.DefaultClient's
 // transport with no overall timeout of its own: the step's timeout (the
 // activity's start-to-close timeout, carried by ctx) bounds each request.
-func Spec(client Doer) step.Spec {
+func Spec(client Doer) step.Spec { return SpecWith(Options{Client: client}) }
+
+// Secrets resolves a secret reference ("secret/pagerduty#token": a KV
+// mount, a path and a key) for one step attempt. Values stay in the
+// activity's memory; they are never logged, returned or audited.
+type Secrets interface {
+	Resolve(ctx context.Context, req step.Request, ref string) (string, error)
+}
+
+// Options configures the step kind.
+type Options struct {
+	Client  Doer
+	Secrets Secrets // nil: secretHeaders fail and say Vault is needed
+}
+
+// SpecWith returns the step kind with its dependencies.
+func SpecWith(opts Options) step.Spec {
+	client := opts.Client
 	if client == nil {
 		client = &http.Client{}
 	}
@@ -41,18 +59,23 @@ func Spec(client Doer) step.Spec {
 			{Name: "url", Type: step.TypeString, Required: true, Doc: "http:// or https:// URL"},
 			{Name: "method", Type: step.TypeString, Doc: "HTTP method; default GET"},
 			{Name: "headers", Type: step.TypeMap, Doc: "request headers"},
+			{Name: "secretHeaders", Type: step.TypeMap, Doc: "headers with secrets from Vault KV: ${mount/path#key} is replaced, e.g. Authorization: 'Bearer ${secret/pagerduty#token}'"},
 			{Name: "body", Type: step.TypeString, Doc: "request body"},
 			{Name: "expectStatus", Type: step.TypeList, Doc: "acceptable status codes; default any 2xx"},
 		}},
-		Executor: executor{client: client},
+		Executor: executor{client: client, secrets: opts.Secrets},
 	}
 }
 
-type executor struct{ client Doer }
+type executor struct {
+	client  Doer
+	secrets Secrets
+}
 
 type params struct {
 	url, method, body string
 	headers           map[string]string
+	secretHeaders     map[string]string
 	expect            []int
 }
 
@@ -84,6 +107,16 @@ func parse(p map[string]any) (params, error) {
 	if v, ok := p["headers"]; ok {
 		if out.headers, err = step.StringMap(v); err != nil {
 			return out, fmt.Errorf("%w: headers: %v", step.ErrInvalidParams, err)
+		}
+	}
+	if v, ok := p["secretHeaders"]; ok {
+		if out.secretHeaders, err = step.StringMap(v); err != nil {
+			return out, fmt.Errorf("%w: secretHeaders: %v", step.ErrInvalidParams, err)
+		}
+		for name, val := range out.secretHeaders {
+			if len(secretRef.FindAllStringIndex(val, -1)) == 0 {
+				return out, fmt.Errorf("%w: secretHeaders.%s has no ${mount/path#key} reference; put plain values in headers", step.ErrInvalidParams, name)
+			}
 		}
 	}
 	if v, ok := p["body"]; ok {
@@ -141,6 +174,13 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	for k, v := range p.headers {
 		hreq.Header.Set(k, v)
 	}
+	for name, tmpl := range p.secretHeaders {
+		val, err := e.resolve(ctx, req, tmpl)
+		if err != nil {
+			return step.Result{}, fmt.Errorf("secretHeaders.%s: %w", name, err)
+		}
+		hreq.Header.Set(name, val)
+	}
 	if req.IdempotencyKey != "" {
 		hreq.Header.Set("Idempotency-Key", req.IdempotencyKey)
 	}
@@ -166,6 +206,30 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 		return out, err
 	}
 	return out, nil
+}
+
+var secretRef = regexp.MustCompile(`\$\{([^}#]+)#([^}]+)\}`)
+
+// resolve replaces every ${mount/path#key} in a header value with the
+// secret. Errors name the reference, never a value.
+func (e executor) resolve(ctx context.Context, req step.Request, tmpl string) (string, error) {
+	if e.secrets == nil {
+		return "", fmt.Errorf("%w: secret headers need Vault: start Salve with --vault-addr", step.ErrPermanent)
+	}
+	var out strings.Builder
+	last := 0
+	for _, m := range secretRef.FindAllStringSubmatchIndex(tmpl, -1) {
+		out.WriteString(tmpl[last:m[0]])
+		ref := tmpl[m[2]:m[3]] + "#" + tmpl[m[4]:m[5]]
+		val, err := e.secrets.Resolve(ctx, req, ref)
+		if err != nil {
+			return "", err
+		}
+		out.WriteString(val)
+		last = m[1]
+	}
+	out.WriteString(tmpl[last:])
+	return out.String(), nil
 }
 
 // redact drops user info, query and fragment (where tokens hide) from a

@@ -2,6 +2,7 @@ package httpreq_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"io"
 	"net/http"
@@ -376,4 +377,49 @@ func TestContextDeadlineCancelsSlowServer(t *testing.T) {
 	default:
 		t.Fatal("the request never reached the server")
 	}
+}
+
+type fakeSecrets map[string]string
+
+func (f fakeSecrets) Resolve(_ context.Context, _ step.Request, ref string) (string, error) {
+	v, ok := f[ref]
+	if !ok {
+		return "", fmt.Errorf("%w: no secret %s", step.ErrPermanent, ref)
+	}
+	return v, nil
+}
+
+// Secret headers are resolved in the activity and sent; the secret never
+// appears in the output or an error.
+func TestSecretHeaders(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer srv.Close()
+	spec := httpreq.SpecWith(httpreq.Options{Secrets: fakeSecrets{"secret/pd#token": "s3cr3t-value"}})
+	res, err := spec.Executor.Execute(context.Background(), step.Request{Params: map[string]any{
+		"url": srv.URL, "secretHeaders": map[string]any{"Authorization": "Bearer ${secret/pd#token}"},
+	}})
+	require.Error(t, err)
+	require.Equal(t, "Bearer s3cr3t-value", got.Get("Authorization"))
+	require.NotContains(t, err.Error(), "s3cr3t")
+	require.NotContains(t, fmt.Sprint(res.Output), "s3cr3t")
+
+	_, err = spec.Executor.Execute(context.Background(), step.Request{Params: map[string]any{
+		"url": srv.URL, "secretHeaders": map[string]any{"X-Token": "${secret/missing#token}"},
+	}})
+	require.ErrorIs(t, err, step.ErrPermanent)
+	require.ErrorContains(t, err, "no secret secret/missing#token")
+
+	_, err = spec.Executor.Execute(context.Background(), step.Request{Params: map[string]any{
+		"url": srv.URL, "secretHeaders": map[string]any{"X-Token": "plain"},
+	}})
+	require.ErrorIs(t, err, step.ErrInvalidParams)
+
+	_, err = httpreq.Spec(nil).Executor.Execute(context.Background(), step.Request{Params: map[string]any{
+		"url": srv.URL, "secretHeaders": map[string]any{"X-Token": "${secret/pd#token}"},
+	}})
+	require.ErrorContains(t, err, "secret headers need Vault")
 }

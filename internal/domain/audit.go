@@ -21,6 +21,10 @@ const (
 	ActionRunbookLoaded     = "runbook.loaded"
 	ActionRunbookRejected   = "runbook.rejected"
 	ActionRunbookRemoved    = "runbook.removed"
+
+	ActionCredentialIssued       = "credential.issued"
+	ActionCredentialRevoked      = "credential.revoked"
+	ActionCredentialRevokeFailed = "credential.revoke_failed"
 )
 
 // Actor kinds: who caused an action.

@@ -1,7 +1,0 @@
-//go:build !linux
-
-package testenv
-
-import "syscall"
-
-func kubeSysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,209 @@
+package vault
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/salve-sre/salve/activities/kube"
+	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// Auditor records audit events durably.
+type Auditor interface {
+	Record(ctx context.Context, ev domain.AuditEvent) error
+}
+
+// Cluster is the Kubernetes API that issued tokens are for. Only its
+// address and CA: Salve holds no standing Kubernetes credential.
+type Cluster struct {
+	Host   string
+	CAData []byte
+}
+
+// MinKubernetesTTL is the shortest service-account token the API server
+// accepts; shorter effective lives come from revoking at step end.
+const MinKubernetesTTL = 10 * time.Minute
+
+// KubeCredentials issues a service-account token per step attempt from
+// Vault's Kubernetes secrets engine, limited to the step's namespace, and
+// revokes its lease when the attempt ends. It implements kube.Clients.
+type KubeCredentials struct {
+	Vault   *Client
+	Mount   string // secrets engine mount; default "kubernetes"
+	Role    string // used when the runbook names none
+	Cluster Cluster
+	Audit   Auditor
+	Log     *slog.Logger
+	// Metrics counts leases; nil = not counted.
+	Metrics *LeaseCounters
+	// RevokeRetry is the first wait before retrying a failed revoke;
+	// default 5s. Retries stop when the lease would have expired anyway.
+	RevokeRetry time.Duration
+}
+
+var _ kube.Clients = (*KubeCredentials)(nil)
+
+// ErrVault is wrapped by errors that come from issuing a credential.
+var ErrVault = errors.New("vault credential")
+
+// For issues a credential for this attempt and returns a client that uses
+// it. release revokes the lease; call it when the attempt ends.
+func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace string) (kubernetes.Interface, func(), error) {
+	ref := req.Credentials[kube.CredentialKubernetes]
+	role := ref.Role
+	if role == "" {
+		role = k.Role
+	}
+	if role == "" {
+		return nil, nil, fmt.Errorf("%w: %w: no Vault role: set spec.credentials.kubernetes.vaultRole in the runbook or --vault-kubernetes-role", step.ErrPermanent, ErrVault)
+	}
+	ttl := ref.TTL
+	if ttl == 0 {
+		// The step's timeout plus a margin: the attempt cannot outlive it.
+		ttl = 5 * time.Minute
+		if dl, ok := ctx.Deadline(); ok {
+			ttl += time.Until(dl)
+		}
+	}
+	ttl = max(ttl, MinKubernetesTTL)
+	mount := orDefault(k.Mount, "kubernetes")
+	path := mount + "/creds/" + role
+	data := map[string]any{"kubernetes_namespace": namespace, "ttl": strconv.Itoa(int(ttl.Seconds())) + "s"}
+
+	sec, err := k.Vault.API().Logical().WriteWithContext(ctx, path, data)
+	if isPermissionDenied(err) {
+		// Vault may have been restarted or Salve's token revoked: log in
+		// again once, then ask again.
+		if lerr := k.Vault.relogin(ctx); lerr == nil {
+			sec, err = k.Vault.API().Logical().WriteWithContext(ctx, path, data)
+		}
+	}
+	target := namespace
+	base := domain.AuditEvent{
+		Time:       time.Now().UTC(),
+		Actor:      domain.Actor{Kind: domain.ActorSystem, Name: "worker"},
+		Runbook:    req.Runbook,
+		WorkflowID: req.WorkflowID,
+		RunID:      req.RunID,
+		Step:       req.Step,
+	}
+	if err != nil {
+		k.Metrics.inc(&k.Metrics.failed, role)
+		permanent := isClientError(err)
+		err = cleanErr(err)
+		if permanent {
+			return nil, nil, fmt.Errorf("%w: %w: role %q for namespace %s: %v", step.ErrPermanent, ErrVault, role, target, err)
+		}
+		// Vault unreachable or failing: the step does not act; Temporal
+		// retries the attempt with backoff and the run shows why.
+		return nil, nil, fmt.Errorf("%w: role %q for namespace %s: %v", ErrVault, role, target, err)
+	}
+	token, _ := sec.Data["service_account_token"].(string)
+	if token == "" || sec.LeaseID == "" {
+		if sec.LeaseID != "" {
+			_ = k.Vault.API().Sys().RevokeWithContext(context.WithoutCancel(ctx), sec.LeaseID)
+		}
+		return nil, nil, fmt.Errorf("%w: role %q issued no service account token with a lease", ErrVault, role)
+	}
+	k.Metrics.inc(&k.Metrics.issued, role)
+	lease := sec.LeaseID
+	detail := map[string]string{
+		"source": kube.CredentialKubernetes, "role": role, "lease": LeaseHash(lease),
+		"ttl": (time.Duration(sec.LeaseDuration) * time.Second).String(), "namespace": target,
+	}
+	issued := base
+	issued.ID = req.WorkflowID + "/" + req.RunID + "/" + req.Step + "/credential.issued/" + LeaseHash(lease)
+	issued.Action, issued.Outcome, issued.Detail = domain.ActionCredentialIssued, "issued", detail
+	release := func() { k.revoke(ctx, lease, base, detail, role) }
+	// No audit record, no action: a credential whose issue cannot be
+	// recorded is revoked at once and the step does not act.
+	if err := k.Audit.Record(ctx, issued); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("record credential issue (step not run): %w", err)
+	}
+	cfg := &rest.Config{
+		Host:            k.Cluster.Host,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: k.Cluster.CAData},
+		UserAgent:       "salve",
+		Timeout:         time.Minute,
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return c, release, nil
+}
+
+// revoke ends a lease now; a failed revoke is audited and retried in the
+// background until it succeeds or the lease would have expired anyway.
+func (k *KubeCredentials) revoke(ctx context.Context, lease string, base domain.AuditEvent, detail map[string]string, role string) {
+	actx := context.WithoutCancel(ctx)
+	rctx, cancel := context.WithTimeout(actx, 30*time.Second)
+	err := k.Vault.API().Sys().RevokeWithContext(rctx, lease)
+	cancel()
+	ev := base
+	ev.Time = time.Now().UTC()
+	ev.Detail = detail
+	if err == nil {
+		k.Metrics.inc(&k.Metrics.revoked, role)
+		ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoked/" + LeaseHash(lease)
+		ev.Action, ev.Outcome = domain.ActionCredentialRevoked, "revoked"
+		if aerr := k.Audit.Record(actx, ev); aerr != nil && k.Log != nil {
+			k.Log.Error("audit credential revoke", "lease", LeaseHash(lease), "error", aerr)
+		}
+		return
+	}
+	k.Metrics.inc(&k.Metrics.revokeFailed, role)
+	ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoke_failed/" + LeaseHash(lease)
+	ev.Action, ev.Outcome, ev.Error = domain.ActionCredentialRevokeFailed, "failed", cleanErr(err).Error()
+	if aerr := k.Audit.Record(actx, ev); aerr != nil && k.Log != nil {
+		k.Log.Error("audit credential revoke failure", "lease", LeaseHash(lease), "error", aerr)
+	}
+	if k.Log != nil {
+		k.Log.Warn("credential revoke failed; retrying in the background (the lease expires by itself at its TTL)", "lease", LeaseHash(lease), "role", role, "error", cleanErr(err))
+	}
+	ttl, _ := time.ParseDuration(detail["ttl"])
+	go k.retryRevoke(actx, lease, base, detail, role, time.Now().Add(ttl))
+}
+
+func (k *KubeCredentials) retryRevoke(ctx context.Context, lease string, base domain.AuditEvent, detail map[string]string, role string, expires time.Time) {
+	wait := k.RevokeRetry
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	for time.Now().Add(wait).Before(expires) {
+		time.Sleep(wait)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := k.Vault.API().Sys().RevokeWithContext(rctx, lease)
+		cancel()
+		if err == nil {
+			k.Metrics.inc(&k.Metrics.revoked, role)
+			ev := base
+			ev.Time = time.Now().UTC()
+			ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoked/" + LeaseHash(lease)
+			ev.Action, ev.Outcome, ev.Detail = domain.ActionCredentialRevoked, "revoked after retry", detail
+			_ = k.Audit.Record(ctx, ev)
+			return
+		}
+		wait = min(wait*2, 5*time.Minute)
+	}
+}
+
+// LeaseHash names a lease in audit events and logs without revealing the
+// lease ID, which grants revocation and renewal.
+func LeaseHash(lease string) string {
+	sum := sha256.Sum256([]byte(lease))
+	return hex.EncodeToString(sum[:8])
+}
