@@ -2,6 +2,9 @@ package kube_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,11 +13,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/testenv"
+	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/workflows"
 )
 
 // cluster is one real control plane (etcd, kube-apiserver,
@@ -208,6 +220,22 @@ func TestAgainstRealKubernetes(t *testing.T) {
 		require.ErrorContains(t, err, "has no revision 9")
 	})
 
+	t.Run("a worker that dies after acting: Temporal's retry does not act twice", func(t *testing.T) {
+		cl.deployment(t, "retry", "web", "registry.example/web:1.0", 2, nil)
+		wait(t, cl, "retry", "web")
+		scaled, restarts := retriedRun(t, cl, "retry", "web")
+		// At least twice each: the acting attempt and the retry (a write
+		// conflict with the controllers can add an attempt).
+		require.GreaterOrEqual(t, scaled, 2)
+		require.GreaterOrEqual(t, restarts, 2)
+		d, err := cl.c.AppsV1().Deployments("retry").Get(ctx, "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.EqualValues(t, 3, *d.Spec.Replicas, "2 + 1, not 2 + 1 + 1")
+		rs, err := cl.c.AppsV1().ReplicaSets("retry").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, rs.Items, 2, "one restart, not two: the original ReplicaSet and one new one")
+	})
+
 	t.Run("rollback without history is refused", func(t *testing.T) {
 		cl.deployment(t, "payments", "fresh", "registry.example/fresh:1.0", 1, nil)
 		wait(t, cl, "payments", "fresh")
@@ -260,3 +288,62 @@ func TestAgainstRealKubernetes(t *testing.T) {
 		require.ErrorContains(t, err, "StatefulSet shop/cart not found")
 	})
 }
+
+// retriedRun runs a scale-then-restart runbook through the real workflow
+// and the real activity adapter in Temporal's test environment. The first
+// attempt of each step acts on the cluster and then fails, as if the
+// worker died before reporting: Temporal retries, and the retry must find
+// the recorded action instead of repeating it. It returns how many
+// attempts the scale and restart steps made.
+func retriedRun(t *testing.T, cl *cluster, ns, name string) (int, int) {
+	t.Helper()
+	reg := step.NewRegistry()
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	for _, kind := range []string{kube.KindScale, kube.KindRestart} {
+		spec := cl.steps[kind]
+		real := spec.Executor
+		spec.Executor = step.ExecutorFunc(func(ctx context.Context, req step.Request) (step.Result, error) {
+			res, err := real.Execute(ctx, req)
+			mu.Lock()
+			attempts[req.Kind]++
+			mu.Unlock()
+			t.Logf("%s attempt %d: %v %v", req.Kind, activity.GetInfo(ctx).Attempt, res.Output, err)
+			if err == nil && activity.GetInfo(ctx).Attempt == 1 {
+				return step.Result{}, errors.New("worker lost after the API call")
+			}
+			return res, err
+		})
+		require.NoError(t, reg.Register(spec))
+	}
+	acts := activities.New(reg, nopAudit{}, slog.New(slog.DiscardHandler))
+	rb, err := runbooks.Parse("retry.yaml", []byte(`apiVersion: salve/v1
+kind: Runbook
+metadata: {name: retry}
+spec:
+  steps:
+    - {name: scale, action: kubernetes.scale, with: {namespace: `+ns+`, name: `+name+`, delta: 1, max: 10}, retry: {initialInterval: 1s}}
+    - {name: restart, action: kubernetes.restart, with: {namespace: `+ns+`, name: `+name+`}, retry: {initialInterval: 1s}}
+`), reg)
+	require.NoError(t, err)
+
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "salve/retry/" + ns, TaskQueue: "salve"})
+	env.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	env.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
+	for _, kind := range reg.Kinds() {
+		fn, err := acts.Step(kind)
+		require.NoError(t, err)
+		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: step.ActivityName(kind)})
+	}
+	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{Runbook: *rb, IncidentKey: ns})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	return attempts[kube.KindScale], attempts[kube.KindRestart]
+}
+
+type nopAudit struct{}
+
+func (nopAudit) Record(context.Context, domain.AuditEvent) error { return nil }
