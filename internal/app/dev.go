@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,7 @@ import (
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/devkube"
 	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/runbookload"
@@ -54,7 +56,12 @@ type DevConfig struct {
 	PrometheusURL string
 	// Kubeconfig gives kubernetes.* steps a cluster, with the kubeconfig's
 	// own (standing) identity: a development credential source.
-	Kubeconfig   string
+	Kubeconfig string
+	// WithKube starts a local Kubernetes control plane with fake nodes
+	// (internal/devkube) in DataDir/kube, fresh each start, and gives
+	// kubernetes.* steps its admin kubeconfig. Ignored when Kubeconfig is
+	// set.
+	WithKube     bool
 	TemporalPort int  // default 7233; -1 = a free port
 	NATSPort     int  // default 4222; -1 = a free port
 	UIPort       int  // Temporal Web UI port; default 8233; -1 = a free port
@@ -71,6 +78,10 @@ type Dev struct {
 	NATSURL      string
 	TemporalAddr string
 	TemporalUI   string // Temporal Web UI base URL; "" when disabled
+	// KubeHost and Kubeconfig locate the local cluster WithKube started;
+	// "" without one.
+	KubeHost   string
+	Kubeconfig string
 
 	log     *slog.Logger
 	closers []func()
@@ -141,6 +152,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, func() { _ = ln.Close() })
 	d.URL = "http://" + ln.Addr().String()
 
+	// The local cluster starts alongside NATS and Temporal, and is waited
+	// for before the worker's registry needs it.
+	waitKube := func() error { return nil }
+	if cfg.WithKube && cfg.Kubeconfig != "" {
+		log.Warn("--with-kube ignored: --kubeconfig names the cluster", "kubeconfig", cfg.Kubeconfig)
+	} else if cfg.WithKube {
+		waitKube = d.startKube(ctx, cfg)
+	}
+
 	ns, err := devnats.Start(devnats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
 	if err != nil {
 		return nil, fmt.Errorf("start embedded NATS (use --nats-port to pick another port): %w", err)
@@ -203,6 +223,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, tc.Close)
 
+	if err := waitKube(); err != nil {
+		return nil, err
+	}
+	if d.Kubeconfig != "" {
+		cfg.Kubeconfig = d.Kubeconfig
+	}
 	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL}
 	if cfg.Kubeconfig != "" {
 		if acfg.Kube, err = kube.FromKubeconfig(cfg.Kubeconfig, ""); err != nil {
@@ -299,6 +325,48 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	})
 	printBanner(cfg.Out, d, cfg, set)
 	return d, nil
+}
+
+// startKube starts the local Kubernetes cluster in the background and
+// returns a function that waits for it. A closer stops it.
+func (d *Dev) startKube(ctx context.Context, cfg DevConfig) (wait func() error) {
+	type result struct {
+		c   *devkube.Cluster
+		err error
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan result, 1)
+	go func() {
+		c, err := devkube.Start(kctx, devkube.Options{
+			Dir: filepath.Join(cfg.DataDir, "kube"),
+			Log: d.log.With("component", "kube"),
+		})
+		done <- result{c, err}
+	}()
+	var (
+		once sync.Once
+		res  result
+	)
+	get := func() result {
+		once.Do(func() { res = <-done })
+		return res
+	}
+	d.closers = append(d.closers, func() {
+		cancel()
+		if r := get(); r.c != nil {
+			if err := r.c.Stop(); err != nil {
+				d.log.Warn("stop the local Kubernetes cluster", "err", err)
+			}
+		}
+	})
+	return func() error {
+		r := get()
+		if r.err != nil {
+			return fmt.Errorf("--with-kube: %w", r.err)
+		}
+		d.KubeHost, d.Kubeconfig = r.c.Host, r.c.KubeconfigPath
+		return nil
+	}
 }
 
 // Err reports a role that stopped on its own.
@@ -403,6 +471,10 @@ func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
 	if ui == "" {
 		ui = "(disabled)"
 	}
+	kubeLine := ""
+	if d.KubeHost != "" {
+		kubeLine = fmt.Sprintf("  Kubernetes    %s  (local test cluster; KUBECONFIG=%s kubectl get pods -A)\n", d.KubeHost, d.Kubeconfig)
+	}
 	fmt.Fprintf(w, `
 Salve %s is running (dev mode: everything in this process, data in %s)
 
@@ -412,7 +484,7 @@ Salve %s is running (dev mode: everything in this process, data in %s)
   Temporal      %s (namespace default)
   Temporal UI   %s
   NATS          %s
-  Runbooks      %s
+%s  Runbooks      %s
 
 Alertmanager receiver (paste into alertmanager.yml):
 
@@ -430,6 +502,6 @@ Alertmanager receiver (paste into alertmanager.yml):
 Try it:  curl -s -H 'Authorization: Bearer %s' --data @triggers/testdata/webhook-demo.json %s/v1/alertmanager
 Press Ctrl-C to stop; runs in flight resume on the next start.
 
-`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, ui, d.NATSURL, strings.Join(names, ", "),
+`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
 }
