@@ -35,6 +35,9 @@ type Config struct {
 	// Kube hands out Kubernetes clients per step attempt; nil = no
 	// cluster configured (kubernetes.* steps fail and say so).
 	Kube kube.Clients
+	// Secrets resolves secret references (http.request secretHeaders);
+	// nil = none configured.
+	Secrets httpreq.Secrets
 }
 
 // NewRegistry builds the registry of every step kind this build knows,
@@ -45,7 +48,7 @@ func NewRegistry() (*step.Registry, error) { return NewRegistryWith(Config{}) }
 // package and one line here.
 func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	reg := step.NewRegistry()
-	specs := []step.Spec{httpreq.Spec(nil)}
+	specs := []step.Spec{httpreq.SpecWith(httpreq.Options{Secrets: cfg.Secrets})}
 	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Heartbeat: activity.RecordHeartbeat})...)
 	specs = append(specs, kube.Specs(kube.Options{Clients: cfg.Kube, Heartbeat: activity.RecordHeartbeat})...)
 	for _, s := range specs {

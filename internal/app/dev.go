@@ -36,6 +36,7 @@ import (
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workers"
@@ -57,6 +58,14 @@ type DevConfig struct {
 	// Kubeconfig gives kubernetes.* steps a cluster, with the kubeconfig's
 	// own (standing) identity: a development credential source.
 	Kubeconfig string
+	// Vault, when its Addr is set, issues per-step credentials: Kubernetes
+	// tokens from its Kubernetes secrets engine (for the cluster the
+	// kubeconfig names; only its address and CA are used) and KV secrets.
+	Vault vault.Config
+	// VaultKubernetesMount and VaultKubernetesRole select the secrets
+	// engine and the role used when a runbook names none.
+	VaultKubernetesMount string
+	VaultKubernetesRole  string
 	// WithKube starts a local Kubernetes control plane with fake nodes
 	// (internal/devkube) in DataDir/kube, fresh each start, and gives
 	// kubernetes.* steps its admin kubeconfig. Ignored when Kubeconfig is
@@ -230,11 +239,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		cfg.Kubeconfig = d.Kubeconfig
 	}
 	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL}
-	if cfg.Kubeconfig != "" {
-		if acfg.Kube, err = kube.FromKubeconfig(cfg.Kubeconfig, ""); err != nil {
-			return nil, err
-		}
-		log.Warn("INSECURE development credentials: kubernetes.* steps act with the kubeconfig's standing identity, not per-step Vault credentials", "kubeconfig", cfg.Kubeconfig)
+	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg)
+	if err != nil {
+		return nil, err
 	}
 	reg, err := activities.NewRegistryWith(acfg)
 	if err != nil {
@@ -297,6 +304,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		Version:  cfg.Version,
 		Log:      log.With("component", "api"),
 		Checks: []api.Check{
+			credCheck,
 			{Name: "nats", Check: func(ctx context.Context) error {
 				if !nc.IsConnected() {
 					return errors.New("not connected")
@@ -504,4 +512,40 @@ Press Ctrl-C to stop; runs in flight resume on the next start.
 
 `, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
+}
+
+// credentials picks where step credentials come from and returns the
+// readiness check that reports it: Vault (per-step, revoked at step end),
+// or a kubeconfig's standing identity, which is labelled insecure.
+func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config) (api.Check, error) {
+	if cfg.Vault.Addr == "" {
+		if cfg.Kubeconfig == "" {
+			return api.Check{Name: "credentials", Check: func(context.Context) error { return nil }, Warning: "none configured: kubernetes.* steps and secret headers fail until --vault-addr or --kubeconfig is given"}, nil
+		}
+		var err error
+		if acfg.Kube, err = kube.FromKubeconfig(cfg.Kubeconfig, ""); err != nil {
+			return api.Check{}, err
+		}
+		const warn = "INSECURE development credentials: kubernetes.* steps act with the kubeconfig's standing identity, not per-step Vault credentials"
+		log.Warn(warn, "kubeconfig", cfg.Kubeconfig)
+		return api.Check{Name: "credentials", Check: func(context.Context) error { return nil }, Warning: warn}, nil
+	}
+	vc, err := vault.New(ctx, cfg.Vault, log.With("component", "vault"))
+	if err != nil {
+		return api.Check{}, err
+	}
+	d.closers = append(d.closers, vc.Close)
+	acfg.Secrets = &vault.KV{Vault: vc, Audit: pub}
+	if cfg.Kubeconfig != "" {
+		cluster, err := vault.ClusterFromKubeconfig(cfg.Kubeconfig)
+		if err != nil {
+			return api.Check{}, err
+		}
+		acfg.Kube = &vault.KubeCredentials{
+			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster,
+			Audit: pub, Log: log.With("component", "vault"), Metrics: &vault.LeaseCounters{},
+		}
+		log.Info("kubernetes.* steps use per-step Vault credentials", "vault", cfg.Vault.Addr, "cluster", cluster.Host, "login", cfg.Vault.Method())
+	}
+	return api.Check{Name: "vault", Check: vc.Health}, nil
 }

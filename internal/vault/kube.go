@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/step"
@@ -206,4 +208,21 @@ func (k *KubeCredentials) retryRevoke(ctx context.Context, lease string, base do
 func LeaseHash(lease string) string {
 	sum := sha256.Sum256([]byte(lease))
 	return hex.EncodeToString(sum[:8])
+}
+
+// ClusterFromKubeconfig reads only the API server address and CA from a
+// kubeconfig: the tokens Vault issues are for that cluster, and the
+// kubeconfig's own credentials are not used.
+func ClusterFromKubeconfig(path string) (Cluster, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return Cluster{}, fmt.Errorf("kubeconfig %s: CA: %w", path, err)
+		}
+	}
+	return Cluster{Host: cfg.Host, CAData: ca}, nil
 }
