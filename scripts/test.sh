@@ -7,7 +7,9 @@
 # packages, which this script installs if missing; for the Kubernetes step
 # tests, a real control plane (kube-apiserver, controller-manager, scheduler
 # from k8s.io/kubernetes, kwok fake nodes, Debian etcd) that
-# scripts/kube-tools.sh builds into ~/.cache/salve/bin, once per version.
+# scripts/kube-tools.sh builds into ~/.cache/salve/bin, once per version; and
+# for the credential tests a real Vault server that scripts/vault-tools.sh
+# builds the same way.
 # Tests never skip because a server is missing: they fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,9 @@ go version
 
 step "building the Kubernetes test control plane (cached by version; the first build takes ~20 minutes)"
 bash scripts/kube-tools.sh
+
+step "building the Vault test server (cached by version; the first build takes ~10 minutes)"
+bash scripts/vault-tools.sh
 
 step "downloading modules"
 go mod download
