@@ -25,33 +25,40 @@ import (
 	"github.com/salve-sre/salve/internal/testenv"
 )
 
-// The whole path with real parts: an Alertmanager webhook reaches Salve,
-// the shipped restart-crashlooping runbook restarts the Deployment on a
-// real control plane, verification queries a real Prometheus, the run
-// succeeds, and the Deployment was restarted exactly once.
-func TestRestartCrashloopingEndToEnd(t *testing.T) {
+// The whole path with real parts, for each shipped Kubernetes runbook: an
+// Alertmanager webhook reaches Salve, the runbook acts on a real control
+// plane, verification queries a real Prometheus, and the run succeeds
+// having acted exactly once.
+func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 	k := testenv.Kube(t)
 	cfg, err := clientcmd.BuildConfigFromFlags("", k.KubeconfigPath)
 	require.NoError(t, err)
 	c, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
 	ctx := context.Background()
-	createDeployment(t, c, "shop", "cart", 2)
 
-	// What kube-state-metrics would export: the container restart counter,
-	// steady since the restart, so the verification holds.
+	// What kube-state-metrics, cAdvisor and the services would export,
+	// healthy, so every verification holds: restarts steady, CPU at 10% of
+	// requests, no 5xx.
+	begin := time.Now()
 	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, `# TYPE kube_pod_container_status_restarts_total counter`)
-		fmt.Fprintln(w, `kube_pod_container_status_restarts_total{namespace="shop",pod="cart-7d9f8-abcde",container="app"} 7`)
+		s := time.Since(begin).Seconds()
+		fmt.Fprintf(w, "kube_pod_container_status_restarts_total{namespace=\"shop\",pod=\"cart-7d9f8-abcde\",container=\"app\"} 7\n")
+		fmt.Fprintf(w, "container_cpu_usage_seconds_total{namespace=\"search\",pod=\"api-5c6d7-fghij\"} %g\n", 0.1*s)
+		fmt.Fprintf(w, "kube_pod_container_resource_requests{resource=\"cpu\",namespace=\"search\",pod=\"api-5c6d7-fghij\"} 1\n")
+		fmt.Fprintf(w, "http_requests_total{namespace=\"pay\",service=\"checkout\",code=\"200\"} %g\n", 10*s)
+		fmt.Fprintf(w, "http_requests_total{namespace=\"pay\",service=\"checkout\",code=\"500\"} 3\n")
 	}))
 	t.Cleanup(metrics.Close)
 	prom := testenv.StartPrometheus(t, strings.TrimPrefix(metrics.URL, "http://"))
 	prom.WaitTargetsUp(t)
 
 	dir := t.TempDir()
-	rb, err := os.ReadFile("../../runbooks/restart-crashlooping.yaml")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "restart-crashlooping.yaml"), rb, 0o600))
+	for _, name := range []string{"restart-crashlooping", "scale-out-on-saturation", "rollback-bad-rollout"} {
+		rb, err := os.ReadFile("../../runbooks/" + name + ".yaml")
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yaml"), rb, 0o600))
+	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	d, err := app.StartDev(dctx, app.DevConfig{
@@ -63,40 +70,80 @@ func TestRestartCrashloopingEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
 
-	startsAt := time.Now().Add(-5 * time.Minute).UTC().Format(time.RFC3339)
-	body := fmt.Sprintf(`{"version":"4","groupKey":"g","status":"firing","receiver":"salve","externalURL":"http://am",
-"alerts":[{"status":"firing","fingerprint":"c0ffee",
-"labels":{"alertname":"KubeDeploymentCrashLooping","severity":"critical","namespace":"shop","deployment":"cart"},
+	fire := func(t *testing.T, fingerprint, labels string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"version":"4","groupKey":"g","status":"firing","receiver":"salve","externalURL":"http://am",
+"alerts":[{"status":"firing","fingerprint":%q,"labels":%s,
 "annotations":{"salve_verify_for":"3s","salve_verify_within":"60s"},
-"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z"}]}`, startsAt)
-	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
-	// Alertmanager's retry of the same notification changes nothing.
-	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
-
-	const wfID = "salve/restart-crashlooping/shop/cart"
-	det := waitRunStatus(t, d.URL, wfID, runs.StatusSucceeded, 3*time.Minute)
-	require.NotNil(t, det.Run)
-	var states []string
-	for _, s := range det.Run.Steps {
-		states = append(states, s.Name+":"+s.State)
+"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z"}]}`, fingerprint, labels, time.Now().Add(-5*time.Minute).UTC().Format(time.RFC3339))
+		require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
+		// Alertmanager's retry of the same notification changes nothing.
+		require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
 	}
-	require.Equal(t, []string{"before:succeeded", "restart:succeeded", "verify:succeeded"}, states)
-
-	dep, err := c.AppsV1().Deployments("shop").Get(ctx, "cart", metav1.GetOptions{})
-	require.NoError(t, err)
-	require.NotEmpty(t, dep.Spec.Template.Annotations[kube.AnnotationRestartedAt], "the pods were restarted")
-	require.True(t, strings.HasPrefix(dep.Annotations[kube.AnnotationAction], wfID+"/restart restart at="), dep.Annotations[kube.AnnotationAction])
-	rs, err := c.AppsV1().ReplicaSets("shop").List(ctx, metav1.ListOptions{})
-	require.NoError(t, err)
-	require.Len(t, rs.Items, 2, "restarted once: the original ReplicaSet and one new one")
-
-	var started int
-	for _, r := range auditEvents(t, d.URL, "workflowId="+wfID) {
-		if r.Event.Action == "step.started" && r.Event.Step == "restart" {
-			started++
+	succeeded := func(t *testing.T, wfID string, steps ...string) {
+		t.Helper()
+		det := waitRunStatus(t, d.URL, wfID, runs.StatusSucceeded, 3*time.Minute)
+		require.NotNil(t, det.Run)
+		var states []string
+		for _, s := range det.Run.Steps {
+			states = append(states, s.Name+":"+s.State)
+		}
+		require.Equal(t, steps, states)
+		started := map[string]int{}
+		for _, r := range auditEvents(t, d.URL, "workflowId="+wfID) {
+			if r.Event.Action == "step.started" {
+				started[r.Event.Step]++
+			}
+		}
+		for _, s := range det.Run.Steps {
+			if s.State == "succeeded" {
+				require.Equal(t, 1, started[s.Name], "step %s started once", s.Name)
+			}
 		}
 	}
-	require.Equal(t, 1, started, "the restart step started once")
+
+	t.Run("restart-crashlooping", func(t *testing.T) {
+		createDeployment(t, c, "shop", "cart", 2)
+		fire(t, "c0ffee", `{"alertname":"KubeDeploymentCrashLooping","severity":"critical","namespace":"shop","deployment":"cart"}`)
+		const wfID = "salve/restart-crashlooping/shop/cart"
+		succeeded(t, wfID, "before:succeeded", "restart:succeeded", "verify:succeeded")
+		dep, err := c.AppsV1().Deployments("shop").Get(ctx, "cart", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.NotEmpty(t, dep.Spec.Template.Annotations[kube.AnnotationRestartedAt], "the pods were restarted")
+		require.True(t, strings.HasPrefix(dep.Annotations[kube.AnnotationAction], wfID+"/restart restart at="), dep.Annotations[kube.AnnotationAction])
+		rs, err := c.AppsV1().ReplicaSets("shop").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, rs.Items, 2, "restarted once: the original ReplicaSet and one new one")
+	})
+
+	t.Run("scale-out-on-saturation", func(t *testing.T) {
+		createDeployment(t, c, "search", "api", 2)
+		fire(t, "5ca1e", `{"alertname":"DeploymentCPUSaturated","namespace":"search","deployment":"api"}`)
+		succeeded(t, "salve/scale-out-on-saturation/search/api", "scale:succeeded", "rollout:succeeded", "verify:succeeded")
+		dep, err := c.AppsV1().Deployments("search").Get(ctx, "api", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.EqualValues(t, 4, *dep.Spec.Replicas, "2 + the default step of 2, once")
+		require.EqualValues(t, 4, dep.Status.AvailableReplicas)
+	})
+
+	t.Run("rollback-bad-rollout", func(t *testing.T) {
+		createDeployment(t, c, "pay", "checkout", 1)
+		dep, err := c.AppsV1().Deployments("pay").Get(ctx, "checkout", metav1.GetOptions{})
+		require.NoError(t, err)
+		dep.Spec.Template.Spec.Containers[0].Image = "registry.example/checkout:2.0-bad"
+		_, err = c.AppsV1().Deployments("pay").Update(ctx, dep, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			d, err := c.AppsV1().Deployments("pay").Get(ctx, "checkout", metav1.GetOptions{})
+			return err == nil && d.Annotations["deployment.kubernetes.io/revision"] == "2" && d.Status.UpdatedReplicas == 1 && d.Status.AvailableReplicas == 1
+		}, 90*time.Second, 200*time.Millisecond)
+		fire(t, "badd", `{"alertname":"HighErrorRateAfterDeploy","namespace":"pay","deployment":"checkout"}`)
+		succeeded(t, "salve/rollback-bad-rollout/pay/checkout", "before:succeeded", "rollback:succeeded", "verify:succeeded", "announce:skipped")
+		dep, err = c.AppsV1().Deployments("pay").Get(ctx, "checkout", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, "registry.example/checkout:1.0", dep.Spec.Template.Spec.Containers[0].Image, "back on the good image")
+		require.Equal(t, "3", dep.Annotations["deployment.kubernetes.io/revision"], "rolled back once (revision 1 renumbered to 3)")
+	})
 }
 
 func createDeployment(t *testing.T, c kubernetes.Interface, ns, name string, replicas int32) {
