@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/kube"
@@ -33,8 +35,9 @@ import (
 // controller-manager, scheduler, kwok nodes) shared by the subtests: it
 // takes tens of seconds to start.
 type cluster struct {
-	c     kubernetes.Interface
-	steps map[string]step.Spec
+	c          kubernetes.Interface
+	steps      map[string]step.Spec
+	kubeconfig string
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -50,7 +53,7 @@ func startCluster(t *testing.T) *cluster {
 	for _, s := range kube.Specs(kube.Options{Clients: clients, PollInterval: 200 * time.Millisecond}) {
 		steps[s.Kind] = s
 	}
-	return &cluster{c: c, steps: steps}
+	return &cluster{c: c, steps: steps, kubeconfig: k.KubeconfigPath}
 }
 
 func (cl *cluster) run(t *testing.T, ctx context.Context, kind, key string, params map[string]any) (map[string]any, error) {
@@ -278,6 +281,36 @@ func TestAgainstRealKubernetes(t *testing.T) {
 		_, err := cl.run(t, wctx, kube.KindWaitRollout, "", map[string]any{"namespace": "shop", "name": "nowhere"})
 		require.ErrorContains(t, err, "rollout of Deployment shop/nowhere not complete after")
 		require.ErrorContains(t, err, "0/1 available")
+	})
+
+	t.Run("steps name a cluster: each kubeconfig context is one", func(t *testing.T) {
+		// A second context on the same API server with an identity the
+		// server does not know: routing is visible in who the server sees.
+		raw, err := clientcmd.LoadFromFile(cl.kubeconfig)
+		require.NoError(t, err)
+		cur := raw.Contexts[raw.CurrentContext]
+		raw.AuthInfos["nobody"] = &clientcmdapi.AuthInfo{Token: "not-a-valid-token"}
+		raw.Contexts["stranger"] = &clientcmdapi.Context{Cluster: cur.Cluster, AuthInfo: "nobody"}
+		path := filepath.Join(t.TempDir(), "kubeconfig")
+		require.NoError(t, clientcmd.WriteToFile(*raw, path))
+		clients, err := kube.FromKubeconfig(path, "")
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{raw.CurrentContext, "stranger"}, clients.Clusters())
+		get := kube.Specs(kube.Options{Clients: clients})[4]
+		require.Equal(t, kube.KindGet, get.Kind)
+		run := func(cluster string) error {
+			_, err := get.Executor.Execute(ctx, step.Request{Kind: kube.KindGet, Params: map[string]any{"cluster": cluster, "namespace": "shop", "name": "cart"}})
+			return err
+		}
+		require.NoError(t, run(""), "the current context")
+		require.NoError(t, run(raw.CurrentContext))
+		err = run("stranger")
+		require.ErrorIs(t, err, step.ErrPermanent)
+		require.ErrorContains(t, err, "access denied")
+		require.ErrorContains(t, err, "in cluster stranger")
+		err = run("nowhere")
+		require.ErrorIs(t, err, step.ErrPermanent)
+		require.ErrorContains(t, err, `unknown cluster "nowhere"`)
 	})
 
 	t.Run("errors say what is wrong", func(t *testing.T) {

@@ -50,19 +50,26 @@ const (
 	AnnotationAction = "salve.dev/last-action"
 )
 
-// Clients hands out a Kubernetes client for one step attempt on one
-// namespace. release is called when the attempt ends, success or failure
-// (a Vault-backed implementation revokes the lease there).
-type Clients interface {
-	For(ctx context.Context, req step.Request, namespace string) (client kubernetes.Interface, release func(), err error)
+// Target is where a step acts: a cluster named in Salve's configuration
+// ("" = the default one) and a namespace.
+type Target struct {
+	Cluster   string
+	Namespace string
 }
 
-// StaticClient is a Clients that always returns the same client: a
-// kubeconfig's, for `salve dev` and tests.
+// Clients hands out a Kubernetes client for one step attempt on one
+// target. release is called when the attempt ends, success or failure
+// (a Vault-backed implementation revokes the lease there).
+type Clients interface {
+	For(ctx context.Context, req step.Request, target Target) (client kubernetes.Interface, release func(), err error)
+}
+
+// StaticClient is a Clients that always returns the same client, whatever
+// the cluster: for tests.
 type StaticClient struct{ Client kubernetes.Interface }
 
 // For returns the client.
-func (s StaticClient) For(context.Context, step.Request, string) (kubernetes.Interface, func(), error) {
+func (s StaticClient) For(context.Context, step.Request, Target) (kubernetes.Interface, func(), error) {
 	return s.Client, func() {}, nil
 }
 
@@ -88,7 +95,9 @@ func Specs(opts Options) []step.Spec {
 		opts.Now = time.Now
 	}
 	k := kinds{opts: opts}
+	cluster := step.Param{Name: "cluster", Type: step.TypeString, Doc: "cluster from Salve's configuration (a kubeconfig context); default the current one"}
 	target := []step.Param{
+		cluster,
 		{Name: "namespace", Type: step.TypeString, Required: true, Doc: "namespace of the workload"},
 		{Name: "name", Type: step.TypeString, Required: true, Doc: "name of the workload"},
 		{Name: "kind", Type: step.TypeString, Doc: "Deployment (default) or StatefulSet"},
@@ -120,7 +129,7 @@ func Specs(opts Options) []step.Spec {
 			Kind:    KindRollback,
 			Summary: "Roll a Deployment back to its previous revision or toRevision (like kubectl rollout undo).",
 			Params: step.ParamSchema{Params: []step.Param{
-				target[0], target[1],
+				target[0], target[1], target[2],
 				{Name: "toRevision", Type: step.TypeInt, Doc: "revision to roll back to (default: the previous one)"},
 				{Name: "wait", Type: step.TypeBool, Doc: "wait until the rolled-back rollout is complete (default false)"},
 			}},
@@ -142,7 +151,7 @@ func Specs(opts Options) []step.Spec {
 			Kind:    KindDeletePod,
 			Summary: "Delete pods by name or label selector, at most maxCount, not-ready pods first.",
 			Params: step.ParamSchema{Params: []step.Param{
-				target[0],
+				target[0], target[1],
 				{Name: "pod", Type: step.TypeString, Doc: "pod name (give pod or selector)"},
 				{Name: "selector", Type: step.TypeString, Doc: "label selector, e.g. app=cart"},
 				{Name: "maxCount", Type: step.TypeInt, Doc: "most pods to delete (default 1)"},
@@ -155,29 +164,56 @@ func Specs(opts Options) []step.Spec {
 type kinds struct{ opts Options }
 
 // client obtains the attempt's client; release must be called.
-func (k kinds) client(ctx context.Context, req step.Request, ns string) (kubernetes.Interface, func(), error) {
+func (k kinds) client(ctx context.Context, req step.Request, t target) (kubernetes.Interface, func(), error) {
 	if k.opts.Clients == nil {
 		return nil, nil, fmt.Errorf("%w: no Kubernetes access is configured: start Salve with --kubeconfig (development) or Vault credentials", step.ErrPermanent)
 	}
-	c, release, err := k.opts.Clients.For(ctx, req, ns)
+	c, release, err := k.opts.Clients.For(ctx, req, Target{Cluster: t.cluster, Namespace: t.namespace})
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes credentials for namespace %s: %w", ns, err)
+		where := "namespace " + t.namespace
+		if t.cluster != "" {
+			where = "cluster " + t.cluster + ", " + where
+		}
+		return nil, nil, fmt.Errorf("kubernetes credentials for %s: %w", where, err)
 	}
 	return c, release, nil
 }
 
 // target is the workload a step acts on.
 type target struct {
-	namespace, name, kind string
+	cluster, namespace, name, kind string
 }
 
-func (t target) String() string { return t.kind + " " + t.namespace + "/" + t.name }
+func (t target) String() string {
+	s := t.kind + " " + t.namespace + "/" + t.name
+	if t.cluster != "" {
+		s += " in cluster " + t.cluster
+	}
+	return s
+}
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][-A-Za-z0-9_.@:/]*$`)
+
+func parseCluster(p map[string]any) (string, error) {
+	v, ok := p["cluster"]
+	if !ok || v == "" {
+		return "", nil
+	}
+	s, err := step.String(v)
+	if err != nil || !clusterName.MatchString(s) {
+		return "", fmt.Errorf("%w: cluster: want a cluster name from Salve's configuration, got %v", step.ErrInvalidParams, v)
+	}
+	return s, nil
+}
 
 var dns1123 = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 
 func parseTarget(p map[string]any, kindAllowed ...string) (target, error) {
 	var t target
 	var err error
+	if t.cluster, err = parseCluster(p); err != nil {
+		return t, err
+	}
 	if t.namespace, err = step.String(p["namespace"]); err != nil || !dns1123.MatchString(t.namespace) {
 		return t, fmt.Errorf("%w: namespace: want a Kubernetes namespace name, got %v", step.ErrInvalidParams, p["namespace"])
 	}

@@ -72,7 +72,7 @@ func TestParamsAreCheckedBeforeActing(t *testing.T) {
 
 type panicClients struct{}
 
-func (panicClients) For(context.Context, step.Request, string) (kubernetes.Interface, func(), error) {
+func (panicClients) For(context.Context, step.Request, Target) (kubernetes.Interface, func(), error) {
 	panic("a client must not be requested for bad parameters")
 }
 

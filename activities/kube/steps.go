@@ -114,7 +114,7 @@ func (k kinds) scale(ctx context.Context, req step.Request) (step.Result, error)
 		return step.Result{}, fmt.Errorf("%w: replicas %d is outside the bounds min %d, max %s", step.ErrPermanent, abs, lo, maxString(hasMax, hi))
 	}
 
-	c, release, err := k.client(ctx, req, t.namespace)
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
@@ -217,7 +217,7 @@ func (k kinds) restart(ctx context.Context, req step.Request) (step.Result, erro
 	if err != nil {
 		return step.Result{}, err
 	}
-	c, release, err := k.client(ctx, req, t.namespace)
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
@@ -265,7 +265,7 @@ func (k kinds) rollback(ctx context.Context, req step.Request) (step.Result, err
 	if err != nil {
 		return step.Result{}, err
 	}
-	c, release, err := k.client(ctx, req, t.namespace)
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
@@ -378,7 +378,7 @@ func (k kinds) waitRollout(ctx context.Context, req step.Request) (step.Result, 
 	if err != nil {
 		return step.Result{}, err
 	}
-	c, release, err := k.client(ctx, req, t.namespace)
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
@@ -453,7 +453,7 @@ func (k kinds) get(ctx context.Context, req step.Request) (step.Result, error) {
 	if err != nil {
 		return step.Result{}, err
 	}
-	c, release, err := k.client(ctx, req, t.namespace)
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
@@ -517,12 +517,16 @@ func (k kinds) deletePod(ctx context.Context, req step.Request) (step.Result, er
 			return step.Result{}, fmt.Errorf("%w: selector must not be empty: it would match every pod", step.ErrInvalidParams)
 		}
 	}
-	c, release, err := k.client(ctx, req, ns)
+	cluster, err := parseCluster(p)
+	if err != nil {
+		return step.Result{}, err
+	}
+	t := target{cluster: cluster, namespace: ns, name: pod, kind: "Pod"}
+	c, release, err := k.client(ctx, req, t)
 	if err != nil {
 		return step.Result{}, err
 	}
 	defer release()
-	t := target{namespace: ns, name: pod, kind: "Pod"}
 	var victims []corev1.Pod
 	matched := 0
 	if pod != "" {
@@ -556,7 +560,7 @@ func (k kinds) deletePod(ctx context.Context, req step.Request) (step.Result, er
 			continue // already gone: the outcome we wanted
 		}
 		if err != nil {
-			return step.Result{Output: map[string]any{"deleted": deleted}}, apiError("delete pod", target{namespace: ns, name: v.Name, kind: "Pod"}, err)
+			return step.Result{Output: map[string]any{"deleted": deleted}}, apiError("delete pod", target{cluster: cluster, namespace: ns, name: v.Name, kind: "Pod"}, err)
 		}
 		deleted = append(deleted, v.Name)
 	}

@@ -537,12 +537,12 @@ func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher
 	d.closers = append(d.closers, vc.Close)
 	acfg.Secrets = &vault.KV{Vault: vc, Audit: pub}
 	if cfg.Kubeconfig != "" {
-		cluster, err := vault.ClusterFromKubeconfig(cfg.Kubeconfig)
+		cluster, others, err := vault.ClustersFromKubeconfig(cfg.Kubeconfig)
 		if err != nil {
 			return api.Check{}, err
 		}
 		acfg.Kube = &vault.KubeCredentials{
-			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster,
+			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster, Clusters: others,
 			Audit: pub, Log: log.With("component", "vault"), Metrics: &vault.LeaseCounters{},
 		}
 		log.Info("kubernetes.* steps use per-step Vault credentials", "vault", cfg.Vault.Addr, "cluster", cluster.Host, "login", cfg.Vault.Method())

@@ -33,6 +33,9 @@ type VaultServer struct {
 	RootToken string
 
 	client *http.Client
+	bin    string
+	port   int
+	stop   func()
 }
 
 const (
@@ -56,69 +59,8 @@ func Vault(t testing.TB) *VaultServer {
 		client:    &http.Client{Timeout: 30 * time.Second},
 	}
 
-	logPath := filepath.Join(t.TempDir(), "vault.log")
-	logFile, err := os.Create(logPath)
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "server", "-dev",
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-root-token-id="+v.RootToken,
-		"-log-level=info",
-		// Our flag, not Vault's: the server exits when this process's end
-		// of the pipe closes, so a test binary that dies (a -timeout panic,
-		// a kill) does not leave Vault running.
-		"-exit-on-stdin-eof",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	_, err = cmd.StdinPipe() // the write end stays open until Wait returns
-	require.NoError(t, err)
-	// A clean environment for Vault's own variables.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	require.NoError(t, cmd.Start(), "starting %s", bin)
-	done := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		logFile.Close()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
-		if t.Failed() {
-			if out, err := os.ReadFile(logPath); err == nil {
-				t.Logf("vault log:\n%s", out)
-			}
-		}
-	})
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if v.healthy() {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("vault exited (%v) while starting", waitErr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vault was not initialised and unsealed after 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	v.bin, v.port = bin, port
+	v.start(t)
 	t.Logf("vault %s ready at %s in %s", vaultVersion, v.Addr, time.Since(begin).Round(10*time.Millisecond))
 	return v
 }
@@ -209,4 +151,87 @@ func vaultBinary(t testing.TB) string {
 		t.Fatalf("vault-%s is missing (%s): %s (or set SALVE_VAULT_BIN)", vaultVersion, path, vaultInstall)
 	}
 	return path
+}
+
+// start runs the server process on v.port and waits until it is ready.
+func (v *VaultServer) start(t testing.TB) {
+	t.Helper()
+	bin, port := v.bin, v.port
+	logPath := filepath.Join(t.TempDir(), "vault.log")
+	logFile, err := os.Create(logPath)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "server", "-dev",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+		"-dev-root-token-id="+v.RootToken,
+		"-log-level=info",
+		// Our flag, not Vault's: the server exits when this process's end
+		// of the pipe closes, so a test binary that dies (a -timeout panic,
+		// a kill) does not leave Vault running.
+		"-exit-on-stdin-eof",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	_, err = cmd.StdinPipe() // the write end stays open until Wait returns
+	require.NoError(t, err)
+	// A clean environment for Vault's own variables.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VAULT_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	require.NoError(t, cmd.Start(), "starting %s", bin)
+	done := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+	stop := func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
+	v.stop = stop
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			if out, err := os.ReadFile(logPath); err == nil {
+				t.Logf("vault log:\n%s", out)
+			}
+		}
+	})
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v.healthy() {
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("vault exited (%v) while starting", waitErr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vault was not initialised and unsealed after 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Restart stops the server and starts a new one on the same address with
+// the same root token, as an operator's restart would look to Salve. Dev
+// mode keeps everything in memory: mounts, policies, roles and tokens
+// other than the root token are gone and must be set up again.
+func (v *VaultServer) Restart(t testing.TB) {
+	t.Helper()
+	v.stop()
+	v.start(t)
 }

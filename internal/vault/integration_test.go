@@ -102,7 +102,7 @@ func TestPerStepKubernetesCredentials(t *testing.T) {
 	vc, err := vault.New(ctx, vault.Config{Addr: proxy.URL, Token: v.RootToken}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(vc.Close)
-	cluster, err := vault.ClusterFromKubeconfig(k.KubeconfigPath)
+	cluster, _, err := vault.ClustersFromKubeconfig(k.KubeconfigPath)
 	require.NoError(t, err)
 	audit := &auditLog{}
 	counters := &vault.LeaseCounters{}
@@ -175,8 +175,13 @@ func TestPerStepKubernetesCredentials(t *testing.T) {
 	issued, revoked = proxy.Counts()
 	require.Equal(t, issued, revoked, "every issued credential was revoked")
 
-	// A namespace the role does not allow, and a role that does not exist,
-	// are permanent failures: retrying cannot fix them.
+	// A namespace the role does not allow, a role that does not exist and
+	// a cluster that is not configured are permanent failures: retrying
+	// cannot fix them.
+	req.Params = map[string]any{"cluster": "elsewhere", "namespace": "shop", "name": "web", "replicas": 2}
+	_, err = scale.Executor.Execute(ctx, req)
+	require.ErrorIs(t, err, step.ErrPermanent)
+	require.ErrorContains(t, err, `unknown cluster "elsewhere"`)
 	req.Params = map[string]any{"namespace": "other", "name": "web", "replicas": 2}
 	_, err = scale.Executor.Execute(ctx, req)
 	require.ErrorIs(t, err, step.ErrPermanent)
@@ -193,8 +198,8 @@ type hookClients struct {
 	once   sync.Once
 }
 
-func (h *hookClients) For(ctx context.Context, req step.Request, ns string) (kubernetes.Interface, func(), error) {
-	c, release, err := h.inner.For(ctx, req, ns)
+func (h *hookClients) For(ctx context.Context, req step.Request, t kube.Target) (kubernetes.Interface, func(), error) {
+	c, release, err := h.inner.For(ctx, req, t)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -251,4 +256,47 @@ func TestKVAndAppRoleRenewal(t *testing.T) {
 	require.ErrorContains(t, err, "vault approle login")
 	_, err = vault.New(ctx, vault.Config{Addr: v.Addr}, slog.New(slog.DiscardHandler))
 	require.True(t, errors.Is(err, vault.ErrNotConfigured))
+}
+
+// Vault restarts (dev mode: in memory, so the operator sets it up again,
+// as a restore would): Salve's token is unknown to the new server, and
+// the next read logs in again and succeeds without restarting Salve.
+func TestSurvivesVaultRestart(t *testing.T) {
+	v := testenv.Vault(t)
+	setup := func() {
+		v.MustDo(t, http.MethodPut, "secret/data/app", map[string]any{"data": map[string]any{"token": "t0ken"}})
+		v.MustDo(t, http.MethodPut, "sys/policies/acl/salve", map[string]any{"policy": `path "secret/data/app" { capabilities = ["read"] }`})
+		v.MustDo(t, http.MethodPost, "sys/auth/approle", map[string]any{"type": "approle"})
+		v.MustDo(t, http.MethodPost, "auth/approle/role/salve", map[string]any{"token_policies": []string{"salve"}, "token_ttl": "1h"})
+		v.MustDo(t, http.MethodPost, "auth/approle/role/salve/role-id", map[string]any{"role_id": "salve-role"})
+		v.MustDo(t, http.MethodPost, "auth/approle/role/salve/custom-secret-id", map[string]any{"secret_id": "salve-secret"})
+	}
+	setup()
+	secretFile := filepath.Join(t.TempDir(), "secret-id")
+	require.NoError(t, os.WriteFile(secretFile, []byte("salve-secret"), 0o600))
+	ctx := context.Background()
+	vc, err := vault.New(ctx, vault.Config{Addr: v.Addr, RoleID: "salve-role", SecretIDFile: secretFile}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(vc.Close)
+	kv := &vault.KV{Vault: vc, Audit: &auditLog{}}
+	req := step.Request{WorkflowID: "w", RunID: "r", Step: "s"}
+	got, err := kv.Resolve(ctx, req, "secret/app#token")
+	require.NoError(t, err)
+	require.Equal(t, "t0ken", got)
+	before := vc.API().Token()
+
+	v.Restart(t)
+	require.NoError(t, vc.Health(ctx), "the new server is up and unsealed")
+	// Not set up yet: Salve cannot log in. The step fails, but as a
+	// retryable error: the next attempt may succeed.
+	_, err = kv.Resolve(ctx, req, "secret/app#token")
+	require.ErrorIs(t, err, vault.ErrVault)
+	require.NotErrorIs(t, err, step.ErrPermanent)
+	require.ErrorContains(t, err, "logging in again failed")
+
+	setup()
+	got, err = kv.Resolve(ctx, req, "secret/app#token")
+	require.NoError(t, err, "Salve logged in again by itself")
+	require.Equal(t, "t0ken", got)
+	require.NotEqual(t, before, vc.API().Token())
 }

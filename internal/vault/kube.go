@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -30,6 +32,10 @@ type Auditor interface {
 type Cluster struct {
 	Host   string
 	CAData []byte
+	// Mount is the Vault Kubernetes secrets engine configured for this
+	// cluster; default KubeCredentials.Mount for the default cluster and
+	// "<Mount>-<name>" for the others.
+	Mount string
 }
 
 // MinKubernetesTTL is the shortest service-account token the API server
@@ -43,7 +49,10 @@ type KubeCredentials struct {
 	Vault   *Client
 	Mount   string // secrets engine mount; default "kubernetes"
 	Role    string // used when the runbook names none
-	Cluster Cluster
+	// Cluster is the default cluster; Clusters the others, by the name
+	// steps give in their cluster parameter.
+	Cluster  Cluster
+	Clusters map[string]Cluster
 	Audit   Auditor
 	Log     *slog.Logger
 	// Metrics counts leases; nil = not counted.
@@ -60,7 +69,19 @@ var ErrVault = errors.New("vault credential")
 
 // For issues a credential for this attempt and returns a client that uses
 // it. release revokes the lease; call it when the attempt ends.
-func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace string) (kubernetes.Interface, func(), error) {
+func (k *KubeCredentials) For(ctx context.Context, req step.Request, t kube.Target) (kubernetes.Interface, func(), error) {
+	namespace := t.Namespace
+	cluster, mount := k.Cluster, orDefault(k.Mount, "kubernetes")
+	if t.Cluster != "" {
+		c, ok := k.Clusters[t.Cluster]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: %w: unknown cluster %q (configured: %s)", step.ErrPermanent, ErrVault, t.Cluster, strings.Join(sortedNames(k.Clusters), ", "))
+		}
+		cluster, mount = c, mount+"-"+t.Cluster
+	}
+	if cluster.Mount != "" {
+		mount = cluster.Mount
+	}
 	ref := req.Credentials[kube.CredentialKubernetes]
 	role := ref.Role
 	if role == "" {
@@ -78,19 +99,24 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace s
 		}
 	}
 	ttl = max(ttl, MinKubernetesTTL)
-	mount := orDefault(k.Mount, "kubernetes")
 	path := mount + "/creds/" + role
 	data := map[string]any{"kubernetes_namespace": namespace, "ttl": strconv.Itoa(int(ttl.Seconds())) + "s"}
 
 	sec, err := k.Vault.API().Logical().WriteWithContext(ctx, path, data)
+	deniedAfterLogin := false
 	if isPermissionDenied(err) {
 		// Vault may have been restarted or Salve's token revoked: log in
-		// again once, then ask again.
+		// again once, then ask again. Denied with a fresh token means
+		// Salve's policy does not allow this role: permanent.
 		if lerr := k.Vault.relogin(ctx); lerr == nil {
 			sec, err = k.Vault.API().Logical().WriteWithContext(ctx, path, data)
+			deniedAfterLogin = isPermissionDenied(err)
 		}
 	}
 	target := namespace
+	if t.Cluster != "" {
+		target = t.Cluster + "/" + namespace
+	}
 	base := domain.AuditEvent{
 		Time:       time.Now().UTC(),
 		Actor:      domain.Actor{Kind: domain.ActorSystem, Name: "worker"},
@@ -101,7 +127,7 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace s
 	}
 	if err != nil {
 		k.Metrics.inc(&k.Metrics.failed, role)
-		permanent := isClientError(err)
+		permanent := isClientError(err) || deniedAfterLogin
 		err = cleanErr(err)
 		if permanent {
 			return nil, nil, fmt.Errorf("%w: %w: role %q for namespace %s: %v", step.ErrPermanent, ErrVault, role, target, err)
@@ -121,7 +147,7 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace s
 	lease := sec.LeaseID
 	detail := map[string]string{
 		"source": kube.CredentialKubernetes, "role": role, "lease": LeaseHash(lease),
-		"ttl": (time.Duration(sec.LeaseDuration) * time.Second).String(), "namespace": target,
+		"ttl": (time.Duration(sec.LeaseDuration) * time.Second).String(), "namespace": namespace, "cluster": t.Cluster,
 	}
 	issued := base
 	issued.ID = req.WorkflowID + "/" + req.RunID + "/" + req.Step + "/credential.issued/" + LeaseHash(lease)
@@ -134,9 +160,9 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, namespace s
 		return nil, nil, fmt.Errorf("record credential issue (step not run): %w", err)
 	}
 	cfg := &rest.Config{
-		Host:            k.Cluster.Host,
+		Host:            cluster.Host,
 		BearerToken:     token,
-		TLSClientConfig: rest.TLSClientConfig{CAData: k.Cluster.CAData},
+		TLSClientConfig: rest.TLSClientConfig{CAData: cluster.CAData},
 		UserAgent:       "salve",
 		Timeout:         time.Minute,
 	}
@@ -210,19 +236,42 @@ func LeaseHash(lease string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// ClusterFromKubeconfig reads only the API server address and CA from a
-// kubeconfig: the tokens Vault issues are for that cluster, and the
-// kubeconfig's own credentials are not used.
-func ClusterFromKubeconfig(path string) (Cluster, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+// ClustersFromKubeconfig reads only the API server addresses and CAs of a
+// kubeconfig's contexts: the tokens Vault issues are for those clusters,
+// and the kubeconfig's own credentials are not used. It returns the
+// current context's cluster and the others by context name.
+func ClustersFromKubeconfig(path string) (Cluster, map[string]Cluster, error) {
+	raw, err := clientcmd.LoadFromFile(path)
 	if err != nil {
-		return Cluster{}, fmt.Errorf("kubeconfig %s: %w", path, err)
+		return Cluster{}, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
-	ca := cfg.CAData
-	if len(ca) == 0 && cfg.CAFile != "" {
-		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
-			return Cluster{}, fmt.Errorf("kubeconfig %s: CA: %w", path, err)
+	all := map[string]Cluster{}
+	for name := range raw.Contexts {
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+		if err != nil {
+			return Cluster{}, nil, fmt.Errorf("kubeconfig %s, context %s: %w", path, name, err)
 		}
+		ca := cfg.CAData
+		if len(ca) == 0 && cfg.CAFile != "" {
+			if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+				return Cluster{}, nil, fmt.Errorf("kubeconfig %s, context %s: CA: %w", path, name, err)
+			}
+		}
+		all[name] = Cluster{Host: cfg.Host, CAData: ca}
 	}
-	return Cluster{Host: cfg.Host, CAData: ca}, nil
+	def, ok := all[raw.CurrentContext]
+	if !ok {
+		return Cluster{}, nil, fmt.Errorf("kubeconfig %s: current context %q does not exist", path, raw.CurrentContext)
+	}
+	delete(all, raw.CurrentContext)
+	return def, all, nil
+}
+
+func sortedNames(m map[string]Cluster) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }

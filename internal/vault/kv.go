@@ -30,9 +30,13 @@ func (k *KV) Resolve(ctx context.Context, req step.Request, ref string) (string,
 	}
 	sec, err := k.Vault.API().KVv2(mount).Get(ctx, path)
 	if isPermissionDenied(err) {
-		if lerr := k.Vault.relogin(ctx); lerr == nil {
-			sec, err = k.Vault.API().KVv2(mount).Get(ctx, path)
+		// Vault may have forgotten Salve's token (a restart without
+		// persistent storage, a revocation): log in again and retry once.
+		// If Salve cannot log in, a later attempt may: not permanent.
+		if lerr := k.Vault.relogin(ctx); lerr != nil {
+			return "", fmt.Errorf("%w: read %s: Vault refused Salve's token and logging in again failed: %v", ErrVault, loc, lerr)
 		}
+		sec, err = k.Vault.API().KVv2(mount).Get(ctx, path)
 	}
 	if err != nil {
 		if isClientError(err) || isPermissionDenied(err) || strings.Contains(err.Error(), "secret not found") {
