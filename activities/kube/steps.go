@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/salve-sre/salve/activities/step"
 )
@@ -119,22 +120,28 @@ func (k kinds) scale(ctx context.Context, req step.Request) (step.Result, error)
 		return step.Result{}, err
 	}
 	defer release()
-	w, err := getWorkload(ctx, c, t)
-	if err != nil {
-		return step.Result{}, err
-	}
 	var from, to int
-	if detail, ok := recorded(w.meta.Annotations, req.IdempotencyKey); ok {
-		// A retried attempt: finish the action the first attempt decided.
-		if _, err := fmt.Sscanf(detail, "scale from=%d to=%d", &from, &to); err != nil {
-			return step.Result{}, fmt.Errorf("%w: %s carries an unreadable %s annotation %q", step.ErrPermanent, t, AnnotationAction, detail)
+	// Read, decide and record as one unit, again on a write conflict (the
+	// controllers update the object all the time): the decision is always
+	// made on the version the record is written against.
+	err = onConflict(func() error {
+		w, err := getWorkload(ctx, c, t)
+		if err != nil {
+			return err
 		}
-	} else {
+		if detail, ok := recorded(w.meta.Annotations, req.IdempotencyKey); ok {
+			// A retried attempt: finish the action the first attempt decided.
+			if _, err := fmt.Sscanf(detail, "scale from=%d to=%d", &from, &to); err != nil {
+				return fmt.Errorf("%w: %s carries an unreadable %s annotation %q", step.ErrPermanent, t, AnnotationAction, detail)
+			}
+			return nil
+		}
 		from = int(w.replicas)
 		to = scaleTarget(from, abs, delta, hasDelta, lo, hi, hasMax)
-		if err := mergePatch(ctx, c, t, recordPatch(w.meta.ResourceVersion, req.IdempotencyKey, fmt.Sprintf("scale from=%d to=%d", from, to))); err != nil {
-			return step.Result{}, err
-		}
+		return mergePatch(ctx, c, t, recordPatch(w.meta.ResourceVersion, req.IdempotencyKey, fmt.Sprintf("scale from=%d to=%d", from, to)))
+	})
+	if err != nil {
+		return step.Result{}, err
 	}
 	if err := setScale(ctx, c, t, int32(to)); err != nil {
 		return step.Result{}, err
@@ -222,22 +229,27 @@ func (k kinds) restart(ctx context.Context, req step.Request) (step.Result, erro
 		return step.Result{}, err
 	}
 	defer release()
-	w, err := getWorkload(ctx, c, t)
-	if err != nil {
-		return step.Result{}, err
-	}
 	at := ""
-	if detail, ok := recorded(w.meta.Annotations, req.IdempotencyKey); ok {
-		_, _ = fmt.Sscanf(detail, "restart at=%s", &at) // already restarted by this step
-	}
-	if at == "" {
+	err = onConflict(func() error {
+		w, err := getWorkload(ctx, c, t)
+		if err != nil {
+			return err
+		}
+		at = ""
+		if detail, ok := recorded(w.meta.Annotations, req.IdempotencyKey); ok {
+			_, _ = fmt.Sscanf(detail, "restart at=%s", &at) // already restarted by this step
+		}
+		if at != "" {
+			return nil
+		}
 		at = k.opts.Now().UTC().Format(time.RFC3339)
 		// One patch records the action and restarts: both or neither.
 		patch := recordPatch(w.meta.ResourceVersion, req.IdempotencyKey, "restart at="+at)
 		patch["spec"] = map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationRestartedAt: at}}}}
-		if err := mergePatch(ctx, c, t, patch); err != nil {
-			return step.Result{}, err
-		}
+		return mergePatch(ctx, c, t, patch)
+	})
+	if err != nil {
+		return step.Result{}, err
 	}
 	out := map[string]any{"restartedAt": at}
 	if wait {
@@ -365,6 +377,13 @@ func (k kinds) rollback(ctx context.Context, req step.Request) (step.Result, err
 		}
 	}
 	return step.Result{Output: out}, nil
+}
+
+// onConflict runs fn again, with a short backoff, while it fails with a
+// write conflict; a conflict that outlasts the retries is returned (and
+// retried by Temporal).
+func onConflict(fn func() error) error {
+	return retry.OnError(retry.DefaultRetry, apierrors.IsConflict, fn)
 }
 
 // moved reports whether the Deployment changed since rv was read.
