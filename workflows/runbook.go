@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -155,15 +154,6 @@ type run struct {
 	creds  map[string]step.CredentialRef
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func newRun(ctx workflow.Context, in Input) *run {
 	info := workflow.GetInfo(ctx)
 	r := &run{
@@ -228,7 +218,7 @@ func (r *run) execute(ctx workflow.Context) error {
 	r.data.Params = params
 	// Credential roles are rendered once, before any step: a bad role
 	// template fails the run before anything acts.
-	for _, name := range sortedKeys(r.in.Runbook.Spec.Credentials) {
+	for _, name := range workflow.DeterministicKeys(r.in.Runbook.Spec.Credentials) {
 		c := r.in.Runbook.Spec.Credentials[name]
 		role, err := runbooks.RenderString(c.VaultRole, r.data)
 		if err != nil {

@@ -128,11 +128,13 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 3, *dep.Spec.Replicas)
 
+	// One credential per step attempt: two steps, and an attempt may be
+	// retried (e.g. after a write conflict), each with a fresh credential.
 	tokens := proxy.Tokens()
-	require.Len(t, tokens, 2, "one credential per step")
+	require.GreaterOrEqual(t, len(tokens), 2)
 	require.Eventually(t, func() bool {
 		issued, revoked := proxy.Counts()
-		return issued == 2 && revoked == 2
+		return issued == len(tokens) && revoked == len(tokens)
 	}, 30*time.Second, 100*time.Millisecond, "every issued credential is revoked")
 	stolen, err := kubernetes.NewForConfig(&rest.Config{Host: k.Host, BearerToken: tokens[0], TLSClientConfig: rest.TLSClientConfig{CAData: k.CACertPEM}})
 	require.NoError(t, err)
@@ -152,7 +154,7 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 				revokedEv++
 			}
 		}
-		return issuedEv == 2 && revokedEv == 2
+		return issuedEv == len(tokens) && revokedEv == len(tokens)
 	}, 30*time.Second, 100*time.Millisecond, "audit: issued %d, revoked %d", issuedEv, revokedEv)
 
 	// The leak search.

@@ -288,6 +288,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		fmt.Sprintf("--secure-port=%d", cmPort),
 		"--cert-dir="+path("controller-manager"),
 		"--controllers=*",
+		// kwok's nodes never fail, but on a loaded machine kwok renews
+		// their leases late; the default 50s grace then marks them
+		// NotReady and every pod unavailable, and rollouts stall. A long
+		// grace keeps the fake nodes Ready through CPU starvation.
+		"--node-monitor-grace-period=1h",
 		"--service-account-private-key-file="+path("sa.key"),
 		"--root-ca-file="+path("ca.crt"),
 		"--cluster-signing-cert-file="+path("ca.crt"),

@@ -46,15 +46,15 @@ const MinKubernetesTTL = 10 * time.Minute
 // Vault's Kubernetes secrets engine, limited to the step's namespace, and
 // revokes its lease when the attempt ends. It implements kube.Clients.
 type KubeCredentials struct {
-	Vault   *Client
-	Mount   string // secrets engine mount; default "kubernetes"
-	Role    string // used when the runbook names none
+	Vault *Client
+	Mount string // secrets engine mount; default "kubernetes"
+	Role  string // used when the runbook names none
 	// Cluster is the default cluster; Clusters the others, by the name
 	// steps give in their cluster parameter.
 	Cluster  Cluster
 	Clusters map[string]Cluster
-	Audit   Auditor
-	Log     *slog.Logger
+	Audit    Auditor
+	Log      *slog.Logger
 	// Metrics counts leases; nil = not counted.
 	Metrics *LeaseCounters
 	// RevokeRetry is the first wait before retrying a failed revoke;
