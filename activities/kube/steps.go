@@ -253,15 +253,9 @@ func (k kinds) restart(ctx context.Context, req step.Request) (step.Result, erro
 	}
 	out := map[string]any{"restartedAt": at}
 	if wait {
-		st, err := k.wait(ctx, c, t)
-		for key, v := range st {
-			out[key] = v
-		}
-		if err != nil {
-			return step.Result{Output: out}, err
-		}
+		err = k.waitInto(ctx, c, t, out)
 	}
-	return step.Result{Output: out}, nil
+	return step.Result{Output: out}, err
 }
 
 func (k kinds) rollback(ctx context.Context, req step.Request) (step.Result, error) {
@@ -368,15 +362,9 @@ func (k kinds) rollback(ctx context.Context, req step.Request) (step.Result, err
 		out["fromImages"], out["toImages"] = images(d.Spec.Template.Spec), images(tmpl.Spec)
 	}
 	if wait {
-		st, err := k.wait(ctx, c, t)
-		for key, v := range st {
-			out[key] = v
-		}
-		if err != nil {
-			return step.Result{Output: out}, err
-		}
+		err = k.waitInto(ctx, c, t, out)
 	}
-	return step.Result{Output: out}, nil
+	return step.Result{Output: out}, err
 }
 
 // onConflict runs fn again, with a short backoff, while it fails with a
@@ -436,6 +424,15 @@ func progress(w *workload) rollout {
 			(s.Status.UpdateRevision == "" || s.Status.CurrentRevision == s.Status.UpdateRevision || r.updated == r.total)
 	}
 	return r
+}
+
+// waitInto waits for the rollout and adds its progress to a step's output.
+func (k kinds) waitInto(ctx context.Context, c kubernetes.Interface, t target, out map[string]any) error {
+	st, err := k.wait(ctx, c, t)
+	for key, v := range st {
+		out[key] = v
+	}
+	return err
 }
 
 // wait polls until the rollout is complete, the step's context ends, or
