@@ -114,6 +114,15 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 		return e
 	}
 
+	// Dry-run mode: a mutating step records what it would have done and
+	// acts on nothing. Read-only kinds run, so the plan sees real state.
+	if req.DryRun && spec.Mutating {
+		if err := a.audit.Record(ctx, ev(domain.ActionStepPlanned, "dry-run", nil)); err != nil {
+			return step.Result{}, fmt.Errorf("record planned step: %w", err)
+		}
+		log.Info("dry run: mutating step not run")
+		return step.Result{Output: map[string]any{"dryRun": true}}, nil
+	}
 	// No audit record, no action: a step whose start cannot be recorded
 	// does not touch anything. The attempt fails and Temporal retries it.
 	if err := a.audit.Record(ctx, ev(domain.ActionStepStarted, "", nil)); err != nil {

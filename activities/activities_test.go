@@ -371,3 +371,37 @@ func TestNewRegistry(t *testing.T) {
 		})
 	}
 }
+
+// Dry-run mode: a mutating step records what it would do and does not run;
+// a read-only step runs, so the plan sees real state.
+func TestDryRunDoesNotRunMutatingSteps(t *testing.T) {
+	for _, mutating := range []bool{true, false} {
+		var calls atomic.Int32
+		audit := &fakeRecorder{}
+		reg := step.NewRegistry()
+		require.NoError(t, reg.Register(step.Spec{Kind: fakeKind, Mutating: mutating, Executor: step.ExecutorFunc(func(context.Context, step.Request) (step.Result, error) {
+			calls.Add(1)
+			return step.Result{Output: map[string]any{"acted": true}}, nil
+		})}))
+		acts := activities.New(reg, audit, slog.New(slog.DiscardHandler))
+		fn, err := acts.Step(fakeKind)
+		require.NoError(t, err)
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: step.ActivityName(fakeKind)})
+		req := request()
+		req.DryRun = true
+		val, err := env.ExecuteActivity(step.ActivityName(fakeKind), req)
+		require.NoError(t, err)
+		var res step.Result
+		require.NoError(t, val.Get(&res))
+		if mutating {
+			require.Zero(t, calls.Load(), "a mutating step must not act in a dry run")
+			require.Equal(t, map[string]any{"dryRun": true}, res.Output)
+			require.Equal(t, []string{domain.ActionStepPlanned}, audit.actions())
+		} else {
+			require.EqualValues(t, 1, calls.Load(), "read-only steps run in a dry run")
+			require.Equal(t, map[string]any{"acted": true}, res.Output)
+		}
+	}
+}

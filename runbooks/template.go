@@ -74,6 +74,17 @@ func parseTemplate(text string) (*template.Template, error) {
 	return template.New("").Funcs(funcs).Option("missingkey=error").Parse(text)
 }
 
+// RenderLenient is Render for dry-run plans: a missing key (an output of a
+// step that did not act) renders as "<no value>" instead of failing.
+func RenderLenient(with map[string]any, data TemplateData) (map[string]any, error) {
+	out, err := renderWith(with, data, "missingkey=zero")
+	if err != nil {
+		return nil, err
+	}
+	m, _ := out.(map[string]any)
+	return m, nil
+}
+
 func checkTemplate(text string) error {
 	if !strings.Contains(text, "{{") {
 		return nil
@@ -87,10 +98,14 @@ func checkTemplate(text string) error {
 // RenderString renders one template string. Strings without "{{" are
 // returned as they are.
 func RenderString(text string, data TemplateData) (string, error) {
+	return renderString(text, data, "missingkey=error")
+}
+
+func renderString(text string, data TemplateData, missing string) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
 	}
-	t, err := parseTemplate(text)
+	t, err := template.New("").Funcs(funcs).Option(missing).Parse(text)
 	if err != nil {
 		return "", fmt.Errorf("template %q: %w", text, err)
 	}
@@ -104,7 +119,7 @@ func RenderString(text string, data TemplateData) (string, error) {
 // Render renders every string inside a step's `with` parameters. Keys are
 // visited in sorted order so the first error reported is always the same.
 func Render(with map[string]any, data TemplateData) (map[string]any, error) {
-	out, err := render(with, data)
+	out, err := renderWith(with, data, "missingkey=error")
 	if err != nil {
 		return nil, err
 	}
@@ -112,17 +127,17 @@ func Render(with map[string]any, data TemplateData) (map[string]any, error) {
 	return m, nil
 }
 
-func render(v any, data TemplateData) (any, error) {
+func renderWith(v any, data TemplateData, missing string) (any, error) {
 	switch x := v.(type) {
 	case string:
-		return RenderString(x, data)
+		return renderString(x, data, missing)
 	case map[string]any:
 		if x == nil {
 			return map[string]any(nil), nil
 		}
 		out := make(map[string]any, len(x))
 		for _, k := range sortedKeys(x) {
-			r, err := render(x[k], data)
+			r, err := renderWith(x[k], data, missing)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
@@ -132,7 +147,7 @@ func render(v any, data TemplateData) (any, error) {
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			r, err := render(e, data)
+			r, err := renderWith(e, data, missing)
 			if err != nil {
 				return nil, fmt.Errorf("[%d]: %w", i, err)
 			}

@@ -137,7 +137,7 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 // something that compensation should undo).
 func (r *run) acted() bool {
 	for _, s := range r.status.Steps {
-		if s.State != StepStateSkipped && !s.StartedAt.IsZero() {
+		if s.Action != runbooks.ActionSleep && s.State != StepStateSkipped && !s.StartedAt.IsZero() {
 			return true
 		}
 	}
@@ -209,7 +209,29 @@ func (r *run) addAlert(ev domain.AlertEvent) bool {
 	return true
 }
 
+func (r *run) dryRun() bool { return r.in.Runbook.Spec.Safety.DryRun() }
+
+// errApprovalUnsupported refuses runbooks that ask for a person's approval:
+// until this version can wait for one, running such a runbook would act
+// without the approval its authors required.
+var errApprovalUnsupported = errors.New("this runbook requires approval, and this version of Salve cannot wait for approvals yet: nothing was run (remove approval to run it automatically, or set safety.mode: dry-run)")
+
+func (r *run) needsApproval() bool {
+	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required {
+		return true
+	}
+	for _, s := range append(append([]runbooks.Step{}, r.in.Runbook.Spec.Steps...), r.in.Runbook.Spec.OnFailure...) {
+		if s.Approval != nil && s.Approval.Required {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *run) execute(ctx workflow.Context) error {
+	if r.needsApproval() && !r.dryRun() {
+		return errApprovalUnsupported
+	}
 	params, err := r.in.Runbook.ResolveParams(r.in.Alert, r.in.Params)
 	if err != nil {
 		return err
@@ -265,14 +287,20 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, key
 		r.audit(ctx, domain.ActionStepSkipped, s.Name, StepStateSkipped, nil)
 		return nil
 	}
-	st.State, st.StartedAt = StepStateRunning, workflow.Now(ctx)
-	defer func() { st.FinishedAt = workflow.Now(ctx) }()
-
-	params, err := runbooks.Render(s.With, r.data)
+	render := runbooks.Render
+	if r.dryRun() {
+		// Outputs of steps that did not act are missing: render them empty
+		// rather than fail the plan.
+		render = runbooks.RenderLenient
+	}
+	params, err := render(s.With, r.data)
 	if err != nil {
+		// Nothing was started: a rendering error never triggers onFailure.
 		st.State, st.Error = StepStateFailed, err.Error()
 		return err
 	}
+	st.State, st.StartedAt = StepStateRunning, workflow.Now(ctx)
+	defer func() { st.FinishedAt = workflow.Now(ctx) }()
 	if s.Action == runbooks.ActionSleep {
 		err = r.sleep(ctx, params)
 	} else {
@@ -328,8 +356,11 @@ func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]
 		Step:           s.Name,
 		Kind:           s.Action,
 		Params:         params,
-		IdempotencyKey: r.info.WorkflowExecution.ID + "/" + s.Name + keySuffix,
+		// The run ID is part of the key: a later incident reuses the
+		// workflow ID, and must not be mistaken for a retry of this run.
+		IdempotencyKey: r.info.WorkflowExecution.ID + "/" + r.info.WorkflowExecution.RunID + "/" + s.Name + keySuffix,
 		Credentials:    r.creds,
+		DryRun:         r.dryRun(),
 	}
 	var res step.Result
 	if err := workflow.ExecuteActivity(actx, step.ActivityName(s.Action), req).Get(ctx, &res); err != nil {

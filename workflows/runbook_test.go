@@ -252,7 +252,7 @@ func TestRunbookRunsStepsInOrderWithRenderedParams(t *testing.T) {
 			"body":         "incident shop/web of restart-web",
 			"expectStatus": []any{float64(200), float64(202)}, // JSON numbers after the history round trip
 		},
-		IdempotencyKey: testWorkflowID + "/restart",
+		IdempotencyKey: testWorkflowID + "/default-test-run-id/restart",
 	}, restart)
 	require.NotEmpty(t, restart.RunID)
 
@@ -261,11 +261,11 @@ func TestRunbookRunsStepsInOrderWithRenderedParams(t *testing.T) {
 		"url":  "http://verify.internal/202",
 		"body": "restarted (succeeded)",
 	}, verify.Params)
-	require.Equal(t, testWorkflowID+"/verify", verify.IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/verify", verify.IdempotencyKey)
 
 	report := rec.request(t, "report")
 	require.Equal(t, "http://report.internal/?run="+testWorkflowID+"&fp=fp1", report.Params["url"])
-	require.Equal(t, testWorkflowID+"/report", report.IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/report", report.IdempotencyKey)
 
 	// The runbook's timeout and retry settings reach Temporal.
 	rec.mu.Lock()
@@ -511,10 +511,10 @@ func TestRunbookStepFailureRunsOnFailure(t *testing.T) {
 	require.True(t, appErr.NonRetryable(), "a failed run is not retried as a whole")
 
 	require.Equal(t, []string{"first", "breaks", "rollback", "notify"}, rec.steps())
-	require.Equal(t, testWorkflowID+"/breaks", rec.request(t, "breaks").IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/breaks", rec.request(t, "breaks").IdempotencyKey)
 	rollback := rec.request(t, "rollback")
-	require.Equal(t, testWorkflowID+"/rollback/onFailure", rollback.IdempotencyKey)
-	require.Equal(t, testWorkflowID+"/notify/onFailure", rec.request(t, "notify").IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/rollback/onFailure", rollback.IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/notify/onFailure", rec.request(t, "notify").IdempotencyKey)
 	require.Equal(t, "http://x/rollback?failed=failed&first=succeeded", rollback.Params["url"])
 
 	require.Equal(t, workflows.RunStateFailed, st.State)
@@ -573,7 +573,7 @@ spec:
 			rec.mu.Unlock()
 			require.Equal(t, tt.wantAttempts, attempts)
 			for _, k := range keys {
-				require.Equal(t, testWorkflowID+"/flaky", k, "every attempt carries the same idempotency key")
+				require.Equal(t, testWorkflowID+"/default-test-run-id/flaky", k, "every attempt carries the same idempotency key")
 			}
 			require.Equal(t, workflows.StepStateFailed, st.Steps[0].State)
 		})
@@ -615,7 +615,7 @@ spec:
 	// Compensation ran in a disconnected context after the cancel, and the
 	// finishing audit event was still written.
 	require.Equal(t, []string{"act", "rollback"}, rec.steps())
-	require.Equal(t, testWorkflowID+"/rollback/onFailure", rec.request(t, "rollback").IdempotencyKey)
+	require.Equal(t, testWorkflowID+"/default-test-run-id/rollback/onFailure", rec.request(t, "rollback").IdempotencyKey)
 	require.Equal(t, workflows.RunStateCancelled, st.State)
 	require.Equal(t, workflows.StepStateFailed, st.Steps[1].State)
 	require.Less(t, st.Steps[1].FinishedAt.Sub(st.Steps[1].StartedAt), time.Hour, "the sleep was interrupted")

@@ -185,7 +185,15 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 		hreq.Header.Set("Idempotency-Key", req.IdempotencyKey)
 	}
 	hreq.Header.Set("User-Agent", "salve")
-	resp, err := e.client.Do(hreq)
+	client := e.client
+	if hc, ok := client.(*http.Client); ok && len(p.secretHeaders) > 0 {
+		// A redirect would carry the secret headers to wherever it points:
+		// with secrets, the first answer is the answer.
+		c := *hc
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		client = &c
+	}
+	resp, err := client.Do(hreq)
 	if err != nil {
 		// *url.Error repeats the full URL; keep only its cause.
 		var uerr *url.Error

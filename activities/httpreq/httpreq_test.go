@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -422,4 +423,24 @@ func TestSecretHeaders(t *testing.T) {
 		"url": srv.URL, "secretHeaders": map[string]any{"X-Token": "${secret/pd#token}"},
 	}})
 	require.ErrorContains(t, err, "secret headers need Vault")
+}
+
+// A redirect never carries secret headers anywhere: with secrets, the
+// first answer is the answer.
+func TestSecretHeadersAreNotFollowedThroughRedirects(t *testing.T) {
+	var leaked atomic.Bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != "" {
+			leaked.Store(true)
+		}
+	}))
+	defer other.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(other.URL, http.StatusFound))
+	defer redirect.Close()
+	spec := httpreq.SpecWith(httpreq.Options{Secrets: fakeSecrets{"secret/k#v": "s3cr3t"}})
+	_, err := spec.Executor.Execute(context.Background(), step.Request{Params: map[string]any{
+		"url": redirect.URL, "secretHeaders": map[string]any{"X-Api-Key": "${secret/k#v}"},
+	}})
+	require.ErrorContains(t, err, "unexpected status 302")
+	require.False(t, leaked.Load(), "the secret header followed the redirect")
 }

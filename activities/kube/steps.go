@@ -413,15 +413,29 @@ func progress(w *workload) rollout {
 		r.updated, r.available, r.ready, r.total = d.Status.UpdatedReplicas, d.Status.AvailableReplicas, d.Status.ReadyReplicas, d.Status.Replicas
 		r.done = d.Status.ObservedGeneration >= d.Generation && r.updated == r.desired && r.total == r.updated && r.available == r.updated
 		for _, c := range d.Status.Conditions {
-			if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+			// An old condition, from before the controller saw this
+			// change (e.g. the restart that is meant to unstick it), says
+			// nothing about the new rollout.
+			if d.Status.ObservedGeneration >= d.Generation && c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
 				r.stuck = "progress deadline exceeded: " + c.Message
 			}
 		}
 	case w.sts != nil:
 		s := w.sts
 		r.updated, r.available, r.ready, r.total = s.Status.UpdatedReplicas, s.Status.AvailableReplicas, s.Status.ReadyReplicas, s.Status.Replicas
-		r.done = s.Status.ObservedGeneration >= s.Generation && r.updated == r.desired && r.ready == r.desired &&
-			(s.Status.UpdateRevision == "" || s.Status.CurrentRevision == s.Status.UpdateRevision || r.updated == r.total)
+		observed := s.Status.ObservedGeneration >= s.Generation
+		switch {
+		case s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType:
+			// Nothing rolls until pods are deleted: done once observed
+			// and ready, as kubectl rollout status treats it.
+			r.done = observed && r.ready == r.desired
+		default:
+			want := r.desired
+			if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+				want = max(r.desired-*ru.Partition, 0) // only pods at or above the partition update
+			}
+			r.done = observed && r.updated >= want && r.ready == r.desired
+		}
 	}
 	return r
 }
@@ -500,6 +514,13 @@ func (k kinds) get(ctx context.Context, req step.Request) (step.Result, error) {
 	return step.Result{Output: out}, nil
 }
 
+// createdAfter reports whether a pod is younger than the step: creation
+// timestamps have second resolution, so the comparison is made at that
+// resolution, on the safe side.
+func createdAfter(p corev1.Pod, scheduled time.Time) bool {
+	return !scheduled.IsZero() && !p.CreationTimestamp.Time.Before(scheduled.Truncate(time.Second))
+}
+
 // maxDeletePods bounds delete_pod even when a runbook asks for more.
 const maxDeletePods = 100
 
@@ -546,8 +567,17 @@ func (k kinds) deletePod(ctx context.Context, req step.Request) (step.Result, er
 	var victims []corev1.Pod
 	matched := 0
 	if pod != "" {
-		victims = []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: pod}}}
-		matched = 1
+		p, err := c.CoreV1().Pods(ns).Get(ctx, pod, getOpts())
+		switch {
+		case apierrors.IsNotFound(err):
+			return step.Result{Output: map[string]any{"deleted": []any{}, "matched": 0}}, nil // already gone
+		case err != nil:
+			return step.Result{}, apiError("get pod", t, err)
+		case p.DeletionTimestamp == nil && !createdAfter(*p, req.ScheduledAt):
+			// A pod recreated under the same name (a StatefulSet's) after
+			// the step was scheduled is the replacement: spare it.
+			victims, matched = []corev1.Pod{*p}, 1
+		}
 	} else {
 		t.name = selector
 		list, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
@@ -558,7 +588,7 @@ func (k kinds) deletePod(ctx context.Context, req step.Request) (step.Result, er
 			// Pods already going, and pods created after the step was
 			// scheduled (replacements of pods an earlier attempt deleted),
 			// are not candidates: a retry never deletes more.
-			if p.DeletionTimestamp != nil || (!req.ScheduledAt.IsZero() && p.CreationTimestamp.After(req.ScheduledAt)) {
+			if p.DeletionTimestamp != nil || createdAfter(p, req.ScheduledAt) {
 				continue
 			}
 			victims = append(victims, p)
@@ -571,9 +601,11 @@ func (k kinds) deletePod(ctx context.Context, req step.Request) (step.Result, er
 	}
 	deleted := []any{}
 	for _, v := range victims {
-		err := c.CoreV1().Pods(ns).Delete(ctx, v.Name, metav1.DeleteOptions{})
-		if apierrors.IsNotFound(err) {
-			continue // already gone: the outcome we wanted
+		// The UID precondition deletes the pod that was chosen, never a
+		// namesake created since.
+		err := c.CoreV1().Pods(ns).Delete(ctx, v.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(v.UID))})
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			continue // already gone (or replaced): the outcome we wanted
 		}
 		if err != nil {
 			return step.Result{Output: map[string]any{"deleted": deleted}}, apiError("delete pod", target{cluster: cluster, namespace: ns, name: v.Name, kind: "Pod"}, err)

@@ -26,7 +26,7 @@ type Request struct {
 	Step       string         `json:"step"`
 	Kind       string         `json:"kind"`
 	Params     map[string]any `json:"params"`
-	// IdempotencyKey is <workflowID>/<step> (plus "/onFailure" for
+	// IdempotencyKey is <workflowID>/<runID>/<step> (plus "/onFailure" for
 	// compensation): the same for every attempt, so a mutating executor can
 	// make a retried attempt safe.
 	IdempotencyKey string `json:"idempotencyKey"`
@@ -34,6 +34,8 @@ type Request struct {
 	// ("kubernetes"): which role to ask for, never a secret. The executor
 	// of a kind that needs one obtains it for this attempt alone.
 	Credentials map[string]CredentialRef `json:"credentials,omitempty"`
+	// DryRun asks for the plan only: a mutating kind must not act.
+	DryRun bool `json:"dryRun,omitempty"`
 	// ScheduledAt is when the workflow first scheduled the step: the same
 	// for every retry. The adapter sets it; it is not part of history.
 	// Executors use it to tell their own earlier attempt's effects (e.g.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,7 +111,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 		dep, err := c.AppsV1().Deployments("shop").Get(ctx, "cart", metav1.GetOptions{})
 		require.NoError(t, err)
 		require.NotEmpty(t, dep.Spec.Template.Annotations[kube.AnnotationRestartedAt], "the pods were restarted")
-		require.True(t, strings.HasPrefix(dep.Annotations[kube.AnnotationAction], wfID+"/restart restart at="), dep.Annotations[kube.AnnotationAction])
+		require.Regexp(t, "^"+regexp.QuoteMeta(wfID)+"/[^/]+/restart restart at=", dep.Annotations[kube.AnnotationAction])
 		rs, err := c.AppsV1().ReplicaSets("shop").List(ctx, metav1.ListOptions{})
 		require.NoError(t, err)
 		require.Len(t, rs.Items, 2, "restarted once: the original ReplicaSet and one new one")

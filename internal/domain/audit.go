@@ -18,6 +18,7 @@ const (
 	ActionStepSucceeded     = "step.succeeded"
 	ActionStepFailed        = "step.failed"
 	ActionStepSkipped       = "step.skipped"
+	ActionStepPlanned       = "step.planned" // a mutating step not run: dry-run mode
 	ActionRunbookLoaded     = "runbook.loaded"
 	ActionRunbookRejected   = "runbook.rejected"
 	ActionRunbookRemoved    = "runbook.removed"

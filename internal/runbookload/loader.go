@@ -174,7 +174,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		delete(old, rb.Name())
 		ch.Loaded = append(ch.Loaded, rb.Name())
 		evs = append(evs, domain.AuditEvent{
-			ID: "runbook.loaded/" + rb.Name() + "/" + rb.Hash, Time: at, Actor: actor, Action: domain.ActionRunbookLoaded,
+			ID: "runbook.loaded/" + rb.Name() + "/" + rb.Hash + "/" + at.Format(time.RFC3339Nano), Time: at, Actor: actor, Action: domain.ActionRunbookLoaded,
 			Runbook: rb.Name(), RunbookHash: rb.Hash, Detail: map[string]string{"source": rb.Source},
 		})
 	}

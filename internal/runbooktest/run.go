@@ -214,7 +214,7 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	rendered := map[string]map[string]any{} // idempotency-key suffix -> params
 	fake := func(_ context.Context, req step.Request) (step.Result, error) {
 		mu.Lock()
-		rendered[strings.TrimPrefix(req.IdempotencyKey, req.WorkflowID+"/")] = req.Params
+		rendered[strings.TrimPrefix(req.IdempotencyKey, req.WorkflowID+"/"+req.RunID+"/")] = req.Params
 		mu.Unlock()
 		canned := c.Steps[req.Step]
 		if canned.Error != "" {

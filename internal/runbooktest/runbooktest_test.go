@@ -84,16 +84,32 @@ spec:
   trigger: {matchers: ['alertname="Busy"'], incidentKey: '{{ .Labels.service }}', onResolved: cancel}
   params:
     service: {fromLabel: service, required: true}
-  safety: {approval: {required: true}}
   steps:
     - {name: scale, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/scale', method: POST}}
     - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous }}'}}
     - {name: wait, action: sleep, with: {duration: 10m}}
     - {name: verify, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/health'}}
   onFailure:
-    - {name: undo, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/scale?to={{ .Steps.scale.Output.previous }}'}, approval: {required: true}}
+    - {name: undo, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/scale?to={{ .Steps.scale.Output.previous }}'}}
 `)
-	path := write("rb.test.yaml", `runbooks: [rb.yaml]
+	write("approval.yaml", `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: needs-approval}
+spec:
+  safety: {approval: {required: true}}
+  steps:
+    - {name: act, action: http.request, with: {url: 'http://ops/act'}, approval: {required: true}}
+`)
+	write("dry.yaml", `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: dry}
+spec:
+  safety: {mode: dry-run, approval: {required: true}}
+  steps:
+    - {name: scale, action: http.request, with: {url: 'http://ops/scale', method: POST}}
+    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous }}'}}
+`)
+	path := write("rb.test.yaml", `runbooks: [rb.yaml, approval.yaml, dry.yaml]
 tests:
   - name: output flows on
     alert: {labels: {alertname: Busy, service: cart}}
@@ -102,7 +118,7 @@ tests:
     expect:
       incidentKey: cart
       state: succeeded
-      approvals: [runbook, undo]
+      approvals: []
       steps:
         - {name: scale}
         - {name: report, with: {url: "http://ops/report?was=3"}}
@@ -131,6 +147,20 @@ tests:
         - {name: wait, state: failed}
       onFailure:
         - {name: undo, state: succeeded}
+  - name: a runbook that needs approval is refused, not run without it
+    runbook: needs-approval
+    expect:
+      state: failed
+      error: cannot wait for approvals yet
+      approvals: [runbook, act]
+      steps: []
+  - name: a dry run plans the steps with empty outputs where nothing acted
+    runbook: dry
+    expect:
+      state: succeeded
+      steps:
+        - {name: scale, state: succeeded}
+        - {name: report, with: {url: "http://ops/report?was=<no value>"}}
   - name: a resolved alert starts nothing
     alert: {labels: {alertname: Busy, service: cart}, status: resolved}
     expect:
