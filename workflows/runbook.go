@@ -350,12 +350,12 @@ func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]
 		RetryPolicy:         retry,
 	})
 	req := step.Request{
-		WorkflowID:     r.info.WorkflowExecution.ID,
-		RunID:          r.info.WorkflowExecution.RunID,
-		Runbook:        r.in.Runbook.Name(),
-		Step:           s.Name,
-		Kind:           s.Action,
-		Params:         params,
+		WorkflowID: r.info.WorkflowExecution.ID,
+		RunID:      r.info.WorkflowExecution.RunID,
+		Runbook:    r.in.Runbook.Name(),
+		Step:       s.Name,
+		Kind:       s.Action,
+		Params:     params,
 		// The run ID is part of the key: a later incident reuses the
 		// workflow ID, and must not be mistaken for a retry of this run.
 		IdempotencyKey: r.info.WorkflowExecution.ID + "/" + r.info.WorkflowExecution.RunID + "/" + s.Name + keySuffix,
