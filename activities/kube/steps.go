@@ -143,7 +143,7 @@ func (k kinds) scale(ctx context.Context, req step.Request) (step.Result, error)
 	if err != nil {
 		return step.Result{}, err
 	}
-	if err := setScale(ctx, c, t, int32(to)); err != nil {
+	if err := onConflict(func() error { return setScale(ctx, c, t, int32(to)) }); err != nil {
 		return step.Result{}, err
 	}
 	wanted := abs
