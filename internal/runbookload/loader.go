@@ -88,6 +88,16 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Change{}, err
 	}
+	if err != nil && l.current != nil && len(l.current.All()) > 0 {
+		// The directory went away (an unmounted volume, a checkout in
+		// progress): keep serving rather than unload every runbook.
+		if l.Log != nil && !l.rejected["missing-dir"] {
+			l.Log.Error("runbook directory is missing; keeping the loaded runbooks", "dir", l.Dir)
+		}
+		l.rejected["missing-dir"] = true
+		return Change{Rejected: []string{"runbook directory " + l.Dir + " is missing; the loaded runbooks keep serving"}}, nil
+	}
+	delete(l.rejected, "missing-dir")
 	next := make(map[string]fileState, len(paths))
 	var ch Change
 	var evs []domain.AuditEvent
@@ -130,7 +140,43 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		next[path] = fileState{hash: h, good: rb}
 	}
 
-	// Assemble the candidate set; a name clash rejects the newer file.
+	// A name used by two files: the files that changed in this poll are
+	// rejected (the version that served keeps serving); unrelated changes
+	// still apply. Forgetting the rejected files' hashes makes the next
+	// poll look at them again, in case the other file is renamed.
+	byName := map[string][]string{}
+	for _, path := range sortedKeys(next) {
+		if rb := next[path].good; rb != nil {
+			byName[rb.Name()] = append(byName[rb.Name()], path)
+		}
+	}
+	for _, name := range sortedKeys(byName) {
+		paths := byName[name]
+		if len(paths) < 2 {
+			continue
+		}
+		// The file that keeps the name: one that did not change in this
+		// poll, else (first load, or both changed) the first by path.
+		keeper := paths[0]
+		for _, path := range paths {
+			if prev, existed := l.files[path]; existed && prev.good == next[path].good {
+				keeper = path
+			}
+		}
+		for _, path := range paths {
+			if path == keeper {
+				continue
+			}
+			prev, existed := l.files[path]
+			msg := fmt.Sprintf("%s: runbook name %q is already used by %s", path, name, keeper)
+			reject(hashOf([]byte(msg)), msg, next[path].good)
+			if existed {
+				next[path] = prev
+			} else {
+				delete(next, path)
+			}
+		}
+	}
 	var list []*runbooks.Runbook
 	for _, path := range sortedKeys(next) {
 		if rb := next[path].good; rb != nil {
@@ -139,25 +185,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 	}
 	set, err := runbooks.NewSet(list...)
 	if err != nil {
-		// Undo this reload's changes; forgetting their hashes makes the
-		// next poll look again, in case the other file is fixed.
-		for path, st := range next {
-			if prev, ok := l.files[path]; ok && prev.good != st.good {
-				next[path] = prev
-			} else if !ok {
-				delete(next, path)
-			}
-		}
-		list = list[:0]
-		for _, path := range sortedKeys(next) {
-			if rb := next[path].good; rb != nil {
-				list = append(list, rb)
-			}
-		}
-		reject(hashOf([]byte(err.Error())), err.Error(), nil)
-		if set, err = runbooks.NewSet(list...); err != nil {
-			return ch, err // cannot happen: the previous files were a valid set
-		}
+		return ch, err // two unchanged files clash: only possible if the first load let it through
 	}
 
 	old := map[string]*runbooks.Runbook{}

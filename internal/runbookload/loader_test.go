@@ -187,3 +187,41 @@ func TestWatchPicksUpChanges(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A clash blocks only the clashing file: an unrelated edit in the same
+// poll applies. On a first load the first file by path keeps the name.
+func TestNameClashBlocksOnlyTheClashingFile(t *testing.T) {
+	l, _, dir, _ := setup(t)
+	ctx := context.Background()
+	write(t, dir, "a.yaml", runbook("a", "http://a"))
+	write(t, dir, "b-copy-of-a.yaml", runbook("a", "http://copy"))
+	write(t, dir, "c.yaml", runbook("c", "http://c1"))
+	ch, err := l.Reload(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "c"}, ch.Loaded)
+	require.Len(t, ch.Rejected, 1)
+	require.Contains(t, ch.Rejected[0], "b-copy-of-a.yaml: runbook name \"a\" is already used by "+filepath.Join(dir, "a.yaml"))
+	require.Equal(t, "http://a", urlOf(t, l.Current(), "a"))
+
+	write(t, dir, "c.yaml", runbook("c", "http://c2"))
+	ch, err = l.Reload(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"c"}, ch.Loaded, "the unrelated edit applies while the clash lasts")
+	require.Equal(t, "http://c2", urlOf(t, l.Current(), "c"))
+}
+
+// A runbook directory that disappears (an unmounted volume) does not
+// unload what is serving.
+func TestMissingDirectoryKeepsServing(t *testing.T) {
+	l, _, dir, _ := setup(t)
+	ctx := context.Background()
+	write(t, dir, "a.yaml", runbook("a", "http://a"))
+	_, err := l.Reload(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.RemoveAll(dir))
+	ch, err := l.Reload(ctx)
+	require.NoError(t, err)
+	require.Len(t, ch.Rejected, 1)
+	require.Contains(t, ch.Rejected[0], "is missing")
+	require.Equal(t, "http://a", urlOf(t, l.Current(), "a"))
+}
