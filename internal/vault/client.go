@@ -58,6 +58,8 @@ type Client struct {
 	mu  sync.Mutex
 	api *vaultapi.Client
 
+	loginMu sync.Mutex // one re-login at a time
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -220,9 +222,16 @@ func nextCheck(ttl time.Duration) time.Duration {
 	return max(ttl*2/3, time.Second)
 }
 
-// relogin logs in again after Vault refused the token (e.g. Vault was
-// restarted without persistent storage, or the token was revoked).
-func (c *Client) relogin(ctx context.Context) error {
+// relogin logs in again after Vault refused the token `refused` (e.g.
+// Vault was restarted without persistent storage, or the token was
+// revoked). Concurrent steps refused with the same token share one login:
+// whoever comes second finds the token already replaced.
+func (c *Client) relogin(ctx context.Context, refused string) error {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	if c.API().Token() != refused {
+		return nil
+	}
 	_, err := c.login(ctx)
 	return err
 }

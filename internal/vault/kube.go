@@ -102,13 +102,14 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, t kube.Targ
 	path := mount + "/creds/" + role
 	data := map[string]any{"kubernetes_namespace": namespace, "ttl": strconv.Itoa(int(ttl.Seconds())) + "s"}
 
+	used := k.Vault.API().Token()
 	sec, err := k.Vault.API().Logical().WriteWithContext(ctx, path, data)
 	deniedAfterLogin := false
 	if isPermissionDenied(err) {
 		// Vault may have been restarted or Salve's token revoked: log in
 		// again once, then ask again. Denied with a fresh token means
 		// Salve's policy does not allow this role: permanent.
-		if lerr := k.Vault.relogin(ctx); lerr == nil {
+		if lerr := k.Vault.relogin(ctx, used); lerr == nil {
 			sec, err = k.Vault.API().Logical().WriteWithContext(ctx, path, data)
 			deniedAfterLogin = isPermissionDenied(err)
 		}

@@ -28,12 +28,13 @@ func (k *KV) Resolve(ctx context.Context, req step.Request, ref string) (string,
 	if !ok || !ok2 || key == "" || path == "" {
 		return "", fmt.Errorf("%w: secret reference %q: write mount/path#key, e.g. secret/pagerduty#token", step.ErrInvalidParams, ref)
 	}
+	used := k.Vault.API().Token()
 	sec, err := k.Vault.API().KVv2(mount).Get(ctx, path)
 	if isPermissionDenied(err) {
 		// Vault may have forgotten Salve's token (a restart without
 		// persistent storage, a revocation): log in again and retry once.
 		// If Salve cannot log in, a later attempt may: not permanent.
-		if lerr := k.Vault.relogin(ctx); lerr != nil {
+		if lerr := k.Vault.relogin(ctx, used); lerr != nil {
 			return "", fmt.Errorf("%w: read %s: Vault refused Salve's token and logging in again failed: %v", ErrVault, loc, lerr)
 		}
 		sec, err = k.Vault.API().KVv2(mount).Get(ctx, path)
