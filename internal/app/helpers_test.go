@@ -174,14 +174,9 @@ func auditEvents(t *testing.T, base, query string) []audit.Record {
 	return body.Events
 }
 
-// saveHistory writes a run's Temporal history for the workflow replay test
-// when SALVE_UPDATE_HISTORY=1 (run it after a deliberate workflow change
-// that is guarded by workflow.GetVersion, never to paper over a failure).
-func saveHistory(t *testing.T, temporalAddr, workflowID, runID, path string) {
+// fetchHistory reads a run's full Temporal history.
+func fetchHistory(t *testing.T, temporalAddr, workflowID, runID string) *historypb.History {
 	t.Helper()
-	if os.Getenv("SALVE_UPDATE_HISTORY") != "1" {
-		return
-	}
 	c, err := client.Dial(client.Options{HostPort: temporalAddr})
 	require.NoError(t, err)
 	defer c.Close()
@@ -192,7 +187,19 @@ func saveHistory(t *testing.T, temporalAddr, workflowID, runID, path string) {
 		require.NoError(t, err)
 		h.Events = append(h.Events, ev)
 	}
-	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	return &h
+}
+
+// saveHistory writes a run's Temporal history for the workflow replay test
+// when SALVE_UPDATE_HISTORY=1 (run it after a deliberate workflow change
+// that is guarded by workflow.GetVersion, never to paper over a failure).
+func saveHistory(t *testing.T, temporalAddr, workflowID, runID, path string) {
+	t.Helper()
+	if os.Getenv("SALVE_UPDATE_HISTORY") != "1" {
+		return
+	}
+	h := fetchHistory(t, temporalAddr, workflowID, runID)
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 	t.Logf("wrote %s (%d events)", path, len(h.Events))

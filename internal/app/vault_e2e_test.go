@@ -17,9 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,21 +183,12 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 
 func history(t *testing.T, temporalAddr, workflowID, runID string) string {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: temporalAddr})
-	require.NoError(t, err)
-	defer c.Close()
-	it := c.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var h historypb.History
-	for it.HasNext() {
-		ev, err := it.Next()
-		require.NoError(t, err)
-		h.Events = append(h.Events, ev)
-	}
-	b, err := protojson.Marshal(&h)
+	h := fetchHistory(t, temporalAddr, workflowID, runID)
+	b, err := protojson.Marshal(h)
 	require.NoError(t, err)
 	// Payloads are base64 in protojson: decode them so a secret inside
 	// one would be found too.
-	return string(b) + decodePayloads(&h)
+	return string(b) + decodePayloads(h)
 }
 
 func decodePayloads(h *historypb.History) string {
