@@ -136,21 +136,24 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 		if aerr := a.audit.Record(actx, ev(domain.ActionStepFailed, "failed", err)); aerr != nil {
 			log.Error("audit step failure", "error", aerr)
 		}
-		return step.Result{}, temporalError(err)
+		return step.Result{}, temporalError(err, info.Attempt)
 	}
 	if aerr := a.audit.Record(actx, ev(domain.ActionStepSucceeded, "succeeded", nil)); aerr != nil {
 		// The action happened; failing now would make Temporal retry it.
 		log.Error("audit step success", "error", aerr)
 	}
 	log.Info("step succeeded")
+	res.Attempt = info.Attempt
 	return res, nil
 }
 
 // temporalError is the one place that maps executor errors to retry
-// semantics: input errors and permanent failures are not retried.
-func temporalError(err error) error {
+// semantics: input errors and permanent failures are not retried. The
+// attempt number rides along as the error's detail, so the run's timeline
+// can say how many attempts a failed step took.
+func temporalError(err error, attempt int32) error {
 	if errors.Is(err, step.ErrInvalidParams) || errors.Is(err, step.ErrPermanent) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "StepPermanent", nil)
+		return temporal.NewNonRetryableApplicationError(err.Error(), "StepPermanent", nil, attempt)
 	}
-	return temporal.NewApplicationError(err.Error(), "StepFailed")
+	return temporal.NewApplicationError(err.Error(), "StepFailed", attempt)
 }

@@ -179,7 +179,7 @@ func friendlyYAML(msg string) string {
 // yamlFields maps each runbook Go type to the YAML field names it accepts.
 var yamlFields = func() map[string][]string {
 	out := map[string][]string{}
-	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}, Credential{}} {
+	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, Access{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}, Credential{}} {
 		t := reflect.TypeOf(v)
 		var names []string
 		for i := range t.NumField() {
@@ -247,6 +247,7 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	}
 	v.oneOf("spec.trigger.onResolved", rb.Spec.Trigger.OnResolved, OnResolvedIgnore, OnResolvedFinish, OnResolvedCancel)
 	v.safety("spec.safety", rb.Spec.Safety)
+	v.access("spec.access", rb.Spec.Access)
 	sources := credentialSources(cat)
 	for _, name := range sortedKeys(rb.Spec.Credentials) {
 		c := rb.Spec.Credentials[name]
@@ -311,6 +312,26 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 		msg += fmt.Sprintf(" (did you mean %q?)", near)
 	}
 	v.add(path, "%s", msg)
+}
+
+func (v *validator) access(path string, a Access) {
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"launchers", a.Launchers}, {"approvers", a.Approvers}} {
+		name := l.name
+		for i, e := range l.list {
+			g, isGroup := strings.CutPrefix(e, GroupPrefix)
+			switch {
+			case strings.TrimSpace(e) == "":
+				v.add(fmt.Sprintf("%s.%s[%d]", path, name, i), "empty entry: give a token subject (alice) or a group (group:sre)")
+			case isGroup && g == "":
+				v.add(fmt.Sprintf("%s.%s[%d]", path, name, i), "group: needs a group name, e.g. group:sre")
+			case e != strings.TrimSpace(e):
+				v.add(fmt.Sprintf("%s.%s[%d]", path, name, i), "%q has surrounding spaces, which no subject or group has", e)
+			}
+		}
+	}
 }
 
 func (v *validator) safety(path string, s Safety) {

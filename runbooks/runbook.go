@@ -8,6 +8,7 @@ package runbooks
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ type Spec struct {
 	Params  map[string]Param `yaml:"params,omitempty" json:"params,omitempty"`
 	Toil    Toil             `yaml:"toil,omitempty" json:"toil"`
 	Safety  Safety           `yaml:"safety,omitempty" json:"safety"`
+	// Access narrows who may launch and approve this runbook's runs,
+	// beyond what their role allows.
+	Access Access `yaml:"access,omitempty" json:"access"`
 	// Credentials says which credential each source issues for this
 	// runbook's steps, e.g. kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}'}.
 	Credentials map[string]Credential `yaml:"credentials,omitempty" json:"credentials,omitempty"`
@@ -160,6 +164,38 @@ func (s Safety) DryRun() bool { return s.Mode == ModeDryRun }
 type CircuitBreaker struct {
 	Failures int      `yaml:"failures" json:"failures"`
 	Window   Duration `yaml:"window" json:"window"`
+}
+
+// Access lists who may launch and approve runs of one runbook. Entries are
+// token subjects ("alice") or groups ("group:sre"). Empty lists leave it to
+// the caller's role.
+type Access struct {
+	Launchers []string `yaml:"launchers,omitempty" json:"launchers,omitempty"`
+	Approvers []string `yaml:"approvers,omitempty" json:"approvers,omitempty"`
+	// AllowSelfApproval lets the person who launched a run approve it. Off
+	// by default: an approval is a second pair of eyes.
+	AllowSelfApproval bool `yaml:"allowSelfApproval,omitempty" json:"allowSelfApproval,omitempty"`
+}
+
+// GroupPrefix marks a group in Access lists.
+const GroupPrefix = "group:"
+
+// Allows reports whether a subject with groups matches an Access list. An
+// empty list allows everyone.
+func Allows(list []string, subject string, groups []string) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, e := range list {
+		if g, ok := strings.CutPrefix(e, GroupPrefix); ok {
+			if slices.Contains(groups, g) {
+				return true
+			}
+		} else if e == subject {
+			return true
+		}
+	}
+	return false
 }
 
 // Approval makes a run (or one step) wait for a person.

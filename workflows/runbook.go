@@ -28,8 +28,19 @@ const (
 	RunStateSucceeded   = "succeeded"
 	RunStateFailed      = "failed"
 	RunStateCancelled   = "cancelled"
+	RunStateRejected    = "rejected" // a person rejected an approval
+	StepStateWaiting    = "waiting_approval"
 	onFailureKeySuffix  = "/onFailure"
 	maxAlertsRemembered = 1000
+)
+
+// Workflow versions: a change that adds or moves commands gets a new
+// version, so runs started by older code replay exactly as they ran.
+const (
+	versionChangeID = "salve-runbook"
+	// versionApprovals waits for approvals (instead of refusing runbooks
+	// that need them) and calls notification hooks.
+	versionApprovals workflow.Version = 1
 )
 
 // Input starts a run. It carries the runbook snapshot: the run never reads
@@ -40,6 +51,8 @@ type Input struct {
 	Alert       *domain.AlertEvent `json:"alert,omitempty"` // nil for a manual launch
 	Params      map[string]string  `json:"params,omitempty"`
 	Actor       domain.Actor       `json:"actor"`
+	// Reason is why a person launched the run.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Status is the run's live state (query "status") and its result.
@@ -56,6 +69,12 @@ type Status struct {
 	// StopReason says why the run stopped early (e.g. its alert resolved).
 	StopReason string `json:"stopReason,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// LaunchedBy is the person who launched the run; "" for alert runs.
+	LaunchedBy string `json:"launchedBy,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Approval is the approval the run waits for now, if any.
+	Approval  *ApprovalWait    `json:"approval,omitempty"`
+	Approvals []ApprovalRecord `json:"approvals,omitempty"`
 }
 
 // StepStatus is one step's outcome.
@@ -67,6 +86,8 @@ type StepStatus struct {
 	FinishedAt time.Time      `json:"finishedAt,omitzero"`
 	Output     map[string]any `json:"output,omitempty"`
 	Error      string         `json:"error,omitempty"`
+	// Attempts is how many attempts the step took (0 = not known).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // AlertRef records an alert notification the run has seen.
@@ -80,7 +101,12 @@ type AlertRef struct {
 // returns an error so Temporal marks the execution failed.
 func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	r := newRun(ctx, in)
+	r.version = workflow.GetVersion(ctx, versionChangeID, workflow.DefaultVersion, versionApprovals)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
+		return r.status, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApproval, r.setDecision,
+		workflow.UpdateHandlerOptions{Validator: r.validateDecision}); err != nil {
 		return r.status, err
 	}
 	// Repeats of the alert and its resolution arrive as signals; record
@@ -99,15 +125,19 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	})
 
 	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
+	r.hook(ctx, step.HookStarted, "", "", in.Actor.Name)
 	err := r.execute(execCtx)
 	cancelled := err != nil && errors.Is(execCtx.Err(), workflow.ErrCanceled)
+	hookEvent := step.HookSucceeded
 	switch {
 	case err == nil:
 		r.status.State = RunStateSucceeded
 	case cancelled:
-		r.status.State = RunStateCancelled
+		r.status.State, hookEvent = RunStateCancelled, step.HookCancelled
+	case r.rejected:
+		r.status.State, hookEvent = RunStateRejected, step.HookRejected
 	default:
-		r.status.State = RunStateFailed
+		r.status.State, hookEvent = RunStateFailed, step.HookFailed
 	}
 	if err != nil {
 		r.status.Error = err.Error()
@@ -122,10 +152,16 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	r.audit(actx, domain.ActionRunFinished, "", r.status.State, errString(err))
+	hookErr := r.status.Error
+	if r.rejected {
+		hookErr = r.status.StopReason
+	}
+	r.hook(actx, hookEvent, "", hookErr, "")
+	r.waitHooks(actx)
 	switch {
-	case cancelled:
+	case cancelled, r.rejected:
 		// Temporal records the run as cancelled, not failed, so a person
-		// stopping a run never counts as a runbook failure.
+		// stopping or rejecting a run never counts as a runbook failure.
 		return r.status, temporal.NewCanceledError(r.status.Error)
 	case err != nil:
 		return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunFailed", nil)
@@ -152,6 +188,11 @@ type run struct {
 	seen   map[string]bool
 	finish bool // stop before the next step: the alert resolved
 	creds  map[string]step.CredentialRef
+
+	version  workflow.Version
+	decision *Decision // the answer to the approval waited for now
+	rejected bool      // a person rejected an approval
+	hooks    []workflow.Future
 }
 
 func newRun(ctx workflow.Context, in Input) *run {
@@ -165,6 +206,7 @@ func newRun(ctx workflow.Context, in Input) *run {
 			RunbookHash: in.Runbook.Hash,
 			IncidentKey: in.IncidentKey,
 			State:       RunStateRunning,
+			Reason:      in.Reason,
 		},
 		data: runbooks.TemplateData{
 			Steps: map[string]runbooks.StepData{},
@@ -174,6 +216,9 @@ func newRun(ctx workflow.Context, in Input) *run {
 				IncidentKey: in.IncidentKey,
 			},
 		},
+	}
+	if in.Actor.Kind == domain.ActorUser {
+		r.status.LaunchedBy = in.Actor.Name
 	}
 	if in.Alert != nil {
 		r.data.Alert = *in.Alert
@@ -229,7 +274,7 @@ func (r *run) needsApproval() bool {
 }
 
 func (r *run) execute(ctx workflow.Context) error {
-	if r.needsApproval() && !r.dryRun() {
+	if r.version < versionApprovals && r.needsApproval() && !r.dryRun() {
 		return errApprovalUnsupported
 	}
 	params, err := r.in.Runbook.ResolveParams(r.in.Alert, r.in.Params)
@@ -250,6 +295,11 @@ func (r *run) execute(ctx workflow.Context) error {
 			r.creds = map[string]step.CredentialRef{}
 		}
 		r.creds[name] = step.CredentialRef{Role: role, TTL: c.TTL.D()}
+	}
+	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required && !r.dryRun() && r.version >= versionApprovals {
+		if err := r.awaitApproval(ctx, "", a); err != nil {
+			return err
+		}
 	}
 	return r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, "")
 }
@@ -298,6 +348,16 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, key
 		// Nothing was started: a rendering error never triggers onFailure.
 		st.State, st.Error = StepStateFailed, err.Error()
 		return err
+	}
+	if s.Approval != nil && s.Approval.Required && !r.dryRun() && r.version >= versionApprovals {
+		st.State = StepStateWaiting
+		if err := r.awaitApproval(ctx, s.Name, s.Approval); err != nil {
+			st.State, st.Error = StepStateFailed, err.Error()
+			if errors.Is(err, errRejected) {
+				st.State, st.Error = StepStateSkipped, r.status.StopReason
+			}
+			return err
+		}
 	}
 	st.State, st.StartedAt = StepStateRunning, workflow.Now(ctx)
 	defer func() { st.FinishedAt = workflow.Now(ctx) }()
@@ -364,19 +424,30 @@ func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]
 	}
 	var res step.Result
 	if err := workflow.ExecuteActivity(actx, step.ActivityName(s.Action), req).Get(ctx, &res); err != nil {
+		var appErr *temporal.ApplicationError
+		var attempt int32
+		if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&attempt) == nil {
+			st.Attempts = int(attempt)
+		}
 		return err
 	}
 	st.Output = res.Output
+	st.Attempts = int(res.Attempt)
 	return nil
 }
 
 // audit records a run-level action. Step-level events are written by the
 // activity adapter around the action itself.
 func (r *run) audit(ctx workflow.Context, action, stepName, outcome string, err *string) {
+	r.auditWith(ctx, action, stepName, outcome, err, r.in.Actor, nil)
+}
+
+// auditWith records a run-level action done by actor.
+func (r *run) auditWith(ctx workflow.Context, action, stepName, outcome string, err *string, actor domain.Actor, detail map[string]string) {
 	ev := domain.AuditEvent{
 		ID:          r.info.WorkflowExecution.ID + "/" + r.info.WorkflowExecution.RunID + "/" + action,
 		Time:        workflow.Now(ctx),
-		Actor:       r.in.Actor,
+		Actor:       actor,
 		Action:      action,
 		Runbook:     r.in.Runbook.Name(),
 		RunbookHash: r.in.Runbook.Hash,
@@ -385,6 +456,7 @@ func (r *run) audit(ctx workflow.Context, action, stepName, outcome string, err 
 		IncidentKey: r.in.IncidentKey,
 		Step:        stepName,
 		Outcome:     outcome,
+		Detail:      detail,
 	}
 	if stepName != "" {
 		ev.ID += "/" + stepName

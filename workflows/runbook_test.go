@@ -45,6 +45,20 @@ type recorder struct {
 	attempts []int32
 	infos    []activity.Info
 	audits   []domain.AuditEvent
+	hooks    []step.HookEvent
+}
+
+func (r *recorder) hookEvents() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.hooks))
+	for i, h := range r.hooks {
+		out[i] = h.Event
+		if h.Step != "" {
+			out[i] += ":" + h.Step
+		}
+	}
+	return out
 }
 
 func (r *recorder) steps() []string {
@@ -116,8 +130,18 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error {
 		return errors.New("the real audit recorder must not run in unit tests")
 	}, activity.RegisterOptions{Name: workflows.AuditActivity})
+	env.RegisterActivityWithOptions(func(context.Context, step.HookEvent) error {
+		return errors.New("real notification hooks must not run in unit tests")
+	}, activity.RegisterOptions{Name: step.HookActivity})
 
 	rec := &recorder{}
+	env.OnActivity(step.HookActivity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, ev step.HookEvent) error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.hooks = append(rec.hooks, ev)
+			return nil
+		}).Maybe()
 	env.OnActivity(httpActivity, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req step.Request) (step.Result, error) {
 			info := activity.GetInfo(ctx)

@@ -52,6 +52,9 @@ type CredentialRef struct {
 // Result is what a step hands to later steps ({{ .Steps.<name>.Output.x }}).
 type Result struct {
 	Output map[string]any `json:"output,omitempty"`
+	// Attempt is the attempt that succeeded (1 = the first); the adapter
+	// sets it.
+	Attempt int32 `json:"attempt,omitempty"`
 }
 
 // Executor performs one step kind.

@@ -23,6 +23,15 @@ const (
 	ActionRunbookRejected   = "runbook.rejected"
 	ActionRunbookRemoved    = "runbook.removed"
 
+	ActionApprovalRequested = "approval.requested"
+	ActionApprovalGranted   = "approval.granted"
+	ActionApprovalRejected  = "approval.rejected"
+	ActionApprovalTimedOut  = "approval.timed_out"
+	ActionRunLaunched       = "run.launched"         // a person launched a run (API)
+	ActionRunPlanned        = "run.planned"          // a person asked for a dry-run plan
+	ActionRunCancelRequest  = "run.cancel_requested" // a person asked to cancel a run
+	ActionAuthDenied        = "auth.denied"          // an API request was refused (401/403)
+
 	ActionCredentialIssued       = "credential.issued"
 	ActionCredentialRevoked      = "credential.revoked"
 	ActionCredentialRevokeFailed = "credential.revoke_failed"

@@ -54,7 +54,11 @@ type Case struct {
 	// ResolveAfter sends the alert's resolution to the run at this point
 	// of (skipped) workflow time.
 	ResolveAfter runbooks.Duration `yaml:"resolveAfter,omitempty"`
-	Expect       Expect            `yaml:"expect"`
+	// Decisions answers approvals: "runbook" (the runbook-level approval)
+	// or a step name -> approve, reject or timeout. Unlisted approvals
+	// are approved at once.
+	Decisions map[string]string `yaml:"decisions,omitempty"`
+	Expect    Expect            `yaml:"expect"`
 }
 
 // Alert is an input alert. Without a fingerprint, one is derived from the

@@ -209,6 +209,8 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	env.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error { return nil },
 		activity.RegisterOptions{Name: workflows.AuditActivity})
+	env.RegisterActivityWithOptions(func(context.Context, step.HookEvent) error { return nil },
+		activity.RegisterOptions{Name: step.HookActivity})
 
 	var mu sync.Mutex
 	rendered := map[string]map[string]any{} // idempotency-key suffix -> params
@@ -233,6 +235,11 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalAlert, resolved) }, c.ResolveAfter.D())
 	}
 
+	if len(approvals(rb)) > 0 {
+		if err := answerApprovals(env, c, rb); err != nil {
+			return err
+		}
+	}
 	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{
 		Runbook:     *rb,
 		IncidentKey: key,
@@ -260,6 +267,56 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	plan.State, plan.Error, plan.Params = st.State, st.Error, st.Params
 	plan.Steps = planSteps(st.Steps, rendered, "")
 	plan.OnFailure = planSteps(st.OnFailure, rendered, "/onFailure")
+	return nil
+}
+
+// Decisions a test case can give an approval.
+const (
+	decideApprove = "approve"
+	decideReject  = "reject"
+	decideTimeout = "timeout"
+)
+
+// answerApprovals decides each approval the run waits for, as the case
+// says. The environment cannot tell a callback when an approval starts, so
+// a callback looks every second of workflow time (which the test
+// environment skips through instantly).
+func answerApprovals(env *testsuite.TestWorkflowEnvironment, c Case, rb *runbooks.Runbook) error {
+	for name, d := range c.Decisions {
+		if d != decideApprove && d != decideReject && d != decideTimeout {
+			return fmt.Errorf("decisions.%s: %q is not approve, reject or timeout", name, d)
+		}
+	}
+	// The approver is someone the runbook's access list allows.
+	approver := domain.Actor{Kind: domain.ActorUser, Name: "runbook-test-approver"}
+	var groups []string
+	if list := rb.Spec.Access.Approvers; len(list) > 0 {
+		if g, ok := strings.CutPrefix(list[0], runbooks.GroupPrefix); ok {
+			groups = []string{g}
+		} else {
+			approver.Name = list[0]
+		}
+	}
+	var look func()
+	decided := map[string]bool{}
+	look = func() {
+		v, err := env.QueryWorkflow(workflows.QueryStatus)
+		var st workflows.Status
+		if err == nil && v.Get(&st) == nil && st.Approval != nil {
+			key := st.Approval.Step
+			if key == "" {
+				key = "runbook"
+			}
+			if d := c.Decisions[key]; !decided[key] && d != decideTimeout {
+				decided[key] = true
+				env.UpdateWorkflow(workflows.UpdateApproval, "", &testsuite.TestUpdateCallback{
+					OnAccept: func() {}, OnReject: func(error) {}, OnComplete: func(any, error) {},
+				}, workflows.Decision{Approve: d != decideReject, Step: st.Approval.Step, Reason: "runbook test decision", Actor: approver, Groups: groups})
+			}
+		}
+		env.RegisterDelayedCallback(look, time.Second)
+	}
+	env.RegisterDelayedCallback(look, time.Second)
 	return nil
 }
 

@@ -147,12 +147,24 @@ tests:
         - {name: wait, state: failed}
       onFailure:
         - {name: undo, state: succeeded}
-  - name: a runbook that needs approval is refused, not run without it
+  - name: approvals are granted unless the case says otherwise
     runbook: needs-approval
     expect:
-      state: failed
-      error: cannot wait for approvals yet
+      state: succeeded
       approvals: [runbook, act]
+      steps: [{name: act, state: succeeded}]
+  - name: a rejected step does not run
+    runbook: needs-approval
+    decisions: {act: reject}
+    expect:
+      state: rejected
+      steps: [{name: act, state: skipped}]
+  - name: an approval nobody gives times out
+    runbook: needs-approval
+    decisions: {runbook: timeout}
+    expect:
+      state: failed
+      error: no decision on the approval of the whole run within 15m0s
       steps: []
   - name: a dry run plans the steps with empty outputs where nothing acted
     runbook: dry
