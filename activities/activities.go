@@ -17,6 +17,7 @@ import (
 
 	"github.com/salve-sre/salve/activities/httpreq"
 	"github.com/salve-sre/salve/activities/kube"
+	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/activities/promql"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
@@ -38,6 +39,9 @@ type Config struct {
 	// Secrets resolves secret references (http.request secretHeaders);
 	// nil = none configured.
 	Secrets httpreq.Secrets
+	// Notify sends notify steps; nil = no targets configured (notify
+	// steps fail and say so).
+	Notify *notify.Notifier
 }
 
 // NewRegistry builds the registry of every step kind this build knows,
@@ -51,6 +55,7 @@ func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	specs := []step.Spec{httpreq.SpecWith(httpreq.Options{Secrets: cfg.Secrets})}
 	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Heartbeat: activity.RecordHeartbeat})...)
 	specs = append(specs, kube.Specs(kube.Options{Clients: cfg.Kube, Heartbeat: activity.RecordHeartbeat})...)
+	specs = append(specs, cfg.Notify.Spec())
 	for _, s := range specs {
 		if err := reg.Register(s); err != nil {
 			return nil, err

@@ -264,6 +264,9 @@ type Duration time.Duration
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// String is the duration as written in runbooks, e.g. 30m0s.
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // UnmarshalYAML accepts Go duration strings.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	// A *yaml.TypeError with the line lets yaml.v3 carry on and report the

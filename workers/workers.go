@@ -3,6 +3,7 @@
 package workers
 
 import (
+	"context"
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
@@ -15,11 +16,20 @@ import (
 	"github.com/salve-sre/salve/workflows"
 )
 
-// Register puts the Runbook workflow, the audit activity and one activity
-// per registered step kind on r.
-func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities) error {
+// Hook sends a run-level event to the configured notification hooks.
+type Hook func(ctx context.Context, ev step.HookEvent) error
+
+// Register puts the Runbook workflow, the audit activity, the notification
+// hook activity and one activity per registered step kind on r. A nil hook
+// registers one that does nothing: runs call it whether or not any hook is
+// configured.
+func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities, hook Hook) error {
 	r.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
+	if hook == nil {
+		hook = func(context.Context, step.HookEvent) error { return nil }
+	}
+	r.RegisterActivityWithOptions(hook, activity.RegisterOptions{Name: step.HookActivity})
 	for _, kind := range reg.Kinds() {
 		fn, err := acts.Step(kind)
 		if err != nil {
@@ -31,9 +41,9 @@ func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities
 }
 
 // New builds a worker on taskQueue with everything registered.
-func New(c client.Client, taskQueue string, reg *step.Registry, acts *activities.Activities) (worker.Worker, error) {
+func New(c client.Client, taskQueue string, reg *step.Registry, acts *activities.Activities, hook Hook) (worker.Worker, error) {
 	w := worker.New(c, taskQueue, worker.Options{})
-	if err := Register(w, reg, acts); err != nil {
+	if err := Register(w, reg, acts, hook); err != nil {
 		return nil, err
 	}
 	return w, nil

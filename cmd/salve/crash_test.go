@@ -108,9 +108,14 @@ type runView struct {
 	} `json:"run"`
 }
 
+// apiToken is the admin token salve dev wrote into the data dir.
+var apiToken string
+
 func readRun(base, id string) (runView, bool) {
 	var v runView
-	resp, err := http.Get(base + "/v1/runs/" + id)
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/runs/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return v, false
 	}
@@ -159,6 +164,10 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 
 	first := startSalve(t, args...)
 	waitReady(t, base)
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	require.NoError(t, err, "salve dev writes an admin token into its data dir")
+	apiToken = strings.TrimSpace(string(tok))
+	t.Setenv("SALVE_TOKEN", apiToken) // for the CLI commands below
 	body := fmt.Sprintf(`{"version":"4","status":"firing","receiver":"salve","alerts":[{"status":"firing",
 "labels":{"alertname":"Crashy","instance":"api-1"},"annotations":{"target":%q},
 "startsAt":"2026-11-24T08:00:00Z","fingerprint":"c0ffee"}]}`, target.URL)

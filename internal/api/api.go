@@ -13,19 +13,29 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
+	"github.com/salve-sre/salve/workflows"
 )
 
-// RunReader reads runs; *runs.Runs implements it.
-type RunReader interface {
-	List(ctx context.Context, pageSize int, pageToken []byte) ([]runs.Summary, []byte, error)
+// RunService reads and operates runs; *runs.Runs implements it.
+type RunService interface {
+	ListFiltered(ctx context.Context, f runs.ListFilter, pageSize int, pageToken []byte) ([]runs.Summary, []byte, error)
 	Get(ctx context.Context, workflowID, runID string) (runs.Detail, error)
+	Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, err error)
+	Cancel(ctx context.Context, workflowID, reason, identity string) (runID string, err error)
+	Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionAck, string, error)
+	PendingApprovals(ctx context.Context) ([]runs.PendingApproval, error)
+	Stats(ctx context.Context, runbook string, limit int) ([]runs.Summary, runs.RunbookStats, error)
 }
 
 // AuditReader reads and verifies the audit log.
@@ -33,6 +43,11 @@ type AuditReader interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Record, error)
 	Verify(ctx context.Context) (audit.VerifyResult, error)
 	Alerts(ctx context.Context, f audit.AlertFilter) ([]audit.AlertState, error)
+}
+
+// Recorder writes audit events (launches, cancels, refusals).
+type Recorder interface {
+	Record(ctx context.Context, ev domain.AuditEvent) error
 }
 
 // Check is one readiness dependency.
@@ -48,33 +63,123 @@ type Check struct {
 // Server holds what the handlers need.
 type Server struct {
 	Ingest   http.Handler
-	Runs     RunReader
+	Runs     RunService
 	Runbooks triggers.Runbooks
-	Audit    AuditReader
-	Checks   []Check
-	Version  string
-	Log      *slog.Logger
+	// Catalog is the step registry, for dry-run plans.
+	Catalog runbooks.StepCatalog
+	Audit   AuditReader
+	// Recorder audits what people do through the API.
+	Recorder Recorder
+	// Auth checks API tokens. Nil refuses every endpoint that needs a
+	// role: the API is never open by accident.
+	Auth *auth.Authenticator
+	// Reload re-reads the runbook directory (POST /v1/runbooks/reload);
+	// nil = not available.
+	Reload func(ctx context.Context) (runbookload.Change, error)
+	// PublicURL is the base URL people reach the API at, for links;
+	// "" = the request's own host.
+	PublicURL string
+	Checks    []Check
+	Version   string
+	Log       *slog.Logger
+	// EventsPoll is how often a run's event stream checks for new audit
+	// records; default 300ms.
+	EventsPoll time.Duration
+
+	anonymous refusalLimiter
+}
+
+// Route is one endpoint and the role it needs. The router, the
+// authorization check and the OpenAPI test all read this one table.
+type Route struct {
+	Method  string
+	Path    string // as in the OpenAPI spec, e.g. /v1/runs/{id}/cancel
+	Role    auth.Role
+	Summary string
+	handler http.HandlerFunc
+	pattern string // ServeMux pattern when it differs from Path
+}
+
+// Routes lists every endpoint.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{Method: "GET", Path: "/healthz", Role: auth.RoleNone, Summary: "liveness", handler: s.healthz},
+		{Method: "GET", Path: "/readyz", Role: auth.RoleNone, Summary: "readiness of each dependency", handler: s.readyz},
+		{Method: "GET", Path: "/v1/openapi.json", Role: auth.RoleNone, Summary: "this API's OpenAPI 3 description", handler: s.openAPI},
+		// The webhook authenticates with its own token, which can do nothing else.
+		{Method: "POST", Path: "/v1/alertmanager", Role: auth.RoleNone, Summary: "Alertmanager webhook receiver", handler: func(w http.ResponseWriter, r *http.Request) { s.Ingest.ServeHTTP(w, r) }},
+		{Method: "GET", Path: "/v1/whoami", Role: auth.RoleViewer, Summary: "the caller's subject, role and groups", handler: s.whoami},
+		{Method: "GET", Path: "/v1/runs", Role: auth.RoleViewer, Summary: "list runs", handler: s.listRuns},
+		{Method: "GET", Path: "/v1/runs/{id}", Role: auth.RoleViewer, Summary: "one run with its step timeline", handler: s.getRun, pattern: "GET /v1/runs/{id...}"},
+		{Method: "GET", Path: "/v1/runs/{id}/events", Role: auth.RoleViewer, Summary: "live run events (Server-Sent Events)", handler: s.runEvents},
+		{Method: "POST", Path: "/v1/runs/{id}/cancel", Role: auth.RoleOperator, Summary: "cancel a run (onFailure still runs)", handler: s.cancelRun},
+		{Method: "POST", Path: "/v1/runs/{id}/approve", Role: auth.RoleOperator, Summary: "approve what the run waits for", handler: s.decide(true)},
+		{Method: "POST", Path: "/v1/runs/{id}/reject", Role: auth.RoleOperator, Summary: "reject what the run waits for", handler: s.decide(false)},
+		{Method: "GET", Path: "/v1/approvals", Role: auth.RoleViewer, Summary: "runs waiting for approval", handler: s.listApprovals},
+		{Method: "GET", Path: "/v1/runbooks", Role: auth.RoleViewer, Summary: "list runbooks", handler: s.listRunbooks},
+		{Method: "POST", Path: "/v1/runbooks/reload", Role: auth.RoleAdmin, Summary: "re-read the runbook directory now", handler: s.reloadRunbooks},
+		{Method: "GET", Path: "/v1/runbooks/{name}", Role: auth.RoleViewer, Summary: "one runbook with recent runs and success rate", handler: s.getRunbook},
+		{Method: "POST", Path: "/v1/runbooks/{name}/launch", Role: auth.RoleOperator, Summary: "launch a run, or get its plan with dryRun", handler: s.launch},
+		{Method: "GET", Path: "/v1/audit", Role: auth.RoleViewer, Summary: "audit records", handler: s.listAudit},
+		{Method: "GET", Path: "/v1/audit/verify", Role: auth.RoleViewer, Summary: "verify the audit hash chain", handler: s.verifyAudit},
+		{Method: "GET", Path: "/v1/timelines/{key}", Role: auth.RoleViewer, Summary: "an incident's timeline", handler: s.incidentTimeline, pattern: "GET /v1/timelines/{key...}"},
+		{Method: "GET", Path: "/v1/alerts", Role: auth.RoleViewer, Summary: "alert occurrences with fired and resolved times", handler: s.listAlerts},
+	}
 }
 
 // Handler returns the routed API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("POST /v1/alertmanager", s.Ingest)
-	mux.HandleFunc("GET /v1/runs", s.listRuns)
-	mux.HandleFunc("GET /v1/runs/{id...}", s.getRun)
-	mux.HandleFunc("GET /v1/runbooks", s.listRunbooks)
-	mux.HandleFunc("GET /v1/audit", s.listAudit)
-	mux.HandleFunc("GET /v1/audit/verify", s.verifyAudit)
-	mux.HandleFunc("GET /v1/timelines/{key...}", s.incidentTimeline)
-	mux.HandleFunc("GET /v1/alerts", s.listAlerts)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
-	})
+	for _, rt := range s.Routes() {
+		pattern := rt.pattern
+		if pattern == "" {
+			pattern = rt.Method + " " + rt.Path
+		}
+		mux.Handle(pattern, s.guard(rt))
+	}
+	mux.HandleFunc("/", s.notFound)
 	return mux
+}
+
+// notFound answers paths no route serves: 405 with Allow when the path
+// exists for other methods, else 404.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	probe := http.NewServeMux()
+	for _, rt := range s.Routes() {
+		pattern := rt.pattern
+		if pattern == "" {
+			pattern = rt.Method + " " + rt.Path
+		}
+		_, path, _ := strings.Cut(pattern, " ")
+		method := rt.Method
+		// A wildcard pattern may repeat across routes: register each
+		// path once per method.
+		func() {
+			defer func() { _ = recover() }()
+			probe.HandleFunc(method+" "+path, func(http.ResponseWriter, *http.Request) {})
+		}()
+	}
+	var allow []string
+	for _, m := range []string{"GET", "POST"} {
+		if m == r.Method {
+			continue
+		}
+		req := r.Clone(r.Context())
+		req.Method = m
+		if _, pat := probe.Handler(req); pat != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		triggers.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (use %s)", r.Method, r.URL.Path, strings.Join(allow, " or ")), nil)
+		return
+	}
+	triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see GET /v1/openapi.json)", nil)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -102,11 +207,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, map[string]any{"ready": ready, "checks": out})
 }
 
+// listRuns serves GET /v1/runs?runbook=&status=&incidentKey=&since=&limit=&pageToken=.
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	size, ok := limitParam(w, q, 100, 1000)
 	if !ok {
 		return
+	}
+	f := runs.ListFilter{Runbook: q.Get("runbook"), Status: q.Get("status"), IncidentKey: q.Get("incidentKey")}
+	if v := q.Get("since"); v != "" {
+		t, err := parseSince(v)
+		if err != nil {
+			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			return
+		}
+		f.Since = t
 	}
 	var token []byte
 	if v := q.Get("pageToken"); v != "" {
@@ -117,10 +232,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 		}
 		token = t
 	}
-	list, next, err := s.Runs.List(r.Context(), size, token)
+	list, next, err := s.Runs.ListFiltered(r.Context(), f, size, token)
 	if err != nil {
-		s.Log.Error("list runs", "error", err)
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read runs from Temporal: "+err.Error(), nil)
+		s.runError(w, "list runs", err)
 		return
 	}
 	body := map[string]any{"runs": list}
@@ -130,43 +244,77 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// parseSince reads a duration back from now (1h) or an RFC 3339 time.
+func parseSince(v string) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("since %q: want a duration such as 1h or an RFC 3339 time such as 2026-11-24T09:00:00Z", v)
+}
+
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	d, err := s.Runs.Get(r.Context(), r.PathValue("id"), r.URL.Query().Get("runId"))
+	id := r.PathValue("id")
+	d, err := s.Runs.Get(r.Context(), id, r.URL.Query().Get("runId"))
 	if errors.Is(err, runs.ErrNotFound) {
-		triggers.WriteError(w, http.StatusNotFound, err.Error(), nil)
+		msg := err.Error()
+		for _, sfx := range []string{"/events", "/cancel", "/approve", "/reject"} {
+			if strings.HasSuffix(id, sfx) {
+				msg += fmt.Sprintf(" (for %s, escape the slashes of the workflow ID: /v1/runs/%s%s)", sfx, url.PathEscape(strings.TrimSuffix(id, sfx)), sfx)
+			}
+		}
+		triggers.WriteError(w, http.StatusNotFound, msg, nil)
 		return
 	}
 	if err != nil {
-		s.Log.Error("get run", "error", err)
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the run from Temporal: "+err.Error(), nil)
+		s.runError(w, "get run", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) listRunbooks(w http.ResponseWriter, r *http.Request) {
-	type item struct {
-		Name        string   `json:"name"`
-		Description string   `json:"description,omitempty"`
-		Owner       string   `json:"owner,omitempty"`
-		Matchers    []string `json:"matchers,omitempty"`
-		Steps       []string `json:"steps"`
-		Source      string   `json:"source"`
-		Hash        string   `json:"hash"`
-	}
-	out := []item{}
+	out := []runbookItem{}
 	if set := s.Runbooks.Current(); set != nil {
 		for _, rb := range set.All() {
-			it := item{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
-				Matchers: rb.Spec.Trigger.Matchers, Source: rb.Source, Hash: rb.Hash}
-			for _, st := range rb.Spec.Steps {
-				it.Steps = append(it.Steps, st.Name+" ("+st.Action+")")
-			}
-			out = append(out, it)
+			out = append(out, itemOf(rb))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, map[string]any{"runbooks": out})
+}
+
+// runbookItem is a runbook in lists.
+type runbookItem struct {
+	Name        string                    `json:"name"`
+	Description string                    `json:"description,omitempty"`
+	Owner       string                    `json:"owner,omitempty"`
+	Matchers    []string                  `json:"matchers,omitempty"`
+	Steps       []string                  `json:"steps"`
+	Params      map[string]runbooks.Param `json:"params,omitempty"`
+	Mode        string                    `json:"mode,omitempty"`
+	Approval    bool                      `json:"approval"` // some approval is required
+	ToilMinutes float64                   `json:"toilMinutes,omitempty"`
+	Source      string                    `json:"source"`
+	Hash        string                    `json:"hash"`
+}
+
+func itemOf(rb *runbooks.Runbook) runbookItem {
+	it := runbookItem{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
+		Matchers: rb.Spec.Trigger.Matchers, Params: rb.Spec.Params, Mode: rb.Spec.Safety.Mode,
+		ToilMinutes: rb.Spec.Toil.ManualMinutes, Source: rb.Source, Hash: rb.Hash}
+	if a := rb.Spec.Safety.Approval; a != nil && a.Required {
+		it.Approval = true
+	}
+	for _, st := range rb.Spec.Steps {
+		it.Steps = append(it.Steps, st.Name+" ("+st.Action+")")
+		if st.Approval != nil && st.Approval.Required {
+			it.Approval = true
+		}
+	}
+	return it
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -183,17 +331,12 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.Filter{WorkflowID: q.Get("workflowId"), Runbook: q.Get("runbook"), IncidentKey: q.Get("incidentKey"), Action: q.Get("action"), Limit: 100}
 	if v := q.Get("since"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			if t, terr := time.Parse(time.RFC3339, v); terr == nil {
-				f.Since = t
-			} else {
-				triggers.WriteError(w, http.StatusBadRequest, "since must be a duration such as 1h or an RFC 3339 time", nil)
-				return
-			}
-		} else {
-			f.Since = time.Now().Add(-d)
+		t, err := parseSince(v)
+		if err != nil {
+			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			return
 		}
+		f.Since = t
 	}
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -306,12 +449,12 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.AlertFilter{Alertname: q.Get("alertname"), Limit: 1000}
 	if v := q.Get("since"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			triggers.WriteError(w, http.StatusBadRequest, "since must be a duration such as 24h", nil)
+		t, err := parseSince(v)
+		if err != nil {
+			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
-		f.Since = time.Now().Add(-d)
+		f.Since = t
 	}
 	var ok bool
 	if f.Limit, ok = limitParam(w, q, f.Limit, 10000); !ok {
@@ -347,3 +490,6 @@ func limitParam(w http.ResponseWriter, q url.Values, def, max int) (int, bool) {
 	}
 	return n, true
 }
+
+// jsonLine is v as one line of JSON (for SSE data lines).
+func jsonLine(v any) ([]byte, error) { return json.Marshal(v) }

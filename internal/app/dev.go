@@ -29,7 +29,9 @@ import (
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/kube"
+	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/internal/api"
+	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devkube"
 	"github.com/salve-sre/salve/internal/devnats"
@@ -70,7 +72,15 @@ type DevConfig struct {
 	// (internal/devkube) in DataDir/kube, fresh each start, and gives
 	// kubernetes.* steps its admin kubeconfig. Ignored when Kubeconfig is
 	// set.
-	WithKube     bool
+	WithKube bool
+	// ConfigFile is the YAML file with API tokens and notification
+	// targets (FileConfig); "" = none: dev makes an admin token.
+	ConfigFile string
+	// TLSCertFile and TLSKeyFile serve the API over HTTPS (they override
+	// the config file's tls section).
+	TLSCertFile, TLSKeyFile string
+	// PublicURL is the base URL for links (overrides the config file).
+	PublicURL    string
 	TemporalPort int  // default 7233; -1 = a free port
 	NATSPort     int  // default 4222; -1 = a free port
 	UIPort       int  // Temporal Web UI port; default 8233; -1 = a free port
@@ -84,9 +94,13 @@ type DevConfig struct {
 type Dev struct {
 	URL          string // HTTP API base URL
 	WebhookToken string
-	NATSURL      string
-	TemporalAddr string
-	TemporalUI   string // Temporal Web UI base URL; "" when disabled
+	// AdminToken is the generated API token of dev mode ("" when the
+	// config file names tokens); AdminTokenFile is where it is kept.
+	AdminToken     string
+	AdminTokenFile string
+	NATSURL        string
+	TemporalAddr   string
+	TemporalUI     string // Temporal Web UI base URL; "" when disabled
 	// KubeHost and Kubeconfig locate the local cluster WithKube started;
 	// "" without one.
 	KubeHost   string
@@ -152,7 +166,31 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.WebhookToken = token
-
+	fc, err := LoadFileConfig(cfg.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		fc.TLS.CertFile, fc.TLS.KeyFile = cfg.TLSCertFile, cfg.TLSKeyFile
+	}
+	if (fc.TLS.CertFile == "") != (fc.TLS.KeyFile == "") {
+		return nil, errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key, or tls.certFile and tls.keyFile)")
+	}
+	if cfg.PublicURL != "" {
+		fc.PublicURL = cfg.PublicURL
+	}
+	if len(fc.Auth.Tokens) == 0 {
+		tok, tc, err := devAdminToken(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		d.AdminToken, d.AdminTokenFile = tok, filepath.Join(cfg.DataDir, "admin-token")
+		fc.Auth.Tokens = append(fc.Auth.Tokens, tc)
+	}
+	authn, err := auth.New(fc.Auth.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", cfg.ConfigFile, err)
+	}
 	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -160,6 +198,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, func() { _ = ln.Close() })
 	d.URL = "http://" + ln.Addr().String()
+	if fc.TLS.CertFile != "" {
+		d.URL = "https://" + ln.Addr().String()
+	}
+	if fc.PublicURL == "" {
+		fc.PublicURL = d.URL
+	}
+	if fc.Notifications.PublicURL == "" {
+		fc.Notifications.PublicURL = fc.PublicURL
+	}
+	notifier, err := notify.New(fc.Notifications, nil)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: notifications: %w", cfg.ConfigFile, err)
+	}
 
 	// The local cluster starts alongside NATS and Temporal, and is waited
 	// for before the worker's registry needs it.
@@ -238,7 +289,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.Kubeconfig != "" {
 		cfg.Kubeconfig = d.Kubeconfig
 	}
-	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL}
+	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL, Notify: notifier}
 	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg)
 	if err != nil {
 		return nil, err
@@ -264,7 +315,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 
 	acts := activities.New(reg, pub, log.With("component", "worker"))
-	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts)
+	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
 	if err != nil {
 		return nil, err
 	}
@@ -297,12 +348,17 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 
 	srv := &api.Server{
-		Ingest:   &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest")},
-		Runs:     rs,
-		Runbooks: rbs,
-		Audit:    auditLog,
-		Version:  cfg.Version,
-		Log:      log.With("component", "api"),
+		Ingest:    &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest")},
+		Runs:      rs,
+		Runbooks:  rbs,
+		Catalog:   reg,
+		Audit:     auditLog,
+		Recorder:  pub,
+		Auth:      authn,
+		Reload:    loader.Reload,
+		PublicURL: fc.PublicURL,
+		Version:   cfg.Version,
+		Log:       log.With("component", "api"),
 		Checks: []api.Check{
 			credCheck,
 			{Name: "nats", Check: func(ctx context.Context) error {
@@ -321,7 +377,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return hs.Serve(ln) }
+		if fc.TLS.CertFile != "" {
+			serve = func() error { return hs.ServeTLS(ln, fc.TLS.CertFile, fc.TLS.KeyFile) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.errc <- fmt.Errorf("http server: %w", err)
 		}
 	}()
@@ -489,7 +549,7 @@ Salve %s is running (dev mode: everything in this process, data in %s)
   API           %s   (GET /v1/runs, /v1/runbooks, /readyz)
   Webhook       %s/v1/alertmanager
   Webhook token %s
-  Temporal      %s (namespace default)
+%s  Temporal      %s (namespace default)
   Temporal UI   %s
   NATS          %s
 %s  Runbooks      %s
@@ -510,8 +570,15 @@ Alertmanager receiver (paste into alertmanager.yml):
 Try it:  curl -s -H 'Authorization: Bearer %s' --data @triggers/testdata/webhook-demo.json %s/v1/alertmanager
 Press Ctrl-C to stop; runs in flight resume on the next start.
 
-`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
+`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, adminLine(d), d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
+}
+
+func adminLine(d *Dev) string {
+	if d.AdminToken == "" {
+		return "  API tokens    from the config file (auth.tokens)\n"
+	}
+	return fmt.Sprintf("  Admin token   %s  (kept in %s; the CLI reads it from there: salve runs list)\n", d.AdminToken, d.AdminTokenFile)
 }
 
 // credentials picks where step credentials come from and returns the

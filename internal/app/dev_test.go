@@ -96,7 +96,7 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 		"alert Flappy resolved",
 		"run of flap finished: succeeded",
 	)
-	resp, err := http.Get(d.URL + "/v1/timelines/web-1?format=markdown")
+	resp, err := apiGet(d.URL + "/v1/timelines/web-1?format=markdown")
 	require.NoError(t, err)
 	md, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -82,6 +82,7 @@ func startDevWith(t *testing.T, runbookDir, auditDB string) *app.Dev {
 	})
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
+	registerDev(d)
 	return d
 }
 
@@ -119,7 +120,7 @@ func webhook(status, alertname, instance, fingerprint string, startsAt time.Time
 
 func listRuns(t *testing.T, url string) []runs.Summary {
 	t.Helper()
-	resp, err := http.Get(url + "/v1/runs")
+	resp, err := apiGet(url + "/v1/runs")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -132,7 +133,7 @@ func listRuns(t *testing.T, url string) []runs.Summary {
 
 func getRun(t *testing.T, url, workflowID string) (runs.Detail, int) {
 	t.Helper()
-	resp, err := http.Get(url + "/v1/runs/" + workflowID)
+	resp, err := apiGet(url + "/v1/runs/" + workflowID)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var d runs.Detail
@@ -156,9 +157,30 @@ func waitRunStatus(t *testing.T, url, workflowID, status string, within time.Dur
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
 
+// devTokens maps each started dev's base URL to its admin API token.
+var devTokens sync.Map
+
+func registerDev(d *app.Dev) { devTokens.Store(d.URL, d.AdminToken) }
+
+// apiGet is http.Get with the admin token of the dev that serves url.
+func apiGet(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	devTokens.Range(func(k, v any) bool {
+		if strings.HasPrefix(url, k.(string)+"/") {
+			req.Header.Set("Authorization", "Bearer "+v.(string))
+			return false
+		}
+		return true
+	})
+	return http.DefaultClient.Do(req)
+}
+
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := apiGet(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

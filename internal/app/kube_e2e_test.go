@@ -69,6 +69,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	require.NoError(t, err)
+	registerDev(d)
 	t.Cleanup(d.Close)
 
 	fire := func(t *testing.T, fingerprint, labels string) {

@@ -57,6 +57,7 @@ func TestDevWithKube(t *testing.T) {
 		Out:          &banner,
 	})
 	require.NoError(t, err)
+	registerDev(d)
 	closed := false
 	t.Cleanup(func() {
 		if !closed {

@@ -54,7 +54,7 @@ func TestTemporalOutageRedeliversUntilTheRunStarts(t *testing.T) {
 	require.NoError(t, err)
 	set, err := runbooks.NewSet(rb)
 	require.NoError(t, err)
-	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, activities.New(reg, pub, log))
+	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, activities.New(reg, pub, log), nil)
 	require.NoError(t, err)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)

@@ -103,6 +103,7 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 		Log:        slog.New(slog.NewJSONHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	require.NoError(t, err)
+	registerDev(d)
 	t.Cleanup(d.Close)
 
 	// Vault goes away before the alert arrives.
@@ -162,7 +163,7 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 	for _, path := range []string{
 		"/v1/runs", "/v1/runs/" + wfID, "/v1/audit?limit=10000", "/v1/timelines/shop", "/v1/alerts", "/v1/runbooks", "/readyz", "/healthz",
 	} {
-		resp, err := http.Get(d.URL + path)
+		resp, err := apiGet(d.URL + path)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -85,13 +85,14 @@ tail. Exit code 0: intact; 1: broken (the first bad sequence number is printed).
 }
 
 type auditQuery struct {
-	server, run, runbook, incident, action, since string
-	limit                                         int
+	server, token, run, runbook, incident, action, since string
+	limit                                                int
 }
 
 func (q *auditQuery) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&q.server, "server", "http://127.0.0.1:8080", "Salve API base URL")
+	f.StringVar(&q.token, "token", "", "API token with role viewer (default $SALVE_TOKEN, or salve dev's .salve/admin-token on this machine)")
 	f.StringVar(&q.run, "run", "", "only events of this run (workflow ID)")
 	f.StringVar(&q.runbook, "runbook", "", "only events of this runbook")
 	f.StringVar(&q.incident, "incident", "", "only events of this incident key")
@@ -111,6 +112,9 @@ func (q *auditQuery) fetch(ctx context.Context, after int64, limit int) ([]audit
 	v.Set("limit", strconv.Itoa(limit))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(q.server, "/")+"/v1/audit?"+v.Encode(), nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := authorize(req, q.server, q.token); err != nil {
 		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -48,7 +48,8 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr))
+	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr),
+		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
 	return root
 }
 
@@ -129,6 +130,10 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 	f.StringVar(&cfg.VaultKubernetesRole, "vault-kubernetes-role", "", "Vault role for kubernetes.* steps when a runbook names none (spec.credentials.kubernetes.vaultRole)")
 	f.BoolVar(&cfg.WithKube, "with-kube", false, "start a local Kubernetes control plane with fake nodes (kwok) for kubernetes.* steps; needs scripts/kube-tools.sh once")
 	f.StringVar(&cfg.AuditDB, "audit-db", "", "audit store: a SQLite file or a postgres:// URL (default: audit.db in the data dir)")
+	f.StringVar(&cfg.ConfigFile, "config", "", "YAML file with API tokens (auth.tokens) and notification targets and hooks (notifications); without tokens, dev makes an admin token in the data dir")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM), with --tls-key")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) for --tls-cert")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL people reach Salve at, for links in notifications (default: the listen address)")
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "embedded Temporal frontend port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.NATSPort, "nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1, no auth (-1 = any free port)")

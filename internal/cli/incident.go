@@ -15,7 +15,7 @@ func newIncident(stdout io.Writer) *cobra.Command {
 		Use:   "incident",
 		Short: "Look at incidents",
 	}
-	var server, format string
+	var server, token, format string
 	tl := &cobra.Command{
 		Use:   "timeline INCIDENT_KEY|RUN_ID",
 		Short: "Print an incident's timeline (alerts, trigger decisions, runs, steps) for a postmortem",
@@ -31,6 +31,9 @@ chronological timeline. Give the incident key or a run's workflow ID
 			u := strings.TrimRight(server, "/") + "/v1/timelines/" + args[0] + "?format=" + url.QueryEscape(format)
 			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
 			if err != nil {
+				return err
+			}
+			if err := authorize(req, server, token); err != nil {
 				return err
 			}
 			resp, err := http.DefaultClient.Do(req)
@@ -50,6 +53,7 @@ chronological timeline. Give the incident key or a run's workflow ID
 		},
 	}
 	tl.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "Salve API base URL")
+	tl.Flags().StringVar(&token, "token", "", "API token with role viewer (default $SALVE_TOKEN, or salve dev's .salve/admin-token on this machine)")
 	tl.Flags().StringVar(&format, "format", "markdown", "markdown or json")
 	cmd.AddCommand(tl)
 	return cmd

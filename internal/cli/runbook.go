@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/internal/client"
 	"github.com/salve-sre/salve/internal/runbooktest"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -228,17 +229,34 @@ func loadRunbookDir(dir string) (*runbooks.Set, error) {
 
 func newRunbookList(stdout io.Writer) *cobra.Command {
 	var dir string
+	r := &remoteRunbooks{}
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the runbooks in a directory",
-		Args:  cobra.NoArgs,
+		Short: "List the runbooks in a directory, or with --remote the ones the server runs",
+		Long: `Lists the runbooks in --runbooks (default ./runbooks): name, mode, steps,
+the manual toil each saves, owner and trigger.
+` + runbookRemoteHelp + connectionHelp,
+		Example: `  salve runbook list
+  salve runbook list --remote
+  salve runbook list --addr https://salve.internal:8443 -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := envOverrides(cmd.Flags()); err != nil {
+			if r.active(cmd) {
+				return r.list(cmd.Context(), stdout)
+			}
+			if err := localEnvOverrides(cmd, "runbooks"); err != nil {
 				return err
 			}
 			set, err := loadRunbookDir(dir)
 			if err != nil {
 				return err
+			}
+			if r.output.json() {
+				list := []client.RunbookInfo{}
+				for _, rb := range set.All() {
+					list = append(list, runbookInfo(rb))
+				}
+				return printJSON(stdout, map[string]any{"runbooks": list})
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tMODE\tSTEPS\tTOIL\tOWNER\tTRIGGER")
@@ -257,17 +275,30 @@ func newRunbookList(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "runbooks", "runbooks", "directory of runbook YAML files")
+	r.flags(cmd)
 	return cmd
 }
 
 func newRunbookShow(stdout io.Writer) *cobra.Command {
 	var dir string
+	r := &remoteRunbooks{}
 	cmd := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Print a runbook as Salve runs it, with every default filled in",
-		Args:  cobra.ExactArgs(1),
+		Long: `Prints runbook NAME from --runbooks (default ./runbooks) as YAML, as Salve
+runs it, with every default filled in; -o json prints it as JSON.
+
+With --remote it prints what the server knows of it instead: description,
+trigger, params, steps, its recent runs and their success rate.
+` + runbookRemoteHelp + connectionHelp,
+		Example: `  salve runbook show restart-crashlooping
+  salve runbook show restart-crashlooping --remote`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := envOverrides(cmd.Flags()); err != nil {
+			if r.active(cmd) {
+				return r.show(cmd.Context(), stdout, args[0])
+			}
+			if err := localEnvOverrides(cmd, "runbooks"); err != nil {
 				return err
 			}
 			set, err := loadRunbookDir(dir)
@@ -282,6 +313,9 @@ func newRunbookShow(stdout io.Writer) *cobra.Command {
 				}
 				return fmt.Errorf("no runbook %q in %s (have: %s)", args[0], dir, strings.Join(names, ", "))
 			}
+			if r.output.json() {
+				return printJSON(stdout, runbooks.WithDefaults(rb))
+			}
 			out, err := runbooks.Show(rb)
 			if err != nil {
 				return err
@@ -291,6 +325,7 @@ func newRunbookShow(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "runbooks", "runbooks", "directory of runbook YAML files")
+	r.flags(cmd)
 	return cmd
 }
 

@@ -139,14 +139,23 @@ var ErrNotFound = errors.New("run not found")
 // List returns runs, newest first. pageToken is opaque; an empty next token
 // means the last page.
 func (r *Runs) List(ctx context.Context, pageSize int, pageToken []byte) ([]Summary, []byte, error) {
+	return r.ListFiltered(ctx, ListFilter{}, pageSize, pageToken)
+}
+
+// ListFiltered returns the runs f selects, newest first.
+func (r *Runs) ListFiltered(ctx context.Context, f ListFilter, pageSize int, pageToken []byte) ([]Summary, []byte, error) {
 	if pageSize <= 0 || pageSize > 1000 {
 		pageSize = 100
+	}
+	q, err := f.query()
+	if err != nil {
+		return nil, nil, err
 	}
 	resp, err := r.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Namespace:     r.namespace,
 		PageSize:      int32(pageSize),
 		NextPageToken: pageToken,
-		Query:         fmt.Sprintf("WorkflowType = %q", workflows.WorkflowName),
+		Query:         q,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list runs: %w", err)

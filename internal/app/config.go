@@ -1,0 +1,85 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/salve-sre/salve/activities/notify"
+	"github.com/salve-sre/salve/internal/auth"
+)
+
+// FileConfig is the part of Salve's configuration that does not fit on a
+// command line: API tokens and notification targets. It is read from the
+// --config YAML file; flags and SALVE_* variables cover the rest.
+type FileConfig struct {
+	Auth struct {
+		// Tokens are the API tokens, stored as hashes.
+		Tokens []auth.TokenConfig `yaml:"tokens"`
+	} `yaml:"auth"`
+	Notifications notify.Config `yaml:"notifications"`
+	// PublicURL is the base URL people reach Salve at, for links in
+	// notifications and API answers.
+	PublicURL string `yaml:"publicURL"`
+	TLS       struct {
+		CertFile string `yaml:"certFile"`
+		KeyFile  string `yaml:"keyFile"`
+	} `yaml:"tls"`
+}
+
+// LoadFileConfig reads a config file strictly: an unknown key is an
+// error, so a misspelt setting never silently does nothing.
+func LoadFileConfig(path string) (FileConfig, error) {
+	var c FileConfig
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	// Files named in the config are relative to it, not to where Salve
+	// happens to start.
+	for name, t := range c.Notifications.Targets {
+		if t.URLFile != "" && !filepath.IsAbs(t.URLFile) {
+			t.URLFile = filepath.Join(filepath.Dir(path), t.URLFile)
+			c.Notifications.Targets[name] = t
+		}
+	}
+	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(filepath.Dir(path), *f)
+		}
+	}
+	return c, nil
+}
+
+// devAdminToken returns the admin token of `salve dev` when the config
+// names no tokens: generated once into DataDir/admin-token (mode 0600),
+// where the CLI finds it, so a fresh `salve dev` is usable at once and
+// still never open to anyone without the file.
+func devAdminToken(dataDir string) (token string, cfg auth.TokenConfig, err error) {
+	path := filepath.Join(dataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), auth.TokenPrefix) {
+		token = strings.TrimSpace(string(b))
+	} else {
+		if token, _, err = auth.NewToken(); err != nil {
+			return "", cfg, err
+		}
+		if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+			return "", cfg, fmt.Errorf("save the dev admin token: %w", err)
+		}
+	}
+	return token, auth.TokenConfig{Subject: "dev-admin", Role: "admin", SHA256: auth.HashToken(token)}, nil
+}
