@@ -242,7 +242,7 @@ spec:
 			doc:  header + "spec:\n  steps:\n    - with: {url: http://x}\n",
 			want: []string{
 				"f.yaml:6:7: spec.steps[0].name: every step needs a name",
-				"f.yaml:6:7: spec.steps[0].action: every step needs an action (one of: http.request, kubernetes.delete_pod, kubernetes.get, kubernetes.restart, kubernetes.rollback, kubernetes.scale, kubernetes.wait_rollout, prometheus.assert, prometheus.query, sleep)",
+				"f.yaml:6:7: spec.steps[0].action: every step needs an action (one of: http.request, kubernetes.delete_pod, kubernetes.get, kubernetes.restart, kubernetes.rollback, kubernetes.scale, kubernetes.wait_rollout, notify, prometheus.assert, prometheus.query, sleep)",
 			},
 		},
 		{

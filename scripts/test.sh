@@ -9,7 +9,7 @@
 # from k8s.io/kubernetes, kwok fake nodes, Debian etcd) that
 # scripts/kube-tools.sh builds into ~/.cache/salve/bin, once per version; and
 # for the credential tests a real Vault server that scripts/vault-tools.sh
-# builds the same way.
+# builds the same way; for the dashboard's browser test Debian's chromium.
 # Tests never skip because a server is missing: they fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alert
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -31,6 +33,7 @@ fi
 prometheus-alertmanager --version 2>&1 | head -1
 prometheus --version 2>&1 | head -1
 ls -d /usr/lib/postgresql/*/bin/postgres
+chromium --version 2>&1 | head -1
 go version
 
 step "building the Kubernetes test control plane (cached by version; the first build takes ~20 minutes)"

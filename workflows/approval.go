@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,6 +123,8 @@ func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.A
 	r.hook(ctx, step.HookApprovalNeeded, stepName, "", "")
 
 	decided, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return r.decision != nil })
+	waited := workflow.Now(ctx).Sub(now)
+	r.approvalWait += waited
 	if err != nil {
 		return err // cancelled while waiting
 	}
@@ -141,7 +144,8 @@ func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.A
 		rec.Decision, action = DecisionRejected, domain.ActionApprovalRejected
 	}
 	r.status.Approvals = append(r.status.Approvals, rec)
-	r.auditWith(ctx, action, stepName, rec.Decision, nil, d.Actor, map[string]string{"reason": d.Reason})
+	r.auditWith(ctx, action, stepName, rec.Decision, nil, d.Actor, map[string]string{"reason": d.Reason,
+		"waitSeconds": strconv.FormatFloat(waited.Seconds(), 'f', 3, 64)})
 	if !d.Approve {
 		r.rejected = true
 		r.status.StopReason = fmt.Sprintf("rejected by %s: %s", d.Actor.Name, d.Reason)

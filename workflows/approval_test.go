@@ -16,6 +16,7 @@ const approvalRunbook = `apiVersion: salve/v1
 kind: Runbook
 metadata: {name: guarded}
 spec:
+  toil: {manualMinutes: 20}
   access: {approvers: [alice, "group:sre"]}
   steps:
     - {name: diagnose, action: http.request, with: {url: "http://x/diagnose"}}
@@ -92,6 +93,11 @@ func TestApprovalGranted(t *testing.T) {
 	granted := rec.audit(t, domain.ActionApprovalGranted)
 	require.Equal(t, user("alice"), granted.Actor, "the approver is the actor of the audit record")
 	require.Equal(t, "looks right", granted.Detail["reason"])
+	require.Equal(t, "600.000", granted.Detail["waitSeconds"])
+	finished := rec.audit(t, domain.ActionRunFinished)
+	require.Equal(t, "600.000", finished.Detail["approvalWaitSeconds"])
+	require.Equal(t, "600.000", finished.Detail["durationSeconds"])
+	require.Equal(t, "600.000", finished.Detail["toilSeconds"], "20 manual minutes, less the 10 a person spent approving")
 	require.Equal(t, []string{"run.started", "approval.requested:scale", "approval.granted:scale", "run.finished"}, rec.auditActions())
 	// Hooks are fire-and-forget activities: they may run in any order.
 	require.ElementsMatch(t, []string{"started", "approval_needed:scale", "succeeded"}, rec.hookEvents())

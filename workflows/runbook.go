@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -151,7 +152,7 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	// The finishing audit event is written even after a cancel.
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	r.audit(actx, domain.ActionRunFinished, "", r.status.State, errString(err))
+	r.auditWith(actx, domain.ActionRunFinished, "", r.status.State, errString(err), r.in.Actor, r.finishDetail(actx))
 	hookErr := r.status.Error
 	if r.rejected {
 		hookErr = r.status.StopReason
@@ -167,6 +168,26 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 		return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunFailed", nil)
 	}
 	return r.status, nil
+}
+
+// finishDetail is what the dashboard and metrics need of a finished run:
+// its duration, the time it waited for people, and the toil it saved (an
+// automated run that succeeded saves the runbook's manual minutes, minus
+// the people's time it still took to approve it).
+func (r *run) finishDetail(ctx workflow.Context) map[string]string {
+	dur := workflow.Now(ctx).Sub(r.info.WorkflowStartTime)
+	d := map[string]string{
+		"durationSeconds":     strconv.FormatFloat(dur.Seconds(), 'f', 3, 64),
+		"approvalWaitSeconds": strconv.FormatFloat(r.approvalWait.Seconds(), 'f', 3, 64),
+	}
+	if o := r.in.Runbook.Metadata.Owner; o != "" {
+		d["owner"] = o
+	}
+	if r.status.State == RunStateSucceeded && r.in.Actor.Kind == domain.ActorAlert && !r.dryRun() {
+		toil := time.Duration(r.in.Runbook.Spec.Toil.ManualMinutes*float64(time.Minute)) - r.approvalWait
+		d["toilSeconds"] = strconv.FormatFloat(max(toil, 0).Seconds(), 'f', 3, 64)
+	}
+	return d
 }
 
 // acted reports whether any step started (and so may have changed
@@ -192,7 +213,9 @@ type run struct {
 	version  workflow.Version
 	decision *Decision // the answer to the approval waited for now
 	rejected bool      // a person rejected an approval
-	hooks    []workflow.Future
+	// approvalWait is the time spent waiting for people's decisions.
+	approvalWait time.Duration
+	hooks        []workflow.Future
 }
 
 func newRun(ctx workflow.Context, in Input) *run {

@@ -276,7 +276,7 @@ func TestAgainstRealKubernetes(t *testing.T) {
 
 	t.Run("wait_rollout gives up with the progress it saw", func(t *testing.T) {
 		cl.deployment(t, "shop", "nowhere", "registry.example/x:1", 1, map[string]string{"no-such-node": "true"})
-		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 		defer cancel()
 		_, err := cl.run(t, wctx, kube.KindWaitRollout, "", map[string]any{"namespace": "shop", "name": "nowhere"})
 		require.ErrorContains(t, err, "rollout of Deployment shop/nowhere not complete after")

@@ -454,13 +454,19 @@ func (k kinds) waitInto(ctx context.Context, c kubernetes.Interface, t target, o
 func (k kinds) wait(ctx context.Context, c kubernetes.Interface, t target) (map[string]any, error) {
 	start := k.opts.Now()
 	var last rollout
+	var out map[string]any
 	for {
 		w, err := getWorkload(ctx, c, t)
 		if err != nil {
+			if out != nil && ctx.Err() != nil {
+				// The step's time ran out during a poll: report the
+				// progress seen, not the interrupted request.
+				return out, fmt.Errorf("rollout of %s not complete after %s: %s", t, k.opts.Now().Sub(start).Round(time.Second), last)
+			}
 			return nil, err
 		}
 		last = progress(w)
-		out := map[string]any{"rolloutComplete": last.done, "updatedReplicas": last.updated, "availableReplicas": last.available, "desiredReplicas": last.desired}
+		out = map[string]any{"rolloutComplete": last.done, "updatedReplicas": last.updated, "availableReplicas": last.available, "desiredReplicas": last.desired}
 		if last.done {
 			return out, nil
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -86,6 +87,12 @@ type Server struct {
 	// records; default 300ms.
 	EventsPoll time.Duration
 
+	// Metrics serves GET /metrics (Prometheus); nil = 404.
+	Metrics http.Handler
+	// Stats computes the dashboard's figures for a window (GET /v1/stats);
+	// nil = 501.
+	Stats func(ctx context.Context, from, to time.Time) (stats.Report, error)
+
 	anonymous refusalLimiter
 }
 
@@ -124,6 +131,9 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/audit/verify", Role: auth.RoleViewer, Summary: "verify the audit hash chain", handler: s.verifyAudit},
 		{Method: "GET", Path: "/v1/timelines/{key}", Role: auth.RoleViewer, Summary: "an incident's timeline", handler: s.incidentTimeline, pattern: "GET /v1/timelines/{key...}"},
 		{Method: "GET", Path: "/v1/alerts", Role: auth.RoleViewer, Summary: "alert occurrences with fired and resolved times", handler: s.listAlerts},
+		{Method: "GET", Path: "/v1/stats", Role: auth.RoleViewer, Summary: "toil saved and reliability figures for a window", handler: s.getStats},
+		// Bounded labels (runbook, step kind, outcome): nothing secret.
+		{Method: "GET", Path: "/metrics", Role: auth.RoleNone, Summary: "Prometheus metrics", handler: s.metrics},
 	}
 }
 
@@ -493,3 +503,63 @@ func limitParam(w http.ResponseWriter, q url.Values, def, max int) (int, bool) {
 
 // jsonLine is v as one line of JSON (for SSE data lines).
 func jsonLine(v any) ([]byte, error) { return json.Marshal(v) }
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.Metrics == nil {
+		triggers.WriteError(w, http.StatusNotFound, "metrics are not enabled on this server", nil)
+		return
+	}
+	s.Metrics.ServeHTTP(w, r)
+}
+
+// getStats serves GET /v1/stats?since=7d|RFC3339&until=RFC3339 (default:
+// the last 7 days).
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
+	if s.Stats == nil {
+		triggers.WriteError(w, http.StatusNotImplemented, "statistics are not available on this server", nil)
+		return
+	}
+	q := r.URL.Query()
+	to := time.Now()
+	from := to.Add(-7 * 24 * time.Hour)
+	if v := q.Get("since"); v != "" {
+		if d, ok := parseDays(v); ok {
+			from = to.Add(-d)
+		} else {
+			t, err := parseSince(v)
+			if err != nil {
+				triggers.WriteError(w, http.StatusBadRequest, err.Error()+" (or a number of days such as 30d)", nil)
+				return
+			}
+			from = t
+		}
+	}
+	if v := q.Get("until"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			triggers.WriteError(w, http.StatusBadRequest, "until must be an RFC 3339 time", nil)
+			return
+		}
+		to = t
+	}
+	if !from.Before(to) || to.Sub(from) > 400*24*time.Hour {
+		triggers.WriteError(w, http.StatusBadRequest, "the window must start before it ends and span at most 400 days", nil)
+		return
+	}
+	rep, err := s.Stats(r.Context(), from, to)
+	if err != nil {
+		s.Log.Error("stats", "error", err)
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot compute statistics: "+err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// parseDays reads "30d".
+func parseDays(v string) (time.Duration, bool) {
+	n, err := strconv.Atoi(strings.TrimSuffix(v, "d"))
+	if !strings.HasSuffix(v, "d") || err != nil || n <= 0 || n > 400 {
+		return 0, false
+	}
+	return time.Duration(n) * 24 * time.Hour, true
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -509,7 +510,7 @@ func loadRunbooks() (runbooks.StepCatalog, *runbooks.Set, error) {
 	return catalog, runbookSet, catalogErr
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	cat, set, err := loadRunbooks()
 	require.NoError(t, err)
@@ -557,6 +558,11 @@ func newFixture(t *testing.T) *fixture {
 		Version:    "v0.0.0-test",
 		Log:        log,
 		EventsPoll: 5 * time.Millisecond,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			_, _ = io.WriteString(w, "salve_runs_total{runbook=\"r\",outcome=\"succeeded\"} 1\n")
+		}),
+		Stats: (&stats.Computer{Source: fa, Pending: func(context.Context) (int, error) { return 1, nil }}).Compute,
 	}
 	return &fixture{srv: srv, runs: fr, audit: fa, recorder: rec, tok: tok}
 }

@@ -380,6 +380,11 @@ func TestResponsesMatchSpec(t *testing.T) {
 		{name: "alerts bad since", request: get("/v1/alerts?since=yesterday"), role: "viewer", code: 400},
 		{name: "alerts bad limit", request: get("/v1/alerts?limit=x"), role: "viewer", code: 400},
 		{name: "alerts store down", request: get("/v1/alerts"), role: "viewer", code: 503, setup: auditDown},
+		{name: "stats", request: get("/v1/stats?since=30d"), role: "viewer", code: 200},
+		{name: "stats window", request: get("/v1/stats?since=2026-11-01T00:00:00Z&until=2026-11-24T00:00:00Z"), role: "viewer", code: 200},
+		{name: "stats bad since", request: get("/v1/stats?since=lately"), role: "viewer", code: 400},
+		{name: "stats store down", request: get("/v1/stats"), role: "viewer", code: 503, setup: auditDown},
+		{name: "metrics", request: get("/metrics"), code: 200},
 		{name: "alerts no token", request: get("/v1/alerts"), code: 401},
 	}
 

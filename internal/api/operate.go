@@ -31,6 +31,19 @@ const maxBody = 1 << 20
 
 type principalKey struct{}
 
+// SessionCookie holds the web dashboard's API token (HTTP-only), and
+// CSRFHeader must accompany cookie-authenticated POSTs.
+const (
+	SessionCookie = "salve_session"
+	CSRFHeader    = "X-Salve-Request"
+)
+
+// PrincipalFrom returns the caller a guarded handler runs for.
+func PrincipalFrom(r *http.Request) (auth.Principal, bool) {
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	return p, ok
+}
+
 // refusalLimiter lets one anonymous refusal a second into the audit log
 // and counts the rest.
 type refusalLimiter struct {
@@ -72,6 +85,19 @@ func (s *Server) guard(rt Route) http.Handler {
 			return
 		}
 		p, err := s.Auth.Authenticate(r)
+		if errors.Is(err, auth.ErrNoToken) {
+			// The web dashboard's session: the token in an HTTP-only
+			// cookie. A state-changing request must also carry a header
+			// that a cross-site form cannot send (there is no CORS), so a
+			// page on another site cannot act with the cookie.
+			if c, cerr := r.Cookie(SessionCookie); cerr == nil {
+				p, err = s.Auth.Token(c.Value)
+				if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(CSRFHeader) == "" {
+					s.refuse(w, r, http.StatusForbidden, p, "a request authenticated by the session cookie must carry the header "+CSRFHeader+": 1")
+					return
+				}
+			}
+		}
 		if err != nil {
 			s.refuse(w, r, http.StatusUnauthorized, auth.Principal{}, err.Error())
 			return

@@ -38,6 +38,7 @@ import (
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -375,6 +376,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, ts.Namespace()) }},
 		},
 	}
+	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
+		p, err := rs.PendingApprovals(ctx)
+		return len(p), err
+	}}).Compute
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		serve := func() error { return hs.Serve(ln) }

@@ -129,6 +129,14 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if !ok {
 		return Principal{}, ErrNoToken
 	}
+	return a.Token(tok)
+}
+
+// Token returns the holder of a token.
+func (a *Authenticator) Token(tok string) (Principal, error) {
+	if tok == "" {
+		return Principal{}, ErrNoToken
+	}
 	sum, _ := hex.DecodeString(HashToken(tok))
 	found := -1
 	for i, e := range a.tokens {
