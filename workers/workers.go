@@ -4,10 +4,12 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -29,7 +31,15 @@ func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities
 	if hook == nil {
 		hook = func(context.Context, step.HookEvent) error { return nil }
 	}
-	r.RegisterActivityWithOptions(hook, activity.RegisterOptions{Name: step.HookActivity})
+	r.RegisterActivityWithOptions(func(ctx context.Context, ev step.HookEvent) error {
+		err := hook(ctx, ev)
+		if err != nil && errors.Is(err, step.ErrPermanent) {
+			// Every target refused for good (e.g. a 404 webhook): a retry
+			// would only resend to nobody.
+			return temporal.NewNonRetryableApplicationError(err.Error(), "HookPermanent", nil)
+		}
+		return err
+	}, activity.RegisterOptions{Name: step.HookActivity})
 	for _, kind := range reg.Kinds() {
 		fn, err := acts.Step(kind)
 		if err != nil {

@@ -32,6 +32,7 @@ const (
 	DecisionApproved = "approved"
 	DecisionRejected = "rejected"
 	DecisionTimedOut = "timed_out"
+	DecisionSkipped  = "skipped" // the alert resolved first (onResolved: finish)
 )
 
 // Decision is the Update's argument: a person's answer to a pending
@@ -104,8 +105,10 @@ func stepLabel(name string) string {
 
 // awaitApproval waits for a person's decision on stepName ("" = the run)
 // and reports whether to go on. A rejection returns errRejected; a timeout
-// returns an error or nil per the approval's onTimeout.
-func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.Approval) error {
+// returns an error or nil per the approval's onTimeout. When the alert
+// resolves under onResolved: finish (stoppable waits only), the wait ends
+// with nil and r.finish set: the caller skips what was waiting.
+func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.Approval, stoppable bool) error {
 	timeout := a.Timeout.D()
 	if timeout <= 0 {
 		timeout = runbooks.DefaultApprovalTimeout
@@ -122,11 +125,18 @@ func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.A
 		map[string]string{"deadline": now.Add(timeout).UTC().Format(time.RFC3339), "onTimeout": onTimeout})
 	r.hook(ctx, step.HookApprovalNeeded, stepName, "", "")
 
-	decided, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return r.decision != nil })
+	decided, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return r.decision != nil || (stoppable && r.finish) })
 	waited := workflow.Now(ctx).Sub(now)
 	r.approvalWait += waited
 	if err != nil {
 		return err // cancelled while waiting
+	}
+	if r.decision == nil && stoppable && r.finish {
+		// The alert resolved while a person was asked: nothing to approve.
+		r.status.Approvals = append(r.status.Approvals, ApprovalRecord{Step: stepName, Decision: DecisionSkipped, Reason: r.status.StopReason, At: workflow.Now(ctx)})
+		r.auditWith(ctx, domain.ActionApprovalSkipped, stepName, DecisionSkipped, nil, domain.Actor{Kind: domain.ActorSystem, Name: "workflow"},
+			map[string]string{"reason": r.status.StopReason})
+		return nil
 	}
 	if !decided {
 		r.status.Approvals = append(r.status.Approvals, ApprovalRecord{Step: stepName, Decision: DecisionTimedOut, At: workflow.Now(ctx)})

@@ -1,6 +1,8 @@
 package workflows_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -8,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -275,4 +278,63 @@ spec:
 	require.NoError(t, err)
 	require.Empty(t, st.Approvals)
 	require.True(t, rec.request(t, "act").DryRun)
+}
+
+// An alert that resolves while a step waits for approval (onResolved:
+// finish) ends the wait: the step never acts, whatever anyone decides later.
+func TestApprovalEndsWhenTheAlertResolves(t *testing.T) {
+	env, rec := newEnv(t, nil)
+	rb := parseRunbook(t, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: resolving}
+spec:
+  trigger: {matchers: ['alertname="WebDown"'], onResolved: finish}
+  steps:
+    - {name: diagnose, action: http.request, with: {url: "http://x/diagnose"}}
+    - {name: scale, action: http.request, with: {url: "http://x/scale"}, approval: {required: true, onTimeout: continue}}
+    - {name: verify, action: http.request, with: {url: "http://x/verify"}}
+`)
+	resolved := *firing()
+	resolved.Status = domain.StatusResolved
+	resolved.ID = domain.AlertEventID(resolved.Fingerprint, resolved.Status, resolved.StartsAt)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalAlert, resolved) }, 5*time.Minute)
+	late := decide(t, env, 10*time.Minute, workflows.Decision{Approve: true, Reason: "late", Actor: user("alice")})
+
+	st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k", Alert: firing()})
+	require.NoError(t, err)
+	require.Equal(t, []string{"diagnose"}, rec.steps(), "the step waiting for approval never acted")
+	require.Equal(t, workflows.StepStateSkipped, st.Steps[1].State)
+	require.Equal(t, workflows.StepStateSkipped, st.Steps[2].State)
+	require.Len(t, st.Approvals, 1)
+	require.Equal(t, workflows.DecisionSkipped, st.Approvals[0].Decision)
+	require.Equal(t, t0.Add(5*time.Minute), st.Approvals[0].At)
+	require.False(t, late.done && late.rejected == nil, "a decision after the run ended is not accepted")
+	rec.audit(t, domain.ActionApprovalSkipped)
+}
+
+// A failed run whose compensation step a person rejects is still a failed
+// run: Temporal records it failed, not cancelled.
+func TestRejectedCompensationLeavesTheRunFailed(t *testing.T) {
+	env, _ := newEnv(t, func(_ context.Context, req step.Request) (step.Result, error) {
+		if req.Step == "act" {
+			return failNonRetryable("broke")
+		}
+		return step.Result{}, nil
+	})
+	rb := parseRunbook(t, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: comp}
+spec:
+  steps:
+    - {name: prep, action: http.request, with: {url: "http://x/prep"}}
+    - {name: act, action: http.request, with: {url: "http://x/act"}}
+  onFailure:
+    - {name: undo, action: http.request, with: {url: "http://x/undo"}, approval: {required: true}}
+`)
+	decide(t, env, time.Minute, workflows.Decision{Approve: false, Reason: "leave it", Actor: user("alice")})
+	st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k"})
+	var cancelled *temporal.CanceledError
+	require.False(t, errors.As(err, &cancelled), "a failed run stays failed: %v", err)
+	require.ErrorContains(t, err, "broke")
+	require.Equal(t, workflows.RunStateFailed, st.State)
 }

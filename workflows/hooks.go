@@ -17,7 +17,10 @@ func (r *run) hook(ctx workflow.Context, event, stepName, errText, actor string)
 		return
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		// Bounded in total: a blackholed chat webhook delays the run's
+		// close by at most this.
+		ScheduleToCloseTimeout: 45 * time.Second,
+		StartToCloseTimeout:    20 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
 	})
 	ev := step.HookEvent{

@@ -129,13 +129,16 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	r.hook(ctx, step.HookStarted, "", "", in.Actor.Name)
 	err := r.execute(execCtx)
 	cancelled := err != nil && errors.Is(execCtx.Err(), workflow.ErrCanceled)
+	// A rejection of a compensation step later does not make a failed run
+	// a rejected one: what counts is how the steps ended.
+	rejected := err != nil && r.rejected
 	hookEvent := step.HookSucceeded
 	switch {
 	case err == nil:
 		r.status.State = RunStateSucceeded
 	case cancelled:
 		r.status.State, hookEvent = RunStateCancelled, step.HookCancelled
-	case r.rejected:
+	case rejected:
 		r.status.State, hookEvent = RunStateRejected, step.HookRejected
 	default:
 		r.status.State, hookEvent = RunStateFailed, step.HookFailed
@@ -154,13 +157,13 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	defer cancel()
 	r.auditWith(actx, domain.ActionRunFinished, "", r.status.State, errString(err), r.in.Actor, r.finishDetail(actx))
 	hookErr := r.status.Error
-	if r.rejected {
+	if rejected {
 		hookErr = r.status.StopReason
 	}
 	r.hook(actx, hookEvent, "", hookErr, "")
 	r.waitHooks(actx)
 	switch {
-	case cancelled, r.rejected:
+	case cancelled, rejected:
 		// Temporal records the run as cancelled, not failed, so a person
 		// stopping or rejecting a run never counts as a runbook failure.
 		return r.status, temporal.NewCanceledError(r.status.Error)
@@ -320,7 +323,7 @@ func (r *run) execute(ctx workflow.Context) error {
 		r.creds[name] = step.CredentialRef{Role: role, TTL: c.TTL.D()}
 	}
 	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required && !r.dryRun() && r.version >= versionApprovals {
-		if err := r.awaitApproval(ctx, "", a); err != nil {
+		if err := r.awaitApproval(ctx, "", a, true); err != nil {
 			return err
 		}
 	}
@@ -374,12 +377,17 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, key
 	}
 	if s.Approval != nil && s.Approval.Required && !r.dryRun() && r.version >= versionApprovals {
 		st.State = StepStateWaiting
-		if err := r.awaitApproval(ctx, s.Name, s.Approval); err != nil {
+		if err := r.awaitApproval(ctx, s.Name, s.Approval, keySuffix == ""); err != nil {
 			st.State, st.Error = StepStateFailed, err.Error()
 			if errors.Is(err, errRejected) {
 				st.State, st.Error = StepStateSkipped, r.status.StopReason
 			}
 			return err
+		}
+		if r.finish && keySuffix == "" {
+			// The alert resolved while the step waited: it never acts.
+			st.State, st.Error = StepStateSkipped, r.status.StopReason
+			return nil
 		}
 	}
 	st.State, st.StartedAt = StepStateRunning, workflow.Now(ctx)

@@ -117,6 +117,9 @@ func parseParams(p map[string]any) (stepParams, error) {
 	return out, nil
 }
 
+// DryRunPrefix starts every message a dry-run plan sends.
+const DryRunPrefix = "[dry run: nothing was changed] "
+
 // Execute sends the message once. Retries are Temporal's job; a webhook
 // target gets an Idempotency-Key header to recognise a retried attempt.
 func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, error) {
@@ -131,6 +134,12 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	t, ok := n.targets[p.target]
 	if !ok {
 		return step.Result{}, fmt.Errorf("%w: target: unknown target %q%s (known: %s)", step.ErrInvalidParams, p.target, didYouMean(p.target, n.names), known(n.names))
+	}
+	if req.DryRun {
+		// A dry-run plan still tells people, but must not read as if
+		// something was done: earlier steps did not act, and their
+		// outputs in the text are empty.
+		p.text = DryRunPrefix + p.text
 	}
 	link := n.link(req.WorkflowID)
 	var msg any

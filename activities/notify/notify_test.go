@@ -939,3 +939,18 @@ func TestSuccessfulOutputHoldsNoURL(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"output":{"target":"chat","status":200}}`, string(out))
 }
+
+// A dry-run plan's message says so, so nobody mistakes it for a fix.
+func TestNotifyDryRunIsMarked(t *testing.T) {
+	var got map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewDecoder(r.Body).Decode(&got)
+	}))
+	defer srv.Close()
+	n, err := notify.New(notify.Config{Targets: map[string]notify.Target{"ops": {Kind: notify.KindWebhook, URL: srv.URL}}}, nil)
+	require.NoError(t, err)
+	_, err = n.Spec().Executor.Execute(context.Background(), step.Request{WorkflowID: "w", Step: "tell", DryRun: true,
+		Params: map[string]any{"target": "ops", "text": "Restarted shop/api"}})
+	require.NoError(t, err)
+	require.Equal(t, notify.DryRunPrefix+"Restarted shop/api", got["text"])
+}

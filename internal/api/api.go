@@ -32,9 +32,9 @@ import (
 type RunService interface {
 	ListFiltered(ctx context.Context, f runs.ListFilter, pageSize int, pageToken []byte) ([]runs.Summary, []byte, error)
 	Get(ctx context.Context, workflowID, runID string) (runs.Detail, error)
-	Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, err error)
-	Cancel(ctx context.Context, workflowID, reason, identity string) (runID string, err error)
-	Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionAck, string, error)
+	Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error)
+	Cancel(ctx context.Context, workflowID, runID, reason, identity string) (string, error)
+	Decide(ctx context.Context, workflowID, runID string, d workflows.Decision) (workflows.DecisionAck, string, error)
 	PendingApprovals(ctx context.Context) ([]runs.PendingApproval, error)
 	Stats(ctx context.Context, runbook string, limit int) ([]runs.Summary, runs.RunbookStats, error)
 }

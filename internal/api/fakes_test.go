@@ -167,21 +167,21 @@ func (f *fakeRuns) Get(_ context.Context, id, runID string) (runs.Detail, error)
 	return runs.Detail{}, fmt.Errorf("%w: %s", runs.ErrNotFound, id)
 }
 
-func (f *fakeRuns) Launch(_ context.Context, rb *runbooks.Runbook, key string, params map[string]string, actor domain.Actor, reason, requestID string) (string, string, error) {
+func (f *fakeRuns) Launch(_ context.Context, rb *runbooks.Runbook, key string, params map[string]string, actor domain.Actor, reason, requestID string) (string, string, bool, error) {
 	f.mu.Lock()
 	f.launches = append(f.launches, launchCall{Runbook: rb.Name(), IncidentKey: key, Params: params, Actor: actor, Reason: reason, RequestID: requestID})
 	f.mu.Unlock()
 	id := domain.WorkflowID(rb.Name(), key)
 	switch key {
 	case keyBusy:
-		return id, runRunning, fmt.Errorf("%w: a run for incident %q of runbook %s is already running (run %s): watch or cancel it, or launch with another incident key", runs.ErrConflict, key, rb.Name(), runRunning)
+		return id, runRunning, false, fmt.Errorf("%w: a run for incident %q of runbook %s is already running (run %s): watch or cancel it, or launch with another incident key", runs.ErrConflict, key, rb.Name(), runRunning)
 	case keyDown:
-		return "", "", fmt.Errorf("start run %s: %w", id, errTemporal)
+		return "", "", false, fmt.Errorf("start run %s: %w", id, errTemporal)
 	}
-	return id, "0192e7a4-4444-7000-8000-000000000004", nil
+	return id, "0192e7a4-4444-7000-8000-000000000004", true, nil
 }
 
-func (f *fakeRuns) Cancel(_ context.Context, id, reason, identity string) (string, error) {
+func (f *fakeRuns) Cancel(_ context.Context, id, _, reason, identity string) (string, error) {
 	f.mu.Lock()
 	f.cancels = append(f.cancels, cancelCall{WorkflowID: id, Reason: reason, Identity: identity})
 	f.mu.Unlock()
@@ -196,7 +196,7 @@ func (f *fakeRuns) Cancel(_ context.Context, id, reason, identity string) (strin
 	return "", fmt.Errorf("%w: %s", runs.ErrNotFound, id)
 }
 
-func (f *fakeRuns) Decide(_ context.Context, id string, d workflows.Decision) (workflows.DecisionAck, string, error) {
+func (f *fakeRuns) Decide(_ context.Context, id, _ string, d workflows.Decision) (workflows.DecisionAck, string, error) {
 	f.mu.Lock()
 	f.decisions = append(f.decisions, d)
 	f.mu.Unlock()

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -261,6 +262,8 @@ func (s *Server) runError(w http.ResponseWriter, what string, err error) {
 		code = http.StatusForbidden
 	case errors.Is(err, runs.ErrBadRequest), errors.Is(err, runbooks.ErrParams):
 		code = http.StatusBadRequest
+	case errors.Is(err, runs.ErrNoWorker):
+		s.Log.Warn(what, "error", err)
 	default:
 		s.Log.Error(what, "error", err)
 		err = fmt.Errorf("cannot %s: Temporal: %w", what, err)
@@ -287,6 +290,16 @@ func (s *Server) runbook(w http.ResponseWriter, name string) (*runbooks.Runbook,
 
 var manualKeyTime = "20060102T150405Z"
 
+// checkReason bounds a reason: it goes into history, the audit log, chat
+// messages and other people's terminals. Writes the 400 when it fails.
+func checkReason(w http.ResponseWriter, reason string) bool {
+	if len(reason) > 1000 || strings.IndexFunc(reason, func(c rune) bool { return c != '\n' && c != '\t' && unicode.IsControl(c) }) >= 0 {
+		triggers.WriteError(w, http.StatusBadRequest, "reason must be at most 1000 characters of text (no control characters)", nil)
+		return false
+	}
+	return true
+}
+
 // validIncidentKey: printable, bounded; slashes are fine (keys like ns/app).
 var badKeyChar = regexp.MustCompile(`[\x00-\x1f\x7f]`)
 
@@ -305,16 +318,24 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 200 {
+		triggers.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 200 characters", nil)
+		return
+	}
 	key := req.IncidentKey
 	switch {
+	case key == "" && idem != "":
+		// A retried request must name the same incident to find its run.
+		sum := sha256.Sum256([]byte(p.Subject + "\x00" + rb.Name() + "\x00" + idem))
+		key = "manual-" + hex.EncodeToString(sum[:6])
 	case key == "":
 		key = "manual-" + time.Now().UTC().Format(manualKeyTime) + "-" + randomHex(3)
 	case len(key) > 200 || badKeyChar.MatchString(key) || strings.TrimSpace(key) != key:
 		triggers.WriteError(w, http.StatusBadRequest, "incidentKey must be at most 200 printable characters with no surrounding spaces", nil)
 		return
 	}
-	if len(req.Reason) > 1000 || strings.IndexFunc(req.Reason, func(c rune) bool { return c != '\n' && c != '\t' && unicode.IsControl(c) }) >= 0 {
-		triggers.WriteError(w, http.StatusBadRequest, "reason must be at most 1000 characters of text", nil)
+	if !checkReason(w, req.Reason) {
 		return
 	}
 	workflowID := domain.WorkflowID(rb.Name(), key)
@@ -342,20 +363,27 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// An Idempotency-Key makes a retried POST find the run it started.
-	requestID := r.Header.Get("Idempotency-Key")
+	requestID := idem
 	if requestID == "" {
 		requestID = randomHex(16)
-	} else if len(requestID) > 200 {
-		triggers.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 200 characters", nil)
-		return
+	} else {
+		requestID = p.Subject + "/" + requestID // one caller's key never finds another's run
 	}
-	wfID, runID, err := s.Runs.Launch(r.Context(), rb, key, req.Params, actorOf(p), req.Reason, requestID)
+	wfID, runID, started, err := s.Runs.Launch(r.Context(), rb, key, req.Params, actorOf(p), req.Reason, requestID)
 	if err != nil {
+		if errors.Is(err, runs.ErrConflict) {
+			ev := base
+			ev.Action, ev.WorkflowID, ev.RunID, ev.Outcome, ev.Error = domain.ActionRunLaunched, wfID, runID, "conflict", err.Error()
+			s.record(r.Context(), ev)
+		}
 		s.runError(w, "launch the run", err)
 		return
 	}
 	ev := base
 	ev.Action, ev.WorkflowID, ev.RunID, ev.Outcome = domain.ActionRunLaunched, wfID, runID, "started"
+	if !started {
+		ev.Outcome = "deduplicated" // a retry of a launch that already started this run
+	}
 	s.record(r.Context(), ev)
 	writeJSON(w, http.StatusAccepted, runs.LaunchResult{WorkflowID: wfID, RunID: runID, Runbook: rb.Name(), IncidentKey: key, URL: s.runURL(r, wfID)})
 }
@@ -380,8 +408,23 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	if !checkReason(w, req.Reason) {
+		return
+	}
 	rbName, key, _ := domain.ParseWorkflowID(id)
-	runID, err := s.Runs.Cancel(r.Context(), id, req.Reason, p.Subject+"@salve-api")
+	// Cancelling runs the compensation, much as a rejection does: where a
+	// runbook names its approvers, only they (or its named launchers, or
+	// an admin) may cancel its runs.
+	if set := s.Runbooks.Current(); set != nil && !p.Can(auth.RoleAdmin) {
+		if rb, ok := set.Get(rbName); ok && len(rb.Spec.Access.Approvers) > 0 {
+			a := rb.Spec.Access
+			if !runbooks.Allows(a.Approvers, p.Subject, p.Groups) && (len(a.Launchers) == 0 || !runbooks.Allows(a.Launchers, p.Subject, p.Groups)) {
+				s.refuse(w, r, http.StatusForbidden, p, fmt.Sprintf("%s may not cancel runs of runbook %s (access.approvers: %s)", p.Subject, rbName, strings.Join(a.Approvers, ", ")))
+				return
+			}
+		}
+	}
+	runID, err := s.Runs.Cancel(r.Context(), id, req.RunID, req.Reason, p.Subject+"@salve-api")
 	if err != nil {
 		s.runError(w, "cancel the run", err)
 		return
@@ -404,7 +447,10 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 			triggers.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
 			return
 		}
-		ack, runID, err := s.Runs.Decide(r.Context(), id, workflows.Decision{
+		if !checkReason(w, req.Reason) {
+			return
+		}
+		ack, runID, err := s.Runs.Decide(r.Context(), id, req.RunID, workflows.Decision{
 			Approve: approve, Step: req.Step, Reason: req.Reason, Actor: actorOf(p), Groups: p.Groups,
 		})
 		if errors.Is(err, runs.ErrForbidden) {
@@ -454,6 +500,7 @@ func (s *Server) reloadRunbooks(w http.ResponseWriter, r *http.Request) {
 		triggers.WriteError(w, http.StatusNotImplemented, "this server does not load runbooks from a directory", nil)
 		return
 	}
+	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionRunbookReload, Outcome: "requested"})
 	ch, err := s.Reload(r.Context())
 	if err != nil {
 		triggers.WriteError(w, http.StatusInternalServerError, "reload runbooks: "+err.Error(), nil)

@@ -138,7 +138,7 @@ func TestLaunchStartsRun(t *testing.T) {
 	calls := fx.runs.launchCalls()
 	require.Len(t, calls, 1)
 	require.Equal(t, launchCall{Runbook: "restart-crashlooping", IncidentKey: "shop/api", Params: map[string]string{"namespace": "shop", "deployment": "api"},
-		Actor: domain.Actor{Kind: domain.ActorUser, Name: "olga"}, Reason: "crash loop", RequestID: "req-42"}, calls[0])
+		Actor: domain.Actor{Kind: domain.ActorUser, Name: "olga"}, Reason: "crash loop", RequestID: "olga/req-42"}, calls[0])
 
 	launched := fx.recorder.events(domain.ActionRunLaunched)
 	require.Len(t, launched, 1)

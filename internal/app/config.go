@@ -73,6 +73,10 @@ func devAdminToken(dataDir string) (token string, cfg auth.TokenConfig, err erro
 	path := filepath.Join(dataDir, "admin-token")
 	if b, err := os.ReadFile(path); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), auth.TokenPrefix) {
 		token = strings.TrimSpace(string(b))
+		// An admin token readable by others is no secret: keep it 0600.
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", cfg, fmt.Errorf("restrict %s to its owner: %w", path, err)
+		}
 	} else {
 		if token, _, err = auth.NewToken(); err != nil {
 			return "", cfg, err

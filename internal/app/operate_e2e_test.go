@@ -341,9 +341,12 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.Equal(t, 2, tg.count("/diagnose"))
 		require.Equal(t, 1, tg.count("/fix"), "the rejected step never ran")
 		require.Equal(t, 1, tg.count("/undo"), "diagnose acted, so compensation ran")
-		launched := waitAudit(t, base, "action="+domain.ActionRunLaunched, 1)
+		launched := waitAudit(t, base, "action="+domain.ActionRunLaunched, 2)
 		require.Equal(t, "alice", launched[0].Event.Actor.Name)
+		require.Equal(t, "started", launched[0].Event.Outcome)
 		require.Equal(t, "testing", launched[0].Event.Detail["reason"])
+		require.Equal(t, "bob", launched[1].Event.Actor.Name, "the refused second launch is audited too")
+		require.Equal(t, "conflict", launched[1].Event.Outcome)
 	})
 
 	t.Run("an approval nobody gives times out and the run fails", func(t *testing.T) {
@@ -409,6 +412,29 @@ func TestOperateEndToEnd(t *testing.T) {
 		code = cli.Execute(context.Background(), []string{"launch", "quick", "--addr", base, "--token", ops.bob,
 			"-p", "target=http://127.0.0.1:1", "--wait"}, &out, &errOut)
 		require.Equal(t, 1, code, errOut.String())
+	})
+
+	t.Run("a retried launch with the same Idempotency-Key finds its run", func(t *testing.T) {
+		launch := func() (int, map[string]any) {
+			b, _ := json.Marshal(map[string]any{"params": map[string]string{"target": tg.URL}})
+			req, _ := http.NewRequest("POST", base+"/v1/runbooks/quick/launch", bytes.NewReader(b))
+			req.Header.Set("Authorization", "Bearer "+ops.bob)
+			req.Header.Set("Idempotency-Key", "retry-me")
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var out map[string]any
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+			return resp.StatusCode, out
+		}
+		code1, first := launch()
+		code2, second := launch()
+		require.Equal(t, http.StatusAccepted, code1, first)
+		require.Equal(t, http.StatusAccepted, code2, second)
+		require.Equal(t, first["workflowId"], second["workflowId"])
+		require.Equal(t, first["runId"], second["runId"], "one run, not two")
+		waitRunStatus(t, base, first["workflowId"].(string), runs.StatusSucceeded, time.Minute)
+		require.Equal(t, 2, tg.count("/ping"), "the CLI launch before + this one (the failing CLI launch pinged elsewhere)")
 	})
 
 	t.Run("runs filter, runbook detail and approvals list", func(t *testing.T) {

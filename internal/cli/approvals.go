@@ -102,6 +102,19 @@ launched yourself unless the runbook sets access.allowSelfApproval.
 				return err
 			}
 			id := runArg(args[0])
+			if req.Step == "" {
+				// Decide on what the run waits for now, as shown here, and
+				// on this run only: if it has moved on, nothing is decided.
+				d, err := c.Run(cmd.Context(), id, "")
+				if err != nil {
+					return err
+				}
+				if d.Run == nil || d.Run.Approval == nil {
+					return fmt.Errorf("run %s is not waiting for an approval (salve runs show %s)", id, shellQuote(id))
+				}
+				req.Step, req.RunID = d.Run.Approval.Step, d.RunID
+				fmt.Fprintf(cmd.ErrOrStderr(), "Deciding on %s of run %s (run ID %s)\n", approvalTarget(req.Step), id, d.RunID)
+			}
 			call := c.Reject
 			if approve {
 				call = c.Approve

@@ -465,6 +465,8 @@ func TestApprovals(t *testing.T) {
 		"GET /v1/approvals":          answer(http.StatusOK, list),
 		"POST /v1/runs/{id}/approve": answer(http.StatusOK, `{"workflowId":"`+testWF+`","runId":"r-1","step":"restart","decision":"approved","by":"bob"}`),
 		"POST /v1/runs/{id}/reject":  answer(http.StatusForbidden, `{"error":"alice launched this run and may not decide its approval"}`),
+		"GET /v1/runs/{id}": answer(http.StatusOK, `{"workflowId":"`+testWF+`","runId":"r-1","status":"running",
+		  "run":{"state":"running","steps":[],"approval":{"step":"restart","requestedAt":"`+now.Format(time.RFC3339)+`","deadline":"`+now.Add(time.Hour).Format(time.RFC3339)+`","onTimeout":"fail"}}}`),
 	})
 	out, _, code := api.run(t, "approvals")
 	require.Equal(t, 0, code)
@@ -481,10 +483,14 @@ func TestApprovals(t *testing.T) {
 	require.Equal(t, "/v1/runs/"+testEscaped+"/approve", api.requests()[1].Path)
 	require.Contains(t, out, "Approved step restart of run "+testWF+" as bob. The run goes on.")
 
+	// Without --step, the CLI decides on what the run waits for now, and
+	// on this run ID only.
 	_, stderr, code := api.run(t, "reject", testWF, "--reason", "no")
 	require.Equal(t, 1, code)
-	require.Equal(t, "/v1/runs/"+testEscaped+"/reject", api.requests()[2].Path)
-	require.Equal(t, "salve: 403 Forbidden: alice launched this run and may not decide its approval\n", stderr)
+	require.Equal(t, "/v1/runs/"+testEscaped, api.requests()[2].Path)
+	require.Equal(t, "/v1/runs/"+testEscaped+"/reject", api.requests()[3].Path)
+	require.Equal(t, map[string]any{"reason": "no", "step": "restart", "runId": "r-1"}, api.requests()[3].Body)
+	require.Contains(t, stderr, "salve: 403 Forbidden: alice launched this run and may not decide its approval\n")
 
 	out, _, code = api.run(t, "approvals", "-o", "json")
 	require.Equal(t, 0, code)

@@ -157,6 +157,22 @@ func (c *Client) stream(ctx context.Context, workflowID string, lastID *string, 
 		return false, 0, c.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		// The run has ended and we have seen all its records (the stream
+		// dropped before its end event): the run itself is the end.
+		d, err := c.Run(ctx, workflowID, "")
+		if err != nil {
+			return false, 0, err
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			return false, 0, err
+		}
+		if err := fn(Event{ID: *lastID, Name: EventEnd, Data: data}); err != nil {
+			return true, 0, callbackError{err}
+		}
+		return true, 0, nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return false, 0, apiError(resp.StatusCode, body)

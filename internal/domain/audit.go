@@ -27,10 +27,12 @@ const (
 	ActionApprovalGranted   = "approval.granted"
 	ActionApprovalRejected  = "approval.rejected"
 	ActionApprovalTimedOut  = "approval.timed_out"
-	ActionRunLaunched       = "run.launched"         // a person launched a run (API)
-	ActionRunPlanned        = "run.planned"          // a person asked for a dry-run plan
-	ActionRunCancelRequest  = "run.cancel_requested" // a person asked to cancel a run
-	ActionAuthDenied        = "auth.denied"          // an API request was refused (401/403)
+	ActionApprovalSkipped   = "approval.skipped"         // the alert resolved while waiting (onResolved: finish)
+	ActionRunLaunched       = "run.launched"             // a person launched a run (API)
+	ActionRunPlanned        = "run.planned"              // a person asked for a dry-run plan
+	ActionRunCancelRequest  = "run.cancel_requested"     // a person asked to cancel a run
+	ActionAuthDenied        = "auth.denied"              // an API request was refused (401/403)
+	ActionRunbookReload     = "runbook.reload_requested" // a person asked to re-read the runbooks
 
 	ActionCredentialIssued       = "credential.issued"
 	ActionCredentialRevoked      = "credential.revoked"

@@ -2,12 +2,16 @@ package runs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -35,12 +39,15 @@ var (
 // Launch starts a manual run of rb for incidentKey. Unlike an alert, a
 // launch never joins a running run: a run for the same incident already
 // in progress is an ErrConflict naming it.
-func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, err error) {
+//
+// requestID makes a retried request (same ID) find the run it started:
+// started is then false and nothing new runs.
+func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error) {
 	workflowID = domain.WorkflowID(rb.Name(), incidentKey)
 	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason}
 	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
 	if err != nil {
-		return "", "", fmt.Errorf("encode run input: %w", err)
+		return "", "", false, fmt.Errorf("encode run input: %w", err)
 	}
 	resp, err := r.c.WorkflowService().StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
 		Namespace:                r.namespace,
@@ -53,20 +60,23 @@ func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey str
 		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIdConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 	})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return workflowID, started.RunId, fmt.Errorf("%w: a run for incident %q of runbook %s is already running (run %s): watch or cancel it, or launch with another incident key", ErrConflict, incidentKey, rb.Name(), started.RunId)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &already) {
+		return workflowID, already.RunId, false, fmt.Errorf("%w: a run for incident %q of runbook %s is already running (run %s): watch or cancel it, or launch with another incident key", ErrConflict, incidentKey, rb.Name(), already.RunId)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("start run %s: %w", workflowID, err)
+		return "", "", false, fmt.Errorf("start run %s: %w", workflowID, err)
 	}
-	return workflowID, resp.GetRunId(), nil
+	return workflowID, resp.GetRunId(), resp.GetStarted(), nil
 }
 
 // Cancel asks the latest run of workflowID to stop. The run cancels its
 // current step and still runs its onFailure steps.
-func (r *Runs) Cancel(ctx context.Context, workflowID, reason, identity string) (runID string, err error) {
-	desc, err := r.c.DescribeWorkflowExecution(ctx, workflowID, "")
+//
+// runID "" means the latest run; a given one makes sure a request meant
+// for an earlier run never stops a later run of the same incident.
+func (r *Runs) Cancel(ctx context.Context, workflowID, runID, reason, identity string) (string, error) {
+	desc, err := r.c.DescribeWorkflowExecution(ctx, workflowID, runID)
 	if isNotFound(err) {
 		return "", fmt.Errorf("%w: %s", ErrNotFound, workflowID)
 	}
@@ -93,12 +103,21 @@ func (r *Runs) Cancel(ctx context.Context, workflowID, reason, identity string) 
 	return runID, nil
 }
 
-// Decide sends a person's decision to the approval the latest run of
-// workflowID waits for. The run's validator answers at once: a refusal is
-// ErrNotRunning/ErrConflict (nothing waits), ErrForbidden or ErrBadRequest.
-func (r *Runs) Decide(ctx context.Context, workflowID string, d workflows.Decision) (workflows.DecisionAck, string, error) {
+// Decide sends a person's decision to the approval a run waits for
+// (runID "" = the latest run of workflowID). The run's validator answers
+// at once: a refusal is ErrConflict (nothing waits), ErrForbidden or
+// ErrBadRequest. The same person sending the same decision again joins
+// the first request (the update ID is derived from it), so a retry never
+// decides twice.
+func (r *Runs) Decide(ctx context.Context, workflowID, runID string, d workflows.Decision) (workflows.DecisionAck, string, error) {
+	// Bounded: without a worker the update would wait for one.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	sum := sha256.Sum256([]byte(strings.Join([]string{workflowID, runID, d.Step, d.Actor.Name, strconv.FormatBool(d.Approve)}, "\x00")))
 	h, err := r.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     "decision-" + hex.EncodeToString(sum[:12]),
 		WorkflowID:   workflowID,
+		RunID:        runID,
 		UpdateName:   workflows.UpdateApproval,
 		Args:         []any{d},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -111,6 +130,7 @@ func (r *Runs) Decide(ctx context.Context, workflowID string, d workflows.Decisi
 	}
 	var appErr *temporal.ApplicationError
 	var nf *serviceerror.NotFound
+	var timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	switch {
 	case errors.As(err, &appErr):
 		switch appErr.Type() {
@@ -123,24 +143,29 @@ func (r *Runs) Decide(ctx context.Context, workflowID string, d workflows.Decisi
 		}
 	case errors.As(err, &nf):
 		// An unknown workflow, or one that has closed.
-		if _, derr := r.c.DescribeWorkflowExecution(ctx, workflowID, ""); isNotFound(derr) {
+		if _, derr := r.c.DescribeWorkflowExecution(ctx, workflowID, runID); isNotFound(derr) {
 			return workflows.DecisionAck{}, "", fmt.Errorf("%w: %s", ErrNotFound, workflowID)
 		}
 		return workflows.DecisionAck{}, "", fmt.Errorf("%w: run %s has ended: there is nothing to approve", ErrNotRunning, workflowID)
-	case errors.Is(err, context.DeadlineExceeded):
-		return workflows.DecisionAck{}, "", fmt.Errorf("%w: no worker answered the decision for %s in time; it was not recorded, try again", ErrNoWorker, workflowID)
+	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
+		return workflows.DecisionAck{}, "", fmt.Errorf("%w: no worker answered the decision for %s within 15s; it may still be applied when a worker picks it up: check the run (salve runs show) before deciding again", ErrNoWorker, workflowID)
 	}
 	return workflows.DecisionAck{}, "", fmt.Errorf("decide on run %s: %w", workflowID, err)
 }
 
 // query builds a visibility query for f.
 func (f ListFilter) query() (string, error) {
+	for name, v := range map[string]string{"runbook": f.Runbook, "incidentKey": f.IncidentKey} {
+		if strings.IndexFunc(v, unicode.IsControl) >= 0 || len(v) > 300 {
+			return "", fmt.Errorf("%w: %s must be at most 300 printable characters", ErrBadRequest, name)
+		}
+	}
 	conds := []string{fmt.Sprintf("WorkflowType = %q", workflows.WorkflowName)}
 	switch {
 	case f.Runbook != "" && f.IncidentKey != "":
-		conds = append(conds, fmt.Sprintf("WorkflowId = %q", domain.WorkflowID(f.Runbook, f.IncidentKey)))
+		conds = append(conds, "WorkflowId = "+quote(domain.WorkflowID(f.Runbook, f.IncidentKey)))
 	case f.Runbook != "":
-		conds = append(conds, fmt.Sprintf("WorkflowId STARTS_WITH %q", domain.WorkflowID(f.Runbook, "")))
+		conds = append(conds, "WorkflowId STARTS_WITH "+quote(domain.WorkflowID(f.Runbook, "")))
 	case f.IncidentKey != "":
 		return "", fmt.Errorf("%w: incidentKey needs runbook too (an incident key is per runbook)", ErrBadRequest)
 	}
@@ -155,6 +180,12 @@ func (f ListFilter) query() (string, error) {
 		conds = append(conds, fmt.Sprintf("StartTime >= %q", f.Since.UTC().Format(time.RFC3339Nano)))
 	}
 	return strings.Join(conds, " AND "), nil
+}
+
+// quote makes a string literal for Temporal's visibility query language,
+// which understands only \\ and \" as escapes (not Go's %q ones).
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 var temporalStatus = map[string]string{
@@ -198,25 +229,36 @@ func (r *Runs) PendingApprovals(ctx context.Context) ([]PendingApproval, error) 
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, 8)
 	)
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	unanswered := 0
 	for _, s := range running {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			st, err := r.status(ctx, s.WorkflowID, s.RunID)
-			if err != nil || st.Approval == nil {
-				return // a run without a worker to answer is not listed
-			}
+			st, err := r.status(qctx, s.WorkflowID, s.RunID)
 			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				unanswered++
+				return
+			}
+			if st.Approval == nil {
+				return
+			}
 			out = append(out, PendingApproval{
 				WorkflowID: s.WorkflowID, RunID: s.RunID, Runbook: s.Runbook, IncidentKey: s.IncidentKey,
 				Step: st.Approval.Step, RequestedAt: st.Approval.RequestedAt, Deadline: st.Approval.Deadline,
 				OnTimeout: st.Approval.OnTimeout, LaunchedBy: st.LaunchedBy,
 			})
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	if unanswered > 0 {
+		// Never claim that nothing waits when some runs could not say.
+		return out, fmt.Errorf("%w: %d of %d running runs did not answer (is a worker running?)", ErrNoWorker, unanswered, len(running))
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
 	return out, nil
 }

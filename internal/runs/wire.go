@@ -49,9 +49,13 @@ type PendingApproval struct {
 // DecisionRequest is the body of POST /v1/runs/{id}/approve and /reject.
 type DecisionRequest struct {
 	Reason string `json:"reason"`
-	// Step, when set, must name the step waiting: a guard against
-	// approving a later step than the one the caller looked at.
+	// Step, when set, must name the step waiting ("" with RunID set means
+	// any): a guard against approving a later step than the one the
+	// caller looked at.
 	Step string `json:"step,omitempty"`
+	// RunID, when set, must be the run waiting: a decision meant for an
+	// earlier run of the incident never lands on a later one.
+	RunID string `json:"runId,omitempty"`
 }
 
 // DecisionResult answers an accepted decision.
@@ -66,6 +70,8 @@ type DecisionResult struct {
 // CancelRequest is the body of POST /v1/runs/{id}/cancel.
 type CancelRequest struct {
 	Reason string `json:"reason,omitempty"`
+	// RunID, when set, must be the run to cancel (default: the latest).
+	RunID string `json:"runId,omitempty"`
 }
 
 // CancelResult answers an accepted cancel request.
