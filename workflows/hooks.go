@@ -21,7 +21,7 @@ func (r *run) hook(ctx workflow.Context, event, stepName, errText, actor string)
 		// close by at most this.
 		ScheduleToCloseTimeout: 45 * time.Second,
 		StartToCloseTimeout:    20 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
 	})
 	ev := step.HookEvent{
 		Event:       event,
