@@ -64,11 +64,33 @@ func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	return reg, nil
 }
 
+// Metrics observes the worker; internal/metrics implements it.
+type Metrics interface {
+	// StepFinished is one step attempt's executor call: outcome is
+	// succeeded, failed or planned (a mutating step in dry-run mode, not
+	// run: took is 0).
+	StepFinished(kind, outcome string, took time.Duration)
+	// AuditRecorded is a run-level audit event the workflow had stored
+	// (run.finished, approval decisions, ...).
+	AuditRecorded(ev domain.AuditEvent)
+}
+
+// SafetyState learns when runs finish; internal/safety implements it.
+type SafetyState interface {
+	Finished(ctx context.Context, runbook, workflowID, outcome string, at time.Time) error
+}
+
 // Activities adapts a registry's executors to Temporal activities.
 type Activities struct {
 	reg   *step.Registry
 	audit AuditRecorder
 	log   *slog.Logger
+	// Metrics, when set (before the worker starts), observes steps and
+	// run-level audit events; nil = none.
+	Metrics Metrics
+	// Safety, when set, learns of every finished run; nil = no safety
+	// state to keep.
+	Safety SafetyState
 }
 
 // New returns the adapter.
@@ -80,6 +102,17 @@ func New(reg *step.Registry, audit AuditRecorder, log *slog.Logger) *Activities 
 func (a *Activities) Audit(ctx context.Context, ev domain.AuditEvent) error {
 	if err := a.audit.Record(ctx, ev); err != nil {
 		return fmt.Errorf("record audit event %s: %w", ev.Action, err)
+	}
+	if ev.Action == domain.ActionRunFinished && a.Safety != nil {
+		// Free the run's place, start its cooldown, count a failure for
+		// the circuit breaker. Idempotent, so a retry after a failure here
+		// (the record above is idempotent too) applies it once.
+		if err := a.Safety.Finished(ctx, ev.Runbook, ev.WorkflowID, ev.Outcome, ev.Time); err != nil {
+			return fmt.Errorf("apply the finished run to the safety state: %w", err)
+		}
+	}
+	if a.Metrics != nil {
+		a.Metrics.AuditRecorded(ev)
 	}
 	return nil
 }
@@ -126,6 +159,7 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 			return step.Result{}, fmt.Errorf("record planned step: %w", err)
 		}
 		log.Info("dry run: mutating step not run")
+		a.stepFinished(spec.Kind, "planned", 0)
 		return step.Result{Output: map[string]any{"dryRun": true}}, nil
 	}
 	// No audit record, no action: a step whose start cannot be recorded
@@ -133,11 +167,14 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 	if err := a.audit.Record(ctx, ev(domain.ActionStepStarted, "", nil)); err != nil {
 		return step.Result{}, fmt.Errorf("record step start (step not run): %w", err)
 	}
+	start := time.Now()
 	res, err := spec.Executor.Execute(ctx, req)
+	took := time.Since(start)
 	// The outcome is recorded even if the activity's context has ended.
 	actx := context.WithoutCancel(ctx)
 	if err != nil {
 		log.Warn("step failed", "error", err)
+		a.stepFinished(spec.Kind, "failed", took)
 		if aerr := a.audit.Record(actx, ev(domain.ActionStepFailed, "failed", err)); aerr != nil {
 			log.Error("audit step failure", "error", aerr)
 		}
@@ -148,8 +185,15 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 		log.Error("audit step success", "error", aerr)
 	}
 	log.Info("step succeeded")
+	a.stepFinished(spec.Kind, "succeeded", took)
 	res.Attempt = info.Attempt
 	return res, nil
+}
+
+func (a *Activities) stepFinished(kind, outcome string, took time.Duration) {
+	if a.Metrics != nil {
+		a.Metrics.StepFinished(kind, outcome, took)
+	}
 }
 
 // temporalError is the one place that maps executor errors to retry

@@ -28,6 +28,19 @@ type AuditRecorder interface {
 	RecordAll(ctx context.Context, evs []domain.AuditEvent) error
 }
 
+// IngestMetrics observes the webhook handler; internal/metrics implements
+// it. Ingest.Metrics nil means no metrics.
+type IngestMetrics interface {
+	// WebhookAnswered is called once per request with the status sent.
+	WebhookAnswered(code int)
+	// AlertsPublished is how long storing a webhook's alerts took,
+	// whether it succeeded or not.
+	AlertsPublished(took time.Duration)
+	// AlertsAccepted is called with a webhook's alerts once it is
+	// answered 2xx.
+	AlertsAccepted(evs []domain.AlertEvent)
+}
+
 // DefaultMaxBody is the webhook body limit: Alertmanager's largest groups
 // (1000 alerts with annotations) stay well below it.
 const DefaultMaxBody = 4 << 20
@@ -43,9 +56,16 @@ type Ingest struct {
 	// PublishTimeout bounds how long a webhook waits for JetStream; past it
 	// the answer is 503 and Alertmanager retries. 0 = 10s.
 	PublishTimeout time.Duration
+	Metrics        IngestMetrics // nil = none
 }
 
-func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := rw
+	if h.Metrics != nil {
+		sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
+		defer func() { h.Metrics.WebhookAnswered(sw.code) }()
+		w = sw
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		WriteError(w, http.StatusMethodNotAllowed, "use POST", nil)
@@ -60,7 +80,7 @@ func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -87,7 +107,12 @@ func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	if err := h.Store.PublishAlerts(ctx, evs); err != nil {
+	start := time.Now()
+	err = h.Store.PublishAlerts(ctx, evs)
+	if h.Metrics != nil {
+		h.Metrics.AlertsPublished(time.Since(start))
+	}
+	if err != nil {
 		h.Log.Error("webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
 		w.Header().Set("Retry-After", "5")
 		WriteError(w, http.StatusServiceUnavailable, "alerts could not be stored durably; retry later", nil)
@@ -104,10 +129,29 @@ func (h *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if msg.TruncatedAlerts > 0 {
 		h.Log.Warn("Alertmanager truncated a webhook group; raise max_alerts or Salve misses alerts", "truncated", msg.TruncatedAlerts, "group_key", msg.GroupKey)
 	}
+	if h.Metrics != nil {
+		h.Metrics.AlertsAccepted(evs)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": len(evs)})
 }
+
+// statusWriter remembers the status a handler sent, for IngestMetrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.code, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (h *Ingest) auditEvents(msg WebhookMessage, evs []domain.AlertEvent, now time.Time) []domain.AuditEvent {
 	out := make([]domain.AuditEvent, 0, len(evs)+1)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"time"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -21,6 +23,10 @@ type StartRequest struct {
 	// RequestID makes the start idempotent: a redelivered alert maps to the
 	// run it already started or joined, even after that run finished.
 	RequestID string
+	// DryRun starts the run as a plan that changes nothing, for
+	// DryRunReason (e.g. the runbook's circuit breaker is open).
+	DryRun       bool
+	DryRunReason string
 }
 
 // StartResult says what happened.
@@ -37,6 +43,13 @@ type Starter interface {
 	// Notify delivers an alert (e.g. resolved) to a running run; it returns
 	// false, nil when no run is going.
 	Notify(ctx context.Context, workflowID string, ev domain.AlertEvent) (bool, error)
+}
+
+// Guard is the safety envelope: it admits new runs (cooldown, rate and
+// concurrency limits, circuit breaker); internal/safety implements it.
+type Guard interface {
+	Admit(ctx context.Context, rb *runbooks.Runbook, incidentKey, workflowID string) (safety.Admission, error)
+	Release(ctx context.Context, runbook, workflowID string) error
 }
 
 // Runbooks returns the current runbook set (it may be reloaded).
@@ -59,12 +72,30 @@ func (a *AtomicRunbooks) Store(s *runbooks.Set) { a.p.Store(s) }
 // Current returns the set.
 func (a *AtomicRunbooks) Current() *runbooks.Set { return a.p.Load() }
 
+// Trigger decisions, as TriggerMetrics sees them.
+const (
+	DecisionStarted    = "started"
+	DecisionJoined     = "joined"
+	DecisionResolved   = "resolved_signalled" // a resolved alert, delivered or with no run going
+	DecisionSuppressed = "suppressed"
+	DecisionNoMatch    = "no_match" // runbook ""
+)
+
+// TriggerMetrics counts trigger decisions; internal/metrics implements
+// it. A decision is counted once its audit record is stored.
+type TriggerMetrics interface {
+	TriggerDecision(runbook, decision string)
+}
+
 // Trigger decides what each stored alert does.
 type Trigger struct {
 	Runbooks Runbooks
 	Starter  Starter
 	Audit    AuditRecorder
 	Log      *slog.Logger
+	Metrics  TriggerMetrics // nil = none
+	// Guard, when set, must admit every new run; nil = no safety limits.
+	Guard Guard
 }
 
 // Handle matches one alert against the runbooks and starts, joins or
@@ -79,11 +110,11 @@ func (t *Trigger) Handle(ctx context.Context, ev domain.AlertEvent) error {
 	}
 	now := time.Now().UTC()
 	if len(matched) == 0 {
-		return t.record(ctx, domain.AuditEvent{
+		return t.decided("", DecisionNoMatch, t.record(ctx, domain.AuditEvent{
 			ID: "trigger/" + ev.ID + "/no_match", Time: now, Actor: alertActor(ev),
 			Action: domain.ActionTriggerNoMatch, Outcome: ev.Status,
 			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
-		})
+		}))
 	}
 	var errs []error
 	for _, rb := range matched {
@@ -100,12 +131,12 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 		// The runbook's key template does not fit this alert: retrying
 		// cannot help, so audit the suppression and move on.
 		t.Log.Warn("alert matched but has no incident key", "runbook", rb.Name(), "error", err)
-		return t.record(ctx, domain.AuditEvent{
+		return t.decided(rb.Name(), DecisionSuppressed, t.record(ctx, domain.AuditEvent{
 			ID: "trigger/" + ev.ID + "/" + rb.Name() + "/suppressed", Time: now, Actor: alertActor(ev),
 			Action: domain.ActionTriggerSuppressed, Runbook: rb.Name(), RunbookHash: rb.Hash,
 			Outcome: "no_incident_key", Error: err.Error(),
 			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
-		})
+		}))
 	}
 	wfID := domain.WorkflowID(rb.Name(), key)
 	base := domain.AuditEvent{
@@ -126,25 +157,75 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 			a.Outcome = "no_running_run"
 		}
 		log.Info("resolved alert", "delivered", delivered)
-		return t.record(ctx, a)
+		return t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
 	}
 
-	res, err := t.Starter.StartOrJoin(ctx, StartRequest{
-		WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID,
-	})
+	req := StartRequest{WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID}
+	var adm safety.Admission
+	if t.Guard != nil {
+		var err error
+		if adm, err = t.Guard.Admit(ctx, rb, key, wfID); err != nil {
+			return fmt.Errorf("safety check for %s: %w", wfID, err)
+		}
+		if !adm.Allowed {
+			// No new run. A run already going for the incident still
+			// hears of the alert.
+			delivered, err := t.Starter.Notify(ctx, wfID, ev)
+			if err != nil {
+				return fmt.Errorf("notify run %s: %w", wfID, err)
+			}
+			a := base
+			a.ID = "trigger/" + ev.ID + "/" + rb.Name()
+			if delivered {
+				a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
+			} else {
+				a.Action, a.Outcome, a.Error = domain.ActionTriggerSuppressed, adm.Check, adm.Reason
+				log.Info("alert suppressed by the safety envelope", "check", adm.Check, "reason", adm.Reason)
+			}
+			decision := DecisionSuppressed
+			if delivered {
+				decision = DecisionJoined
+			}
+			return t.decided(rb.Name(), decision, t.record(ctx, a))
+		}
+		req.DryRun, req.DryRunReason = adm.DryRun, adm.Reason
+	}
+	res, err := t.Starter.StartOrJoin(ctx, req)
 	if err != nil {
+		if adm.Reserved {
+			_ = t.Guard.Release(context.WithoutCancel(ctx), rb.Name(), wfID)
+		}
 		return fmt.Errorf("start or join run %s: %w", wfID, err)
 	}
+	if !res.Started && adm.Reserved {
+		// Joined a run already going: this admission started nothing.
+		if err := t.Guard.Release(ctx, rb.Name(), wfID); err != nil {
+			return fmt.Errorf("release safety reservation of %s: %w", wfID, err)
+		}
+	}
 	a := base
+	if adm.DryRun && res.Started {
+		a.Detail = maps.Clone(base.Detail)
+		a.Detail["dryRun"] = adm.Reason
+	}
 	a.RunID = res.RunID
 	a.ID = "trigger/" + ev.ID + "/" + rb.Name()
 	if res.Started {
-		a.Action, a.Outcome = domain.ActionTriggerMatched, "started"
+		a.Action, a.Outcome = domain.ActionTriggerMatched, DecisionStarted
 	} else {
-		a.Action, a.Outcome = domain.ActionRunJoined, "joined"
+		a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
 	}
 	log.Info("alert matched runbook", "outcome", a.Outcome, "run_id", res.RunID)
-	return t.record(ctx, a)
+	return t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
+}
+
+// decided counts a decision whose audit record was stored (err == nil): a
+// redelivery after a failed record is counted once, when it succeeds.
+func (t *Trigger) decided(runbook, decision string, err error) error {
+	if err == nil && t.Metrics != nil {
+		t.Metrics.TriggerDecision(runbook, decision)
+	}
+	return err
 }
 
 func (t *Trigger) record(ctx context.Context, ev domain.AuditEvent) error {

@@ -54,6 +54,10 @@ type Input struct {
 	Actor       domain.Actor       `json:"actor"`
 	// Reason is why a person launched the run.
 	Reason string `json:"reason,omitempty"`
+	// DryRun makes this run a plan that changes nothing, whatever the
+	// runbook's mode, for DryRunReason (e.g. its circuit breaker is open).
+	DryRun       bool   `json:"dryRun,omitempty"`
+	DryRunReason string `json:"dryRunReason,omitempty"`
 }
 
 // Status is the run's live state (query "status") and its result.
@@ -70,6 +74,10 @@ type Status struct {
 	// StopReason says why the run stopped early (e.g. its alert resolved).
 	StopReason string `json:"stopReason,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// DryRun: the run changed nothing (runbook mode or safety envelope);
+	// DryRunReason says why when the safety envelope decided it.
+	DryRun       bool   `json:"dryRun,omitempty"`
+	DryRunReason string `json:"dryRunReason,omitempty"`
 	// LaunchedBy is the person who launched the run; "" for alert runs.
 	LaunchedBy string `json:"launchedBy,omitempty"`
 	Reason     string `json:"reason,omitempty"`
@@ -126,7 +134,7 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	})
 
 	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
-	r.hook(ctx, step.HookStarted, "", "", in.Actor.Name)
+	r.hook(ctx, step.HookStarted, "", in.DryRunReason, in.Actor.Name)
 	err := r.execute(execCtx)
 	cancelled := err != nil && errors.Is(execCtx.Err(), workflow.ErrCanceled)
 	// A rejection of a compensation step later does not make a failed run
@@ -228,11 +236,13 @@ func newRun(ctx workflow.Context, in Input) *run {
 		info: info,
 		seen: map[string]bool{},
 		status: Status{
-			Runbook:     in.Runbook.Name(),
-			RunbookHash: in.Runbook.Hash,
-			IncidentKey: in.IncidentKey,
-			State:       RunStateRunning,
-			Reason:      in.Reason,
+			Runbook:      in.Runbook.Name(),
+			RunbookHash:  in.Runbook.Hash,
+			IncidentKey:  in.IncidentKey,
+			State:        RunStateRunning,
+			Reason:       in.Reason,
+			DryRun:       in.Runbook.Spec.Safety.DryRun() || in.DryRun,
+			DryRunReason: in.DryRunReason,
 		},
 		data: runbooks.TemplateData{
 			Steps: map[string]runbooks.StepData{},
@@ -280,7 +290,7 @@ func (r *run) addAlert(ev domain.AlertEvent) bool {
 	return true
 }
 
-func (r *run) dryRun() bool { return r.in.Runbook.Spec.Safety.DryRun() }
+func (r *run) dryRun() bool { return r.in.Runbook.Spec.Safety.DryRun() || r.in.DryRun }
 
 // errApprovalUnsupported refuses runbooks that ask for a person's approval:
 // until this version can wait for one, running such a runbook would act

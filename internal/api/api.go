@@ -21,6 +21,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
 	"github.com/salve-sre/salve/runbooks"
@@ -37,6 +38,13 @@ type RunService interface {
 	Decide(ctx context.Context, workflowID, runID string, d workflows.Decision) (workflows.DecisionAck, string, error)
 	PendingApprovals(ctx context.Context) ([]runs.PendingApproval, error)
 	Stats(ctx context.Context, runbook string, limit int) ([]runs.Summary, runs.RunbookStats, error)
+}
+
+// SafetyControl reads and resets the safety envelope's state;
+// *safety.Guard implements it.
+type SafetyControl interface {
+	State(ctx context.Context, runbook string) (safety.BreakerState, error)
+	Reset(ctx context.Context, runbook string) (bool, error)
 }
 
 // AuditReader reads and verifies the audit log.
@@ -89,6 +97,8 @@ type Server struct {
 
 	// Metrics serves GET /metrics (Prometheus); nil = 404.
 	Metrics http.Handler
+	// Safety reads and resets runbooks' circuit breakers; nil = none.
+	Safety SafetyControl
 	// Stats computes the dashboard's figures for a window (GET /v1/stats);
 	// nil = 501.
 	Stats func(ctx context.Context, from, to time.Time) (stats.Report, error)
@@ -127,6 +137,7 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/runbooks/reload", Role: auth.RoleAdmin, Summary: "re-read the runbook directory now", handler: s.reloadRunbooks},
 		{Method: "GET", Path: "/v1/runbooks/{name}", Role: auth.RoleViewer, Summary: "one runbook with recent runs and success rate", handler: s.getRunbook},
 		{Method: "POST", Path: "/v1/runbooks/{name}/launch", Role: auth.RoleOperator, Summary: "launch a run, or get its plan with dryRun", handler: s.launch},
+		{Method: "POST", Path: "/v1/runbooks/{name}/breaker/reset", Role: auth.RoleAdmin, Summary: "close the runbook's circuit breaker", handler: s.resetBreaker},
 		{Method: "GET", Path: "/v1/audit", Role: auth.RoleViewer, Summary: "audit records", handler: s.listAudit},
 		{Method: "GET", Path: "/v1/audit/verify", Role: auth.RoleViewer, Summary: "verify the audit hash chain", handler: s.verifyAudit},
 		{Method: "GET", Path: "/v1/timelines/{key}", Role: auth.RoleViewer, Summary: "an incident's timeline", handler: s.incidentTimeline, pattern: "GET /v1/timelines/{key...}"},
@@ -562,4 +573,34 @@ func parseDays(v string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * 24 * time.Hour, true
+}
+
+// resetBreaker serves POST /v1/runbooks/{name}/breaker/reset.
+func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
+	rb, ok := s.runbook(w, r.PathValue("name"))
+	if !ok {
+		return
+	}
+	if s.Safety == nil {
+		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no safety state", nil)
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if !decodeBody(w, r, &req) || !checkReason(w, req.Reason) {
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		triggers.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
+		return
+	}
+	was, err := s.Safety.Reset(r.Context(), rb.Name())
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot reset the circuit breaker: "+err.Error(), nil)
+		return
+	}
+	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionBreakerReset, Runbook: rb.Name(),
+		Outcome: map[bool]string{true: "closed", false: "was_closed"}[was], Detail: map[string]string{"reason": req.Reason}})
+	writeJSON(w, http.StatusOK, map[string]any{"runbook": rb.Name(), "wasOpen": was, "open": false})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -562,7 +563,8 @@ func newFixture(t testing.TB) *fixture {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 			_, _ = io.WriteString(w, "salve_runs_total{runbook=\"r\",outcome=\"succeeded\"} 1\n")
 		}),
-		Stats: (&stats.Computer{Source: fa, Pending: func(context.Context) (int, error) { return 1, nil }}).Compute,
+		Safety: fakeSafety{},
+		Stats:  (&stats.Computer{Source: fa, Pending: func(context.Context) (int, error) { return 1, nil }}).Compute,
 	}
 	return &fixture{srv: srv, runs: fr, audit: fa, recorder: rec, tok: tok}
 }
@@ -599,3 +601,11 @@ func (fx *fixture) do(r request) *httptest.ResponseRecorder {
 	fx.srv.Handler().ServeHTTP(rec, r.build())
 	return rec
 }
+
+type fakeSafety struct{}
+
+func (fakeSafety) State(_ context.Context, runbook string) (safety.BreakerState, error) {
+	return safety.BreakerState{Runbook: runbook, Open: true, OpenSince: t0, Failures: 3, Active: 1, Starts: 4}, nil
+}
+
+func (fakeSafety) Reset(context.Context, string) (bool, error) { return true, nil }

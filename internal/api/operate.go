@@ -482,6 +482,13 @@ func (s *Server) getRunbook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := map[string]any{"runbook": itemOf(rb), "spec": rb}
+	if s.Safety != nil {
+		if st, err := s.Safety.State(r.Context(), rb.Name()); err == nil {
+			body["safety"] = st
+		} else {
+			body["safetyError"] = "safety state unavailable: " + err.Error()
+		}
+	}
 	recent, stats, err := s.Runs.Stats(r.Context(), rb.Name(), 100)
 	if err != nil {
 		s.Log.Warn("runbook stats", "runbook", rb.Name(), "error", err)

@@ -33,11 +33,14 @@ import (
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
+	"github.com/salve-sre/salve/internal/dashboard"
 	"github.com/salve-sre/salve/internal/devkube"
 	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
+	"github.com/salve-sre/salve/internal/metrics"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
@@ -272,6 +275,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	pub := bus.NewPublisher(js)
+	m := metrics.New()
+	pub.Duplicates = m
 
 	tc, err := client.Dial(client.Options{
 		HostPort:  ts.HostPort(),
@@ -291,7 +296,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		cfg.Kubeconfig = d.Kubeconfig
 	}
 	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL, Notify: notifier}
-	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg)
+	leases := &vault.LeaseCounters{}
+	m.Leases(leaseTotals(leases))
+	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg, leases)
 	if err != nil {
 		return nil, err
 	}
@@ -299,8 +306,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	m.StepKinds(reg.Kinds())
 	rbs := &triggers.AtomicRunbooks{}
-	loader := &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: reg, Audit: pub, Log: log.With("component", "runbooks"), Store: rbs.Store}
+	loader := &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: reg, Audit: pub, Log: log.With("component", "runbooks"), Store: storeRunbooks(rbs.Store, m)}
 	if _, err := loader.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load runbooks: %w", err)
 	}
@@ -316,6 +324,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 
 	acts := activities.New(reg, pub, log.With("component", "worker"))
+	acts.Metrics = m
+	guard, err := safety.Open(ctx, js, 1)
+	if err != nil {
+		return nil, err
+	}
+	acts.Safety = guard
 	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
 	if err != nil {
 		return nil, err
@@ -336,7 +350,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, auditLog.close)
 
 	rs := runs.New(tc, ts.Namespace(), runs.DefaultTaskQueue, "salve-trigger@"+hostname())
-	trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger")}
+	trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard}
+	m.ApprovalsPending(pendingApprovals(rs))
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	consumerDone := make(chan struct{})
 	go func() {
@@ -349,7 +364,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 
 	srv := &api.Server{
-		Ingest:    &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest")},
+		Ingest:    &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m},
+		Metrics:   m.Handler(),
 		Runs:      rs,
 		Runbooks:  rbs,
 		Catalog:   reg,
@@ -376,11 +392,20 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, ts.Namespace()) }},
 		},
 	}
+	srv.Safety = guard
 	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
 		p, err := rs.PendingApprovals(ctx)
 		return len(p), err
 	}}).Compute
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	dash, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: d.TemporalUI, Namespace: ts.Namespace(), Log: log.With("component", "dashboard")})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", dash)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	mux.Handle("/", srv.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		serve := func() error { return hs.Serve(ln) }
 		if fc.TLS.CertFile != "" {
@@ -551,6 +576,7 @@ func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
 	fmt.Fprintf(w, `
 Salve %s is running (dev mode: everything in this process, data in %s)
 
+  Dashboard     %s/ui/
   API           %s   (GET /v1/runs, /v1/runbooks, /readyz)
   Webhook       %s/v1/alertmanager
   Webhook token %s
@@ -575,7 +601,7 @@ Alertmanager receiver (paste into alertmanager.yml):
 Try it:  curl -s -H 'Authorization: Bearer %s' --data @triggers/testdata/webhook-demo.json %s/v1/alertmanager
 Press Ctrl-C to stop; runs in flight resume on the next start.
 
-`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.WebhookToken, adminLine(d), d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
+`, cfg.Version, cfg.DataDir, d.URL, d.URL, d.URL, d.WebhookToken, adminLine(d), d.TemporalAddr, ui, d.NATSURL, kubeLine, strings.Join(names, ", "),
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
 }
 
@@ -589,7 +615,7 @@ func adminLine(d *Dev) string {
 // credentials picks where step credentials come from and returns the
 // readiness check that reports it: Vault (per-step, revoked at step end),
 // or a kubeconfig's standing identity, which is labelled insecure.
-func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config) (api.Check, error) {
+func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config, leases *vault.LeaseCounters) (api.Check, error) {
 	if cfg.Vault.Addr == "" {
 		if cfg.Kubeconfig == "" {
 			return api.Check{Name: "credentials", Check: func(context.Context) error { return nil }, Warning: "none configured: kubernetes.* steps and secret headers fail until --vault-addr or --kubeconfig is given"}, nil
@@ -615,7 +641,7 @@ func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher
 		}
 		acfg.Kube = &vault.KubeCredentials{
 			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster, Clusters: others,
-			Audit: pub, Log: log.With("component", "vault"), Metrics: &vault.LeaseCounters{},
+			Audit: pub, Log: log.With("component", "vault"), Metrics: leases,
 		}
 		log.Info("kubernetes.* steps use per-step Vault credentials", "vault", cfg.Vault.Addr, "cluster", cluster.Host, "login", cfg.Vault.Method())
 	}

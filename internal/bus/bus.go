@@ -78,6 +78,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 // store them.
 type Publisher struct {
 	js jetstream.JetStream
+	// Duplicates, when set, is told how many alerts of each stored batch
+	// JetStream already had. Set it before the first publish.
+	Duplicates DuplicateObserver
+}
+
+// DuplicateObserver counts alerts that JetStream answered as duplicates
+// (an Alertmanager retry or HA peer sent them again); internal/metrics
+// implements it.
+type DuplicateObserver interface {
+	AlertsDeduplicated(n int)
 }
 
 // NewPublisher returns a publisher.
@@ -103,7 +113,11 @@ func (p *Publisher) PublishAlerts(ctx context.Context, evs []domain.AlertEvent) 
 		}
 		msgs = append(msgs, outMsg{subject: SubjectAlerts + "." + ev.Status, id: ev.ID, data: data})
 	}
-	return p.publishAll(ctx, msgs)
+	dups, err := p.publishAll(ctx, msgs)
+	if err == nil && dups > 0 && p.Duplicates != nil {
+		p.Duplicates.AlertsDeduplicated(dups)
+	}
+	return err
 }
 
 // Record stores one audit event in AUDIT.
@@ -124,7 +138,8 @@ func (p *Publisher) RecordAll(ctx context.Context, evs []domain.AuditEvent) erro
 		}
 		msgs = append(msgs, outMsg{subject: SubjectAudit + "." + subjectToken(ev.Action), id: ev.ID, data: data})
 	}
-	return p.publishAll(ctx, msgs)
+	_, err := p.publishAll(ctx, msgs)
+	return err
 }
 
 // subjectToken keeps an action name a valid subject suffix.
@@ -137,33 +152,40 @@ func subjectToken(s string) string {
 	}, s)
 }
 
-func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) error {
+// publishAll returns how many messages JetStream answered as duplicates.
+func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ error) {
 	if len(msgs) == 1 {
 		// The common case: skip the async machinery.
 		m := msgs[0]
-		_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}})
+		ack, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}})
 		if err != nil {
-			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
 		}
-		return nil
+		if ack != nil && ack.Duplicate {
+			dups++
+		}
+		return dups, nil
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}},
 			jetstream.WithStallWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
 		}
 		futures = append(futures, f)
 	}
 	for _, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack != nil && ack.Duplicate {
+				dups++
+			}
 		case err := <-f.Err():
-			return fmt.Errorf("%w: publish %s: %v", ErrNotStored, f.Msg().Subject, err)
+			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, f.Msg().Subject, err)
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %v", ErrNotStored, ctx.Err())
+			return 0, fmt.Errorf("%w: %v", ErrNotStored, ctx.Err())
 		}
 	}
-	return nil
+	return dups, nil
 }

@@ -33,6 +33,7 @@ const (
 	ActionRunCancelRequest  = "run.cancel_requested"     // a person asked to cancel a run
 	ActionAuthDenied        = "auth.denied"              // an API request was refused (401/403)
 	ActionRunbookReload     = "runbook.reload_requested" // a person asked to re-read the runbooks
+	ActionBreakerReset      = "breaker.reset"            // an admin closed a runbook's circuit breaker
 
 	ActionCredentialIssued       = "credential.issued"
 	ActionCredentialRevoked      = "credential.revoked"

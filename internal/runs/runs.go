@@ -51,10 +51,12 @@ func New(c client.Client, namespace, taskQueue, identity string) *Runs {
 func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
 	alert := req.Alert
 	in := workflows.Input{
-		Runbook:     *req.Runbook,
-		IncidentKey: req.IncidentKey,
-		Alert:       &alert,
-		Actor:       domain.Actor{Kind: domain.ActorAlert, Name: alert.Name()},
+		Runbook:      *req.Runbook,
+		IncidentKey:  req.IncidentKey,
+		Alert:        &alert,
+		Actor:        domain.Actor{Kind: domain.ActorAlert, Name: alert.Name()},
+		DryRun:       req.DryRun,
+		DryRunReason: req.DryRunReason,
 	}
 	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
 	if err != nil {

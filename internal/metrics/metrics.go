@@ -1,0 +1,348 @@
+// Package metrics is Salve's Prometheus instrumentation: one Metrics value
+// built on its own registry, served by Handler at GET /metrics.
+//
+// The packages that do the work declare the small observer interfaces they
+// need (triggers.IngestMetrics, triggers.TriggerMetrics,
+// activities.Metrics, bus.DuplicateObserver) and Metrics implements them
+// structurally, so this package imports none of them: it sits beside them
+// at layer L2 of DESIGN §5 and depends only on internal/domain (L0) and the
+// Prometheus client. What other packages count themselves (Vault leases)
+// reaches it through a plain function the composition root adapts.
+//
+// Labels are bounded: runbook names, step kinds, outcomes, alert statuses,
+// trigger decisions and HTTP codes. Fingerprints, run and workflow IDs,
+// incident keys and Vault roles are never labels.
+package metrics
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/salve-sre/salve/internal/domain"
+)
+
+// Trigger decisions (the decision label of salve_trigger_decisions_total);
+// the same strings as triggers.Decision*.
+const (
+	DecisionStarted    = "started"
+	DecisionJoined     = "joined"
+	DecisionResolved   = "resolved_signalled"
+	DecisionSuppressed = "suppressed"
+	DecisionNoMatch    = "no_match"
+)
+
+// Run outcomes (the outcome label of salve_runs_total): a run's final state.
+const (
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCancelled = "cancelled"
+	RunRejected  = "rejected"
+)
+
+// Step outcomes (the outcome label of salve_step_duration_seconds).
+const (
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+	StepPlanned   = "planned" // a mutating step in dry-run mode: not run
+)
+
+// other stands in for a label value outside its known set, so a surprise
+// value can never grow the number of series.
+const other = "other"
+
+var (
+	runbookDecisions = []string{DecisionStarted, DecisionJoined, DecisionResolved, DecisionSuppressed}
+	allDecisions     = append(slices.Clone(runbookDecisions), DecisionNoMatch)
+	runOutcomes      = []string{RunSucceeded, RunFailed, RunCancelled, RunRejected}
+	stepOutcomes     = []string{StepSucceeded, StepFailed, StepPlanned}
+	alertStatuses    = []string{domain.StatusFiring, domain.StatusResolved}
+	// ingestCodes are the answers the webhook handler gives; their series
+	// exist from the start so 5xx rates read 0, not "no data".
+	ingestCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized,
+		http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable}
+)
+
+// Metrics holds every Salve metric. The zero value is not usable; a nil
+// *Metrics is, and observes nothing.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	alertsReceived     *prometheus.CounterVec
+	alertsDeduplicated prometheus.Counter
+	ingestPublish      prometheus.Histogram
+	ingestRequests     *prometheus.CounterVec
+	triggerDecisions   *prometheus.CounterVec
+	runs               *prometheus.CounterVec
+	runDuration        *prometheus.HistogramVec
+	toilSaved          *prometheus.CounterVec
+	stepDuration       *prometheus.HistogramVec
+	approvalWait       prometheus.Histogram
+	runbooksLoaded     prometheus.Gauge
+
+	pendingOnce sync.Once
+	pending     atomic.Pointer[func() float64]
+	leases      atomic.Pointer[func() LeaseTotals]
+
+	mu       sync.Mutex
+	runbooks map[string]bool // runbooks whose series exist
+}
+
+// New builds the metrics on a fresh registry with the Go and process
+// collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg, runbooks: map[string]bool{}}
+	m.alertsReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_alerts_received_total",
+		Help: "Alerts in webhooks Salve accepted (stored durably, answered 2xx), by status; duplicates included.",
+	}, []string{"status"})
+	m.alertsDeduplicated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "salve_alerts_deduplicated_total",
+		Help: "Alerts JetStream already had (an Alertmanager retry or HA peer): stored once, counted here.",
+	})
+	m.ingestPublish = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "salve_ingest_publish_seconds",
+		Help:    "Time to store one webhook's alerts in JetStream (until every publish is acknowledged or fails).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
+	m.ingestRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_ingest_requests_total",
+		Help: "Alertmanager webhook requests by the HTTP status Salve answered.",
+	}, []string{"code"})
+	m.triggerDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_trigger_decisions_total",
+		Help: "What the trigger decided for each stored alert and matching runbook: started, joined, resolved_signalled, suppressed, or no_match (runbook=\"\").",
+	}, []string{"runbook", "decision"})
+	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_runs_total",
+		Help: "Finished runs by runbook and outcome (succeeded, failed, cancelled, rejected).",
+	}, []string{"runbook", "outcome"})
+	m.runDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "salve_run_duration_seconds",
+		Help:    "Duration of finished runs, from workflow start to the run.finished event, approval waits included.",
+		Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200},
+	}, []string{"runbook"})
+	m.toilSaved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_toil_saved_seconds_total",
+		Help: "Manual work saved: each alert-triggered run that succeeded adds its runbook's toil.manualMinutes, less the time people spent approving it.",
+	}, []string{"runbook"})
+	m.stepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "salve_step_duration_seconds",
+		Help:    "Duration of one step attempt's action (the executor call), by step kind and outcome (succeeded, failed, planned).",
+		Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
+	}, []string{"kind", "outcome"})
+	m.approvalWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "salve_approval_wait_seconds",
+		Help:    "How long runs waited for a person's approval decision (granted or rejected).",
+		Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400},
+	})
+	m.runbooksLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "salve_runbooks_loaded",
+		Help: "Runbooks in the serving set.",
+	})
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.alertsReceived, m.alertsDeduplicated, m.ingestPublish, m.ingestRequests,
+		m.triggerDecisions, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
+		m.approvalWait, m.runbooksLoaded, leaseCollector{m},
+	)
+	for _, s := range alertStatuses {
+		m.alertsReceived.WithLabelValues(s)
+	}
+	for _, c := range ingestCodes {
+		m.ingestRequests.WithLabelValues(strconv.Itoa(c))
+	}
+	m.triggerDecisions.WithLabelValues("", DecisionNoMatch)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Gatherer is the registry, for tests and for embedding.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// --- ingest (triggers.IngestMetrics) ---
+
+// AlertsAccepted counts the alerts of a webhook that was answered 2xx.
+func (m *Metrics) AlertsAccepted(evs []domain.AlertEvent) {
+	if m == nil {
+		return
+	}
+	for _, ev := range evs {
+		m.alertsReceived.WithLabelValues(known(ev.Status, alertStatuses)).Inc()
+	}
+}
+
+// AlertsPublished observes how long storing one webhook's alerts took,
+// whether it succeeded or not.
+func (m *Metrics) AlertsPublished(took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ingestPublish.Observe(took.Seconds())
+}
+
+// WebhookAnswered counts one webhook request by the status it got.
+func (m *Metrics) WebhookAnswered(code int) {
+	if m == nil {
+		return
+	}
+	label := other
+	if code >= 100 && code <= 599 {
+		label = strconv.Itoa(code) // at most 500 values, in practice the six above
+	}
+	m.ingestRequests.WithLabelValues(label).Inc()
+}
+
+// AlertsDeduplicated counts alerts JetStream answered as duplicates
+// (bus.DuplicateObserver).
+func (m *Metrics) AlertsDeduplicated(n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.alertsDeduplicated.Add(float64(n))
+}
+
+// --- trigger (triggers.TriggerMetrics) ---
+
+// TriggerDecision counts one recorded trigger decision.
+func (m *Metrics) TriggerDecision(runbook, decision string) {
+	if m == nil {
+		return
+	}
+	if decision == DecisionNoMatch {
+		runbook = ""
+	}
+	m.triggerDecisions.WithLabelValues(runbook, known(decision, allDecisions)).Inc()
+}
+
+// --- worker (activities.Metrics) ---
+
+// StepFinished observes one step attempt's action.
+func (m *Metrics) StepFinished(kind, outcome string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.stepDuration.WithLabelValues(kind, known(outcome, stepOutcomes)).Observe(took.Seconds())
+}
+
+// AuditRecorded reads the run-level audit events the worker's Audit
+// activity stored: run.finished feeds the run counters, duration and toil
+// saved; approval.granted and approval.rejected the approval wait. The
+// workflow writes these details (workflows.finishDetail); values that do
+// not parse are skipped, never guessed.
+func (m *Metrics) AuditRecorded(ev domain.AuditEvent) {
+	if m == nil {
+		return
+	}
+	switch ev.Action {
+	case domain.ActionRunFinished:
+		if ev.Runbook == "" {
+			return
+		}
+		m.runs.WithLabelValues(ev.Runbook, known(ev.Outcome, runOutcomes)).Inc()
+		if d, ok := seconds(ev.Detail, "durationSeconds"); ok {
+			m.runDuration.WithLabelValues(ev.Runbook).Observe(d)
+		}
+		if s, ok := seconds(ev.Detail, "toilSeconds"); ok {
+			m.toilSaved.WithLabelValues(ev.Runbook).Add(s)
+		}
+	case domain.ActionApprovalGranted, domain.ActionApprovalRejected:
+		if w, ok := seconds(ev.Detail, "waitSeconds"); ok {
+			m.approvalWait.Observe(w)
+		}
+	}
+}
+
+func seconds(detail map[string]string, key string) (float64, bool) {
+	v, ok := detail[key]
+	if !ok {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f < 0 || f != f {
+		return 0, false
+	}
+	return f, true
+}
+
+// --- composition root ---
+
+// Runbooks records the serving runbook set after a (re)load: it sets
+// salve_runbooks_loaded and creates the zero-valued series of every
+// runbook × decision and outcome, so dashboards show 0 rather than no
+// data for a runbook that never ran. Series of runbooks that went away
+// stay: their counts are history, and runs of them may still finish.
+func (m *Metrics) Runbooks(names []string) {
+	if m == nil {
+		return
+	}
+	m.runbooksLoaded.Set(float64(len(names)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, rb := range names {
+		if rb == "" || m.runbooks[rb] {
+			continue
+		}
+		m.runbooks[rb] = true
+		for _, d := range runbookDecisions {
+			m.triggerDecisions.WithLabelValues(rb, d)
+		}
+		for _, o := range runOutcomes {
+			m.runs.WithLabelValues(rb, o)
+		}
+		m.runDuration.WithLabelValues(rb)
+		m.toilSaved.WithLabelValues(rb)
+	}
+}
+
+// StepKinds creates the zero-valued step duration series of every
+// registered step kind.
+func (m *Metrics) StepKinds(kinds []string) {
+	if m == nil {
+		return
+	}
+	for _, k := range kinds {
+		for _, o := range stepOutcomes {
+			m.stepDuration.WithLabelValues(k, o)
+		}
+	}
+}
+
+// ApprovalsPending registers salve_approvals_pending, read from f at each
+// scrape; f must be cheap (see CachedCount). A later call replaces f. A
+// process that never calls it (a role that cannot see runs) does not
+// export the gauge at all, rather than a misleading 0.
+func (m *Metrics) ApprovalsPending(f func() float64) {
+	if m == nil || f == nil {
+		return
+	}
+	m.pending.Store(&f)
+	m.pendingOnce.Do(func() {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "salve_approvals_pending",
+			Help: "Runs waiting for a person's approval now (refreshed at most every few seconds).",
+		}, func() float64 { return (*m.pending.Load())() }))
+	})
+}
+
+// known returns v if it is one of set, else "other".
+func known(v string, set []string) string {
+	if slices.Contains(set, v) {
+		return v
+	}
+	return other
+}
