@@ -396,7 +396,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
 		p, err := rs.PendingApprovals(ctx)
 		return len(p), err
-	}}).Compute
+	}, Breakers: breakers(rbs, guard)}).Compute
 	dash, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: d.TemporalUI, Namespace: ts.Namespace(), Log: log.With("component", "dashboard")})
 	if err != nil {
 		return nil, err

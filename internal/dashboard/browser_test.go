@@ -381,7 +381,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.Equal(t, "0.5", text("#toil-saved-hours"))
 		require.Equal(t, "1", text("#pending-approvals"))
 		require.Contains(t, text("#toil-by-runbook"), "disk-cleanup")
-		require.Contains(t, text("#circuit-breakers"), "not configured in this version")
+		require.Contains(t, text("#circuit-breakers"), "no runbook declares one")
 		charts, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('figure.chart svg').length`))
 		require.NoError(t, err)
 		require.Equal(t, 2, charts)

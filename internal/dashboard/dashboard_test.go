@@ -254,7 +254,7 @@ func TestPagesForAnOperator(t *testing.T) {
 			`<span id="toil-saved-hours" data-seconds="1800">0.5</span> h`,
 			`id="success-rate">75%`, `id="automation-rate">40%`, `id="coverage">50%`,
 			`<span id="mttr-automated">1m 30s</span> / <span id="mttr-manual">45m 00s</span>`, `id="alert-to-action">1.5s`,
-			`<a href="/ui/approvals" id="pending-approvals">2</a>`, `not configured in this version`,
+			`<a href="/ui/approvals" id="pending-approvals">2</a>`, `no runbook declares one`,
 			`Toil saved per day (hours)`, `Runs and failed runs per day`, `<svg viewBox="0 0 640 220"`, `<rect class="bar"`, `<polyline class="series s-runs"`,
 			`id="toil-by-runbook"`, `href="/ui/runbooks/restart-crashlooping">restart-crashlooping</a>`, `id="toil-by-team"`,
 			`id="top-failing"`, `id="noisiest-alerts"`, `<td>KubeDeploymentCrashLooping</td><td class="num">4</td><td class="num">2</td><td class="num">1h 00m</td>`,
@@ -460,4 +460,19 @@ func TestUntrustedTextIsEscaped(t *testing.T) {
 func TestNewNeedsTheAPI(t *testing.T) {
 	_, err := dashboard.New(dashboard.Options{})
 	require.Error(t, err)
+}
+
+// An open circuit breaker is named on the overview; a partial pending
+// count says so.
+func TestOverviewShowsOpenBreakers(t *testing.T) {
+	fx := newFixture(t)
+	fx.srv.Stats = func(_ context.Context, from, to time.Time) (stats.Report, error) {
+		r := testReport(from, to)
+		r.CircuitBreakers = []stats.Breaker{{Runbook: "flaky", Open: true, OpenSince: time.Date(2026, 11, 24, 9, 30, 0, 0, time.UTC), RecentFailures: 3},
+			{Runbook: "steady"}}
+		r.PendingApprovalsError = "no answer yet: 1 of 4 running runs did not answer"
+		return r, nil
+	}
+	page(t, fx, "/ui/", fx.tok.operator, 200, `2 declared</div>`, `<a href="/ui/runbooks/flaky">flaky</a>: OPEN since 2026-11-24 09:30Z (3 failures)`,
+		`at least: no answer yet: 1 of 4 running runs did not answer`)
 }

@@ -28,6 +28,8 @@ type Computer struct {
 	Source Source
 	// Pending counts the runs waiting for approval now; nil = 0.
 	Pending func(ctx context.Context) (int, error)
+	// Breakers lists the circuit breakers now; nil = none.
+	Breakers func(ctx context.Context) ([]Breaker, error)
 }
 
 // Compute returns the figures for [from, to).
@@ -178,11 +180,20 @@ func (c *Computer) Compute(ctx context.Context, from, to time.Time) (Report, err
 	rep.Days = days.points()
 
 	if c.Pending != nil {
+		// The figures stand without it: say what is missing instead.
 		n, err := c.Pending(ctx)
-		if err != nil {
-			return rep, fmt.Errorf("pending approvals: %w", err)
-		}
 		rep.PendingApprovals = n
+		if err != nil {
+			rep.PendingApprovalsError = err.Error()
+		}
+	}
+	rep.CircuitBreakers = []Breaker{}
+	if c.Breakers != nil {
+		b, err := c.Breakers(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("circuit breakers: %w", err)
+		}
+		rep.CircuitBreakers = append(rep.CircuitBreakers, b...)
 	}
 	if rep.ToilByRunbook == nil {
 		rep.ToilByRunbook = []RunbookToil{}

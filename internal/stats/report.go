@@ -51,8 +51,21 @@ type Report struct {
 	SuccessRate *float64 `json:"successRate"`
 	// TopFailing lists runbooks by failed runs, most first.
 	TopFailing []RunbookRuns `json:"topFailing"`
-	// PendingApprovals is the number of runs waiting for a person now.
-	PendingApprovals int `json:"pendingApprovals"`
+	// PendingApprovals is the number of runs waiting for a person now;
+	// PendingApprovalsError says why it could not be counted (then it is
+	// a lower bound).
+	PendingApprovals      int    `json:"pendingApprovals"`
+	PendingApprovalsError string `json:"pendingApprovalsError,omitempty"`
+	// CircuitBreakers are the breakers of runbooks that declare one.
+	CircuitBreakers []Breaker `json:"circuitBreakers"`
+}
+
+// Breaker is one runbook's circuit breaker now.
+type Breaker struct {
+	Runbook        string    `json:"runbook"`
+	Open           bool      `json:"open"`
+	OpenSince      time.Time `json:"openSince,omitzero"`
+	RecentFailures int       `json:"recentFailures"`
 }
 
 // RunbookToil is the toil one runbook saved.
