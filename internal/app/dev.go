@@ -35,8 +35,6 @@ import (
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/dashboard"
 	"github.com/salve-sre/salve/internal/devkube"
-	"github.com/salve-sre/salve/internal/devnats"
-	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/metrics"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
@@ -89,7 +87,21 @@ type DevConfig struct {
 	NATSPort     int  // default 4222; -1 = a free port
 	UIPort       int  // Temporal Web UI port; default 8233; -1 = a free port
 	DisableUI    bool // true = no Temporal Web UI
-	Version      string
+
+	// Production roles. Roles selects what this process runs (zero = all:
+	// dev). NATSURL and TemporalAddr name external servers; empty means
+	// start embedded ones. InfraOnly starts just the embedded servers.
+	Roles             Roles
+	NATSURL           string
+	NATS              NATSClientConfig
+	TemporalAddr      string
+	TemporalNamespace string // default "default"
+	Temporal          TemporalTLSConfig
+	InfraOnly         bool
+	// Production: no admin token is generated; the API needs auth.tokens.
+	Production bool
+
+	Version string
 	Log          *slog.Logger
 	Out          io.Writer // where the banner goes; nil = io.Discard
 }
@@ -183,7 +195,14 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if cfg.PublicURL != "" {
 		fc.PublicURL = cfg.PublicURL
 	}
-	if len(fc.Auth.Tokens) == 0 {
+	roles := cfg.Roles
+	if roles.none() {
+		roles = AllRoles
+	}
+	if len(fc.Auth.Tokens) == 0 && cfg.Production && roles.API {
+		log.Warn("no API tokens configured (auth.tokens in --config): every API request except health, metrics and the webhook is refused")
+	}
+	if len(fc.Auth.Tokens) == 0 && !cfg.Production {
 		tok, tc, err := devAdminToken(cfg.DataDir)
 		if err != nil {
 			return nil, err
@@ -195,14 +214,20 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", cfg.ConfigFile, err)
 	}
-	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s (use --listen to pick another address): %w", cfg.Listen, err)
+	if cfg.InfraOnly {
+		return d, d.startInfraOnly(ctx, cfg)
 	}
-	d.closers = append(d.closers, func() { _ = ln.Close() })
-	d.URL = "http://" + ln.Addr().String()
-	if fc.TLS.CertFile != "" {
+	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
+	var ln net.Listener
+	if roles.HTTP() {
+		ln, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s (use --listen to pick another address): %w", cfg.Listen, err)
+		}
+		d.closers = append(d.closers, func() { _ = ln.Close() })
+		d.URL = "http://" + ln.Addr().String()
+	}
+	if fc.TLS.CertFile != "" && ln != nil {
 		d.URL = "https://" + ln.Addr().String()
 	}
 	if fc.PublicURL == "" {
@@ -225,46 +250,14 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		waitKube = d.startKube(ctx, cfg)
 	}
 
-	ns, err := devnats.Start(devnats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: freeOr(cfg.NATSPort)})
+	natsURL, temporalAddr, namespace, err := d.startServers(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded NATS (use --nats-port to pick another port): %w", err)
-	}
-	d.closers = append(d.closers, ns.Stop)
-	d.NATSURL = ns.URL()
-	log.Info("NATS JetStream ready", "url", ns.URL())
-
-	tstart := time.Now()
-	ts, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
-		DBPath: filepath.Join(cfg.DataDir, "temporal.db"),
-		Port:   freeOr(cfg.TemporalPort),
-		Logger: log.With("component", "temporal-server"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start embedded Temporal (use --temporal-port to pick another port): %w", err)
-	}
-	d.closers = append(d.closers, func() { _ = ts.Stop() })
-	d.TemporalAddr = ts.HostPort()
-	log.Info("Temporal ready", "address", ts.HostPort(), "took", time.Since(tstart).Round(time.Millisecond))
-
-	if !cfg.DisableUI {
-		// Loopback only and no auth: a dev tool, like `temporal server start-dev`.
-		ui, err := devstack.StartUI(ctx, devstack.UIOptions{
-			Port:         freeOr(cfg.UIPort),
-			TemporalAddr: ts.HostPort(),
-			Namespace:    ts.Namespace(),
-			Logger:       log.With("component", "temporal-ui"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("start Temporal Web UI (use --ui-port to pick another port, --ui=false to disable): %w", err)
-		}
-		d.closers = append(d.closers, func() { _ = ui.Stop() })
-		d.TemporalUI = ui.URL()
-		log.Info("Temporal Web UI ready", "url", ui.URL())
+		return nil, err
 	}
 
-	nc, err := nats.Connect(ns.URL(), nats.Name("salve"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(natsURL, append(cfg.NATS.options(), nats.Name("salve"), nats.MaxReconnects(-1))...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
 	}
 	d.closers = append(d.closers, nc.Close)
 	js, err := jetstream.New(nc)
@@ -278,14 +271,18 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	m := metrics.New()
 	pub.Duplicates = m
 
-	tc, err := client.Dial(client.Options{
-		HostPort:  ts.HostPort(),
-		Namespace: ts.Namespace(),
+	topts := client.Options{
+		HostPort:  temporalAddr,
+		Namespace: namespace,
 		Logger:    sdklog.NewStructuredLogger(warnOnly(log.With("component", "temporal-client"))),
-		Identity:  "salve-dev@" + hostname(),
-	})
+		Identity:  "salve-" + roles.String() + "@" + hostname(),
+	}
+	if err := cfg.Temporal.apply(&topts); err != nil {
+		return nil, err
+	}
+	tc, err := client.Dial(topts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal: %w", err)
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
 	}
 	d.closers = append(d.closers, tc.Close)
 
@@ -330,14 +327,40 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	acts.Safety = guard
-	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
-	if err != nil {
-		return nil, err
+	if roles.Worker {
+		w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Start(); err != nil {
+			return nil, fmt.Errorf("start worker: %w", err)
+		}
+		d.closers = append(d.closers, w.Stop)
 	}
-	if err := w.Start(); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
+	rs := runs.New(tc, namespace, runs.DefaultTaskQueue, "salve-trigger@"+hostname())
+	if roles.Trigger {
+		trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard}
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		consumerDone := make(chan struct{})
+		go func() {
+			defer close(consumerDone)
+			c := &triggers.Consumer{JS: js, Trigger: trig, Audit: pub, Log: log.With("component", "trigger")}
+			if err := c.Run(cctx); err != nil {
+				d.errc <- fmt.Errorf("trigger consumer: %w", err)
+			}
+		}()
+		d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 	}
-	d.closers = append(d.closers, w.Stop)
+	if !roles.HTTP() {
+		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
+		return d, nil
+	}
+	ingest := &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m}
+	if !roles.API {
+		d.serve(ln, ingestOnly(ingest, m.Handler(), cfg.Version), fc)
+		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
+		return d, nil
+	}
 
 	auditDB := cfg.AuditDB
 	if auditDB == "" {
@@ -349,22 +372,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.closers = append(d.closers, auditLog.close)
 
-	rs := runs.New(tc, ts.Namespace(), runs.DefaultTaskQueue, "salve-trigger@"+hostname())
-	trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard}
 	m.ApprovalsPending(pendingApprovals(rs))
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		c := &triggers.Consumer{JS: js, Trigger: trig, Audit: pub, Log: log.With("component", "trigger")}
-		if err := c.Run(cctx); err != nil {
-			d.errc <- fmt.Errorf("trigger consumer: %w", err)
-		}
-	}()
-	d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 
 	srv := &api.Server{
-		Ingest:    &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m},
+		Ingest:    ingest,
 		Metrics:   m.Handler(),
 		Runs:      rs,
 		Runbooks:  rbs,
@@ -389,7 +400,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 				return err
 			}},
-			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, ts.Namespace()) }},
+			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, namespace) }},
 		},
 	}
 	srv.Safety = guard
@@ -397,7 +408,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		p, err := rs.PendingApprovals(ctx)
 		return len(p), err
 	}, Breakers: breakers(rbs, guard)}).Compute
-	dash, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: d.TemporalUI, Namespace: ts.Namespace(), Log: log.With("component", "dashboard")})
+	dash, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: d.TemporalUI, Namespace: namespace, Log: log.With("component", "dashboard")})
 	if err != nil {
 		return nil, err
 	}
@@ -405,7 +416,18 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	mux.Handle("/ui/", dash)
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	mux.Handle("/", srv.Handler())
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	d.serve(ln, mux, fc)
+	if roles == AllRoles {
+		printBanner(cfg.Out, d, cfg, set)
+	} else {
+		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
+	}
+	return d, nil
+}
+
+// serve serves h on ln (TLS when configured) until Close.
+func (d *Dev) serve(ln net.Listener, h http.Handler, fc FileConfig) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		serve := func() error { return hs.Serve(ln) }
 		if fc.TLS.CertFile != "" {
@@ -421,8 +443,6 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 	})
-	printBanner(cfg.Out, d, cfg, set)
-	return d, nil
 }
 
 // startKube starts the local Kubernetes cluster in the background and

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -48,7 +47,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr),
+	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr),
 		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
 	return root
 }
@@ -113,33 +112,13 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", ".salve", "directory for NATS and Temporal data and the webhook token")
-	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address for the API and the Alertmanager webhook")
-	f.StringVar(&cfg.WebhookToken, "webhook-token", "", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
-	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
-	f.DurationVar(&cfg.RunbookReload, "runbook-reload", 2*time.Second, "how often to check the runbook directory for changes (invalid changes are rejected; 0 = never)")
-	f.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus.query and prometheus.assert steps use, e.g. http://prometheus:9090")
-	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig that kubernetes.* steps act with (development only: a standing credential, not per-step Vault ones)")
-	f.StringVar(&cfg.Vault.Addr, "vault-addr", "", "Vault that issues per-step credentials, e.g. https://vault.internal:8200")
-	f.StringVar(&cfg.Vault.Token, "vault-token", "", "Vault token for Salve (development; prefer SALVE_VAULT_TOKEN over the flag, or AppRole)")
-	f.StringVar(&cfg.Vault.RoleID, "vault-role-id", "", "AppRole role ID Salve logs in with")
-	f.StringVar(&cfg.Vault.SecretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret ID")
-	f.StringVar(&cfg.Vault.KubernetesRole, "vault-kubernetes-auth-role", "", "log in with Vault's Kubernetes auth method as this role (Salve running in a cluster)")
-	f.StringVar(&cfg.Vault.CACertFile, "vault-cacert", "", "CA certificate that signs Vault's TLS certificate")
-	f.StringVar(&cfg.VaultKubernetesMount, "vault-kubernetes-mount", "kubernetes", "mount of Vault's Kubernetes secrets engine")
-	f.StringVar(&cfg.VaultKubernetesRole, "vault-kubernetes-role", "", "Vault role for kubernetes.* steps when a runbook names none (spec.credentials.kubernetes.vaultRole)")
-	f.BoolVar(&cfg.WithKube, "with-kube", false, "start a local Kubernetes control plane with fake nodes (kwok) for kubernetes.* steps; needs scripts/kube-tools.sh once")
-	f.StringVar(&cfg.AuditDB, "audit-db", "", "audit store: a SQLite file or a postgres:// URL (default: audit.db in the data dir)")
-	f.StringVar(&cfg.ConfigFile, "config", "", "YAML file with API tokens (auth.tokens) and notification targets and hooks (notifications); without tokens, dev makes an admin token in the data dir")
-	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM), with --tls-key")
-	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) for --tls-cert")
-	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL people reach Salve at, for links in notifications (default: the listen address)")
+	commonFlags(f, &cfg, &logLevel, &logFormat)
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "embedded Temporal frontend port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.NATSPort, "nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1, no auth (-1 = any free port)")
 	f.BoolVar(&ui, "ui", true, "serve the Temporal Web UI (--ui=false to turn it off)")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.BoolVar(&cfg.WithKube, "with-kube", false, "start a local Kubernetes control plane with fake nodes (kwok) for kubernetes.* steps; needs scripts/kube-tools.sh once")
+	f.BoolVar(&cfg.InfraOnly, "infra-only", false, "run only the embedded NATS JetStream and Temporal servers, for running 'salve server' and 'salve worker' as separate processes against them")
 	cmd.PreRunE = func(*cobra.Command, []string) error { return envOverrides(f) }
 	return cmd
 }
