@@ -102,8 +102,8 @@ type DevConfig struct {
 	Production bool
 
 	Version string
-	Log          *slog.Logger
-	Out          io.Writer // where the banner goes; nil = io.Discard
+	Log     *slog.Logger
+	Out     io.Writer // where the banner goes; nil = io.Discard
 }
 
 // Dev is a running `salve dev`.
