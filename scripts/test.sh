@@ -59,3 +59,13 @@ go run ./cmd/salve runbook test runbooks/tests
 
 step "running tests (first run builds the embedded Temporal server: expect 15-25 minutes on 2 cores)"
 go test -race -count=1 -timeout 60m ./...
+
+step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the event stream, notification config)"
+# Each target's seed corpus already ran as a unit test above; this explores
+# beyond it for a few seconds each. A crash fails the build and leaves the
+# input under testdata/fuzz/ to commit as a regression case.
+for target in "./triggers FuzzDecodeWebhook" "./runbooks FuzzParse" "./internal/api FuzzOperateBodies" \
+              "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL"; do
+  set -- $target
+  go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-10s}" "$1"
+done
