@@ -67,5 +67,5 @@ step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the ev
 for target in "./triggers FuzzDecodeWebhook" "./runbooks FuzzParse" "./internal/api FuzzOperateBodies" \
               "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL"; do
   set -- $target
-  go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-10s}" "$1"
+  go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-10s}" -fuzzminimizetime 5s "$1"
 done
