@@ -53,7 +53,7 @@ func (p Param) Check(v string) error {
 			}
 		}
 		msg := fmt.Sprintf("want one of %s, got %q", strings.Join(p.Values, ", "), v)
-		if near := closest(v, p.Values); near != "" {
+		if near := Closest(v, p.Values); near != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", near)
 		}
 		return fmt.Errorf("%s", msg)
@@ -85,7 +85,7 @@ func (v *validator) param(path string, p Param) {
 	}
 	if !known {
 		msg := fmt.Sprintf("unknown type %q (one of: %s)", p.Type, strings.Join(ParamTypes, ", "))
-		if near := closest(p.Type, ParamTypes); near != "" {
+		if near := Closest(p.Type, ParamTypes); near != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", near)
 		}
 		v.add(path+".type", "%s", msg)

@@ -167,7 +167,7 @@ func friendlyYAML(msg string) string {
 	}
 	known := yamlFields[m[2]]
 	out := fmt.Sprintf("unknown field %q", m[1])
-	if near := closest(m[1], known); near != "" {
+	if near := Closest(m[1], known); near != "" {
 		out += fmt.Sprintf(" (did you mean %q?)", near)
 	}
 	if len(known) > 0 {
@@ -254,7 +254,7 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 		path := "spec.credentials." + name
 		if !contains(sources, name) {
 			msg := fmt.Sprintf("no step kind uses a credential named %q (known: %s)", name, strings.Join(sources, ", "))
-			if near := closest(name, sources); near != "" {
+			if near := Closest(name, sources); near != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", near)
 			}
 			v.add(path, "%s", msg)
@@ -308,7 +308,7 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 		}
 	}
 	msg := fmt.Sprintf("must be one of %s, got %q", strings.Join(allowed, ", "), got)
-	if near := closest(got, allowed); near != "" {
+	if near := Closest(got, allowed); near != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", near)
 	}
 	v.add(path, "%s", msg)
@@ -432,7 +432,7 @@ func (v *validator) action(path string, s Step, cat StepCatalog) {
 	spec, ok := cat.Lookup(s.Action)
 	if !ok {
 		msg := fmt.Sprintf("unknown step kind %q", s.Action)
-		if near := closest(s.Action, append(cat.Kinds(), ActionSleep)); near != "" {
+		if near := Closest(s.Action, append(cat.Kinds(), ActionSleep)); near != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", near)
 		}
 		v.add(path+".action", "%s", msg)
@@ -545,9 +545,9 @@ func splitPath(path string) []string {
 	return parts
 }
 
-// closest returns the candidate nearest to s by edit distance, if near
-// enough to be a plausible typo.
-func closest(s string, candidates []string) string {
+// Closest returns the candidate nearest to s by edit distance, if near
+// enough to be a plausible typo ("" if none is): for did-you-mean hints.
+func Closest(s string, candidates []string) string {
 	if len(s) >= 3 { // "prod" for "production"
 		for _, c := range candidates {
 			if strings.HasPrefix(c, s) && c != s {

@@ -99,7 +99,7 @@ func checkRefs(text string, sc scope) []string {
 		root := p[0]
 		if !contains(sc.roots, root) {
 			msg := fmt.Sprintf("template refers to .%s, which is not available here (available: .%s)", root, strings.Join(sc.roots, ", ."))
-			if near := closest(root, sc.roots); near != "" {
+			if near := Closest(root, sc.roots); near != "" {
 				msg += fmt.Sprintf(" (did you mean .%s?)", near)
 			}
 			add("%s", msg)
@@ -112,7 +112,7 @@ func checkRefs(text string, sc scope) []string {
 		case "Params":
 			if _, ok := sc.params[p[1]]; !ok {
 				msg := fmt.Sprintf("template refers to parameter %q, which spec.params does not declare", p[1])
-				if near := closest(p[1], sortedKeys(sc.params)); near != "" {
+				if near := Closest(p[1], sortedKeys(sc.params)); near != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				add("%s", msg)
@@ -124,7 +124,7 @@ func checkRefs(text string, sc scope) []string {
 				add("template refers to step %q, which has not run yet at this point", p[1])
 			default:
 				msg := fmt.Sprintf("template refers to step %q, which does not exist", p[1])
-				if near := closest(p[1], sortedKeys(sc.all)); near != "" {
+				if near := Closest(p[1], sortedKeys(sc.all)); near != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				add("%s", msg)

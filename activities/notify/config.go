@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/runbooks"
 )
 
 // Target kinds.
@@ -271,7 +272,7 @@ func known(names []string) string {
 }
 
 func didYouMean(s string, candidates []string) string {
-	if near := closest(s, candidates); near != "" {
+	if near := runbooks.Closest(s, candidates); near != "" {
 		return fmt.Sprintf(" (did you mean %q?)", near)
 	}
 	return ""
@@ -279,39 +280,3 @@ func didYouMean(s string, candidates []string) string {
 
 // closest returns the candidate nearest to s by edit distance, if near
 // enough to be a plausible typo (the same rule as runbooks' suggestions).
-func closest(s string, candidates []string) string {
-	if len(s) >= 3 {
-		for _, c := range candidates {
-			if strings.HasPrefix(c, s) && c != s {
-				return c
-			}
-		}
-	}
-	best, bestD := "", len(s)/3+2
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
