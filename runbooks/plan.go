@@ -92,6 +92,10 @@ func plannedApproval(stepName string, a *Approval) PlannedApproval {
 	return PlannedApproval{Step: stepName, Timeout: d.Timeout, OnTimeout: d.OnTimeout}
 }
 
+// alertRunsOnly marks limits the trigger enforces on alert-triggered runs;
+// a person's manual launch is not held back by them.
+const alertRunsOnly = " (alert-triggered runs; not manual launches)"
+
 // safetyChecks lists the safety settings that apply to a run, and says
 // which this version enforces.
 func (r *Runbook) safetyChecks() []SafetyCheck {
@@ -101,16 +105,16 @@ func (r *Runbook) safetyChecks() []SafetyCheck {
 		out = append(out, SafetyCheck{Name: "mode", Setting: ModeDryRun, Enforced: true})
 	}
 	if s.Cooldown > 0 {
-		out = append(out, SafetyCheck{Name: "cooldown", Setting: s.Cooldown.String()})
+		out = append(out, SafetyCheck{Name: "cooldown", Setting: s.Cooldown.String() + alertRunsOnly, Enforced: true})
 	}
 	if s.MaxRunsPerHour > 0 {
-		out = append(out, SafetyCheck{Name: "maxRunsPerHour", Setting: strconv.Itoa(s.MaxRunsPerHour)})
+		out = append(out, SafetyCheck{Name: "maxRunsPerHour", Setting: strconv.Itoa(s.MaxRunsPerHour) + alertRunsOnly, Enforced: true})
 	}
 	if s.MaxConcurrent > 0 {
-		out = append(out, SafetyCheck{Name: "maxConcurrent", Setting: strconv.Itoa(s.MaxConcurrent)})
+		out = append(out, SafetyCheck{Name: "maxConcurrent", Setting: strconv.Itoa(s.MaxConcurrent) + alertRunsOnly, Enforced: true})
 	}
 	if cb := s.CircuitBreaker; cb != nil {
-		out = append(out, SafetyCheck{Name: "circuitBreaker", Setting: fmt.Sprintf("%d failures in %s", cb.Failures, cb.Window)})
+		out = append(out, SafetyCheck{Name: "circuitBreaker", Setting: fmt.Sprintf("%d failures in %s", cb.Failures, cb.Window) + alertRunsOnly, Enforced: true})
 	}
 	if a := r.Spec.Access; len(a.Launchers)+len(a.Approvers) > 0 || a.AllowSelfApproval {
 		out = append(out, SafetyCheck{Name: "access", Setting: fmt.Sprintf("launchers %v, approvers %v, allowSelfApproval %t", a.Launchers, a.Approvers, a.AllowSelfApproval), Enforced: true})

@@ -51,7 +51,7 @@ spec:
 	for _, c := range p.Safety {
 		names[c.Name] = c.Enforced
 	}
-	require.Equal(t, map[string]bool{"one run per incident": true, "cooldown": false, "access": true}, names)
+	require.Equal(t, map[string]bool{"one run per incident": true, "cooldown": true, "access": true}, names)
 
 	_, err = rb.Plan(registry(t), "w", "k", nil, map[string]string{"namespace": "Shop!", "replicas": "50", "typo": "x"})
 	require.ErrorIs(t, err, runbooks.ErrParams)

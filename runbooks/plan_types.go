@@ -55,6 +55,6 @@ type SafetyCheck struct {
 	Name    string `json:"name"`    // e.g. cooldown
 	Setting string `json:"setting"` // e.g. 30m
 	// Enforced is false for settings this version parses but does not
-	// enforce yet.
+	// enforce yet; Setting says when a limit applies.
 	Enforced bool `json:"enforced"`
 }
