@@ -476,7 +476,9 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.Contains(t, tg.requests(), "POST /scale?replicas=4&strategy=recreate&drain=true")
 		require.Contains(t, text("#run-head"), "launched by alice")
 		require.Contains(t, text("#run-head"), "traffic spike expected at 18:00")
-		require.Contains(t, text("#run-audit"), "run.finished")
+		// The run's end reaches the audit store just after Temporal reports
+		// it; the live page shows it once recorded.
+		waitText("#run-audit", "run.finished")
 		screenshot("run-detail")
 		noProblems("the runbook and run pages")
 	})

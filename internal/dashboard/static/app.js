@@ -246,11 +246,16 @@
 
   // refresh re-reads this page and swaps in its [data-live] sections,
   // except one a person is typing in.
+  // Refreshes can overlap; only the newest may swap sections in, so an
+  // older, slower answer never overwrites a newer one.
+  var refreshGen = 0;
   function refresh() {
+    var gen = ++refreshGen;
     return fetch(window.location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } }).then(function (resp) {
       if (!resp.ok) { throw new Error('reload: ' + resp.status); }
       return resp.text();
     }).then(function (html) {
+      if (gen !== refreshGen) { return; }
       var doc = new DOMParser().parseFromString(html, 'text/html');
       document.querySelectorAll('[data-live]').forEach(function (old) {
         var fresh = old.id ? doc.getElementById(old.id) : null;
