@@ -52,7 +52,7 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 
 	server := startSalve(t, append([]string{"server", "--roles", "ingest,trigger,api", "--data-dir", t.TempDir(),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--webhook-token", "tok"}, ext...)...)
-	worker1 := startSalve(t, append([]string{"worker", "--data-dir", t.TempDir()}, ext...)...)
+	worker1 := startSalve(t, append([]string{"worker", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, ext...)...)
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitReady(t, base) // readiness includes a worker polling Temporal
 
@@ -75,7 +75,7 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 	_ = worker1.cmd.Wait()
 	require.Equal(t, 1, count("/first"))
 
-	startSalve(t, append([]string{"worker", "--data-dir", t.TempDir()}, ext...)...)
+	startSalve(t, append([]string{"worker", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, ext...)...)
 	require.Eventually(t, func() bool {
 		v, ok := readRun(base, id)
 		return ok && v.Status == "succeeded"

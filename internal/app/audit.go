@@ -17,13 +17,13 @@ type auditLog struct {
 	close   func()
 }
 
-func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, log *slog.Logger) (*auditLog, error) {
+func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, log *slog.Logger) (*auditLog, error) {
 	store, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
 	anchors := &audit.JetStreamAnchors{JS: js}
-	if err := anchors.Ensure(ctx, 1); err != nil {
+	if err := anchors.Ensure(ctx, replicas); err != nil {
 		_ = store.Close()
 		return nil, err
 	}

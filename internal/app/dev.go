@@ -100,6 +100,12 @@ type DevConfig struct {
 	InfraOnly         bool
 	// Production: no admin token is generated; the API needs auth.tokens.
 	Production bool
+	// StreamReplicas is the replication of Salve's streams and buckets
+	// (ALERTS, AUDIT, the safety state, the audit anchors): 1 in dev, 3 on
+	// a production NATS cluster. Salve creates or updates them at start.
+	StreamReplicas int
+	// AlertsMaxAge is how long ALERTS keeps accepted alerts (default 7d).
+	AlertsMaxAge time.Duration
 
 	Version string
 	Log     *slog.Logger
@@ -218,8 +224,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return d, d.startInfraOnly(ctx, cfg)
 	}
 	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
+	// Every production process serves HTTP: the worker and trigger roles
+	// at least health, readiness and metrics, for probes and scraping.
 	var ln net.Listener
-	if roles.HTTP() {
+	if roles.HTTP() || cfg.Production {
 		ln, err = net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s (use --listen to pick another address): %w", cfg.Listen, err)
@@ -264,7 +272,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{Replicas: cfg.StreamReplicas, AlertsMaxAge: cfg.AlertsMaxAge}); err != nil {
 		return nil, err
 	}
 	pub := bus.NewPublisher(js)
@@ -322,7 +330,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	acts := activities.New(reg, pub, log.With("component", "worker"))
 	acts.Metrics = m
-	guard, err := safety.Open(ctx, js, 1)
+	guard, err := safety.Open(ctx, js, cfg.StreamReplicas)
 	if err != nil {
 		return nil, err
 	}
@@ -351,13 +359,22 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}()
 		d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 	}
-	if !roles.HTTP() {
-		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
-		return d, nil
-	}
 	ingest := &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m}
 	if !roles.API {
-		d.serve(ln, ingestOnly(ingest, m.Handler(), cfg.Version), fc)
+		if ln != nil {
+			if !roles.Ingest {
+				ingest = nil
+			}
+			d.serve(ln, probesOnly(roles, ingest, m.Handler(), cfg.Version, func(ctx context.Context) error {
+				if !nc.IsConnected() {
+					return errors.New("nats: not connected")
+				}
+				if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+					return fmt.Errorf("temporal: %w", err)
+				}
+				return nil
+			}), fc)
+		}
 		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
 		return d, nil
 	}
@@ -366,7 +383,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if auditDB == "" {
 		auditDB = filepath.Join(cfg.DataDir, "audit.db")
 	}
-	auditLog, err := startAudit(ctx, auditDB, js, log.With("component", "audit"))
+	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, log.With("component", "audit"))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -215,20 +216,33 @@ Run the roles against it, e.g.:
 	return nil
 }
 
-// ingestOnly is the HTTP surface of a process with the ingest role but
-// not the API: the webhook, health, readiness and metrics.
-func ingestOnly(ingest *triggers.Ingest, metrics http.Handler, version string) http.Handler {
+// probesOnly is the HTTP surface of a process without the API role: the
+// webhook when it has the ingest role, and for every role health,
+// readiness (its own connections to NATS and Temporal) and metrics.
+func probesOnly(roles Roles, ingest *triggers.Ingest, metrics http.Handler, version string, ready func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/alertmanager", ingest)
-	mux.Handle("GET /metrics", metrics)
-	ok := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, "{\"status\":\"ok\",\"version\":%q,\"roles\":\"ingest\"}\n", version)
+	if ingest != nil {
+		mux.Handle("POST /v1/alertmanager", ingest)
 	}
-	mux.HandleFunc("GET /healthz", ok)
-	mux.HandleFunc("GET /readyz", ok)
+	mux.Handle("GET /metrics", metrics)
+	answer := func(w http.ResponseWriter, code int, status, problem string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		b, _ := json.Marshal(map[string]string{"status": status, "version": version, "roles": roles.String(), "error": problem})
+		_, _ = w.Write(append(b, '\n'))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { answer(w, http.StatusOK, "ok", "") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			answer(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		answer(w, http.StatusOK, "ok", "")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		triggers.WriteError(w, http.StatusNotFound, "this process runs the ingest role only: "+r.Method+" "+r.URL.Path+" is served by the api role", nil)
+		triggers.WriteError(w, http.StatusNotFound, "this process runs the "+roles.String()+" role(s): "+r.Method+" "+r.URL.Path+" is served by the api role", nil)
 	})
 	return mux
 }

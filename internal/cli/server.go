@@ -50,6 +50,8 @@ func externalFlags(f *pflag.FlagSet, cfg *app.DevConfig) {
 	f.StringVar(&cfg.Temporal.CertFile, "temporal-tls-cert", "", "client certificate for Temporal mTLS")
 	f.StringVar(&cfg.Temporal.KeyFile, "temporal-tls-key", "", "client key for Temporal mTLS")
 	f.StringVar(&cfg.Temporal.ServerName, "temporal-server-name", "", "name to check in the Temporal frontend's certificate (default: the host of --temporal-address)")
+	f.IntVar(&cfg.StreamReplicas, "stream-replicas", 1, "replicas of Salve's JetStream streams and buckets, created or updated at start (3 on a 3-node NATS cluster)")
+	f.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", 7*24*time.Hour, "how long the ALERTS stream keeps accepted alerts")
 }
 
 func runRoles(cmd *cobra.Command, cfg app.DevConfig, stdout, stderr io.Writer, logLevel, logFormat string) error {
