@@ -91,6 +91,17 @@ type Activities struct {
 	// Safety, when set, learns of every finished run; nil = no safety
 	// state to keep.
 	Safety SafetyState
+	// Targets, when set, takes targets for runs that wait for one
+	// (step.TargetActivity).
+	Targets func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error)
+}
+
+// AcquireTarget is the activity behind step.TargetActivity.
+func (a *Activities) AcquireTarget(ctx context.Context, req step.TargetRequest) (step.TargetResult, error) {
+	if a.Targets == nil {
+		return step.TargetResult{}, errors.New("this worker keeps no safety state: it cannot take target locks")
+	}
+	return a.Targets(ctx, req)
 }
 
 // New returns the adapter.

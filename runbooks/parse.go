@@ -179,7 +179,7 @@ func friendlyYAML(msg string) string {
 // yamlFields maps each runbook Go type to the YAML field names it accepts.
 var yamlFields = func() map[string][]string {
 	out := map[string][]string{}
-	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, Access{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}, Credential{}} {
+	for _, v := range []any{Runbook{}, Metadata{}, Spec{}, Trigger{}, Param{}, Toil{}, Safety{}, TargetLock{}, BlastRadius{}, Access{}, CircuitBreaker{}, Approval{}, Step{}, Retry{}, Credential{}} {
 		t := reflect.TypeOf(v)
 		var names []string
 		for i := range t.NumField() {
@@ -341,6 +341,35 @@ func (v *validator) safety(path string, s Safety) {
 	}
 	if s.MaxConcurrent < 0 {
 		v.add(path+".maxConcurrent", "must not be negative (0 means no limit)")
+	}
+	if s.MaxRunsPerDay < 0 {
+		v.add(path+".maxRunsPerDay", "must not be negative (0 means no limit)")
+	}
+	if s.Target != "" {
+		if err := checkTemplate(s.Target); err != nil {
+			v.add(path+".target", "%v", err)
+		}
+	}
+	if l := s.TargetLock; l != nil {
+		if s.Target == "" {
+			v.add(path+".targetLock", "needs safety.target, the template naming what a run acts on")
+		}
+		v.oneOf(path+".targetLock.onBusy", l.OnBusy, TargetBusyWait, TargetBusySuppress)
+		if l.MaxWait < 0 {
+			v.add(path+".targetLock.maxWait", "must not be negative")
+		}
+	}
+	if b := s.BlastRadius; b != nil {
+		if s.Target == "" {
+			v.add(path+".blastRadius", "needs safety.target, the template naming what a run acts on")
+		}
+		if b.MaxTargets < 1 {
+			v.add(path+".blastRadius.maxTargets", "must be at least 1, e.g. maxTargets: 5")
+		}
+		if b.Window <= 0 {
+			v.add(path+".blastRadius.window", "needs a window such as 1h")
+		}
+		v.oneOf(path+".blastRadius.onExceed", b.OnExceed, BlastRefuse, BlastApprove)
 	}
 	if cb := s.CircuitBreaker; cb != nil {
 		if cb.Failures < 1 {

@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -112,6 +113,19 @@ func (r *Runbook) safetyChecks() []SafetyCheck {
 	}
 	if s.MaxConcurrent > 0 {
 		out = append(out, SafetyCheck{Name: "maxConcurrent", Setting: strconv.Itoa(s.MaxConcurrent) + alertRunsOnly, Enforced: true})
+	}
+	if s.MaxRunsPerDay > 0 {
+		out = append(out, SafetyCheck{Name: "maxRunsPerDay", Setting: strconv.Itoa(s.MaxRunsPerDay) + alertRunsOnly, Enforced: true})
+	}
+	if s.Target != "" {
+		l := s.LockPolicy()
+		out = append(out, SafetyCheck{Name: "targetLock", Setting: fmt.Sprintf("target %s, onBusy %s, maxWait %s", s.Target, l.OnBusy, l.MaxWait) + alertRunsOnly, Enforced: true})
+	}
+	if b := s.BlastRadius; b != nil {
+		out = append(out, SafetyCheck{Name: "blastRadius", Setting: fmt.Sprintf("%d targets in %s, onExceed %s", b.MaxTargets, b.Window, cmp.Or(b.OnExceed, BlastRefuse)) + alertRunsOnly, Enforced: true})
+	}
+	if s.RespectSilences {
+		out = append(out, SafetyCheck{Name: "respectSilences", Setting: "Alertmanager silences" + alertRunsOnly, Enforced: true})
 	}
 	if cb := s.CircuitBreaker; cb != nil {
 		out = append(out, SafetyCheck{Name: "circuitBreaker", Setting: fmt.Sprintf("%d failures in %s", cb.Failures, cb.Window) + alertRunsOnly, Enforced: true})

@@ -145,9 +145,68 @@ type Safety struct {
 	// the previous run for it finished.
 	Cooldown       Duration        `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
 	MaxRunsPerHour int             `yaml:"maxRunsPerHour,omitempty" json:"maxRunsPerHour,omitempty"`
+	MaxRunsPerDay  int             `yaml:"maxRunsPerDay,omitempty" json:"maxRunsPerDay,omitempty"`
 	MaxConcurrent  int             `yaml:"maxConcurrent,omitempty" json:"maxConcurrent,omitempty"`
 	CircuitBreaker *CircuitBreaker `yaml:"circuitBreaker,omitempty" json:"circuitBreaker,omitempty"`
 	Approval       *Approval       `yaml:"approval,omitempty" json:"approval,omitempty"`
+	// Target names what a run acts on, as a template over params and
+	// labels, e.g. '{{ .Params.cluster }}/{{ .Params.namespace }}/{{ .Params.deployment }}'.
+	// Runs of any runbook with the same target never act at once, and
+	// BlastRadius counts distinct targets.
+	Target     string      `yaml:"target,omitempty" json:"target,omitempty"`
+	TargetLock *TargetLock `yaml:"targetLock,omitempty" json:"targetLock,omitempty"`
+	// BlastRadius bounds how many distinct targets the runbook acts on
+	// within a window.
+	BlastRadius *BlastRadius `yaml:"blastRadius,omitempty" json:"blastRadius,omitempty"`
+	// RespectSilences: a run is not started while an Alertmanager silence
+	// matches the alert (needs the alertmanager URL in Salve's config).
+	RespectSilences bool `yaml:"respectSilences,omitempty" json:"respectSilences,omitempty"`
+}
+
+// TargetLock says what a run does when another run holds its target.
+type TargetLock struct {
+	// OnBusy is "wait" (default: the run starts and waits, bounded by
+	// MaxWait, before its first step) or "suppress" (no run).
+	OnBusy string `yaml:"onBusy,omitempty" json:"onBusy,omitempty"`
+	// MaxWait bounds the wait; default DefaultTargetLockWait. A run that
+	// waited this long fails without acting.
+	MaxWait Duration `yaml:"maxWait,omitempty" json:"maxWait,omitempty"`
+}
+
+// Target lock policies.
+const (
+	TargetBusyWait        = "wait"
+	TargetBusySuppress    = "suppress"
+	DefaultTargetLockWait = 10 * time.Minute
+)
+
+// BlastRadius bounds the distinct targets of a runbook within Window.
+type BlastRadius struct {
+	MaxTargets int      `yaml:"maxTargets" json:"maxTargets"`
+	Window     Duration `yaml:"window" json:"window"`
+	// OnExceed is "refuse" (default: no run) or "approve" (the run waits
+	// for a person's approval first).
+	OnExceed string `yaml:"onExceed,omitempty" json:"onExceed,omitempty"`
+}
+
+// Blast radius policies.
+const (
+	BlastRefuse  = "refuse"
+	BlastApprove = "approve"
+)
+
+// LockPolicy returns the target lock policy with its defaults.
+func (s Safety) LockPolicy() TargetLock {
+	l := TargetLock{OnBusy: TargetBusyWait, MaxWait: Duration(DefaultTargetLockWait)}
+	if s.TargetLock != nil {
+		if s.TargetLock.OnBusy != "" {
+			l.OnBusy = s.TargetLock.OnBusy
+		}
+		if s.TargetLock.MaxWait > 0 {
+			l.MaxWait = s.TargetLock.MaxWait
+		}
+	}
+	return l
 }
 
 // Run modes.

@@ -41,6 +41,8 @@ func JSONSchema(cat StepCatalog) ([]byte, error) {
 	setEnum(defs, "Trigger", "onResolved", []string{OnResolvedIgnore, OnResolvedFinish, OnResolvedCancel})
 	setEnum(defs, "Safety", "mode", []string{ModeEnforce, ModeDryRun})
 	setEnum(defs, "Approval", "onTimeout", []string{ApprovalTimeoutFail, ApprovalTimeoutGoOn})
+	setEnum(defs, "TargetLock", "onBusy", []string{TargetBusyWait, TargetBusySuppress})
+	setEnum(defs, "BlastRadius", "onExceed", []string{BlastRefuse, BlastApprove})
 	// min and max are written as numbers (int) or durations.
 	for _, f := range []string{"min", "max", "default"} {
 		defs["Param"].(map[string]any)["properties"].(map[string]any)[f] = map[string]any{"type": []string{"string", "number", "boolean"}}

@@ -264,3 +264,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Target renders the runbook's safety.target for an alert: what a run for
+// it would act on ("" when the runbook names no target).
+func (r *Runbook) Target(alert *domain.AlertEvent, launch map[string]string) (string, error) {
+	tmpl := r.Spec.Safety.Target
+	if tmpl == "" {
+		return "", nil
+	}
+	params, err := r.ResolveParams(alert, launch)
+	if err != nil {
+		return "", err
+	}
+	data := TemplateData{Params: params}
+	if alert != nil {
+		data.Alert, data.Labels, data.Annotations = *alert, alert.Labels, alert.Annotations
+	}
+	t, err := RenderString(tmpl, data)
+	if err != nil {
+		return "", fmt.Errorf("safety.target of runbook %q: %w", r.Name(), err)
+	}
+	if strings.TrimSpace(t) == "" {
+		return "", fmt.Errorf("safety.target of runbook %q rendered empty", r.Name())
+	}
+	return t, nil
+}

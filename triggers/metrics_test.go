@@ -24,6 +24,13 @@ type fakeMetrics struct {
 	published int
 	accepted  []string // statuses
 	decisions []string // runbook/decision
+	checks    []string // runbook/check
+}
+
+func (f *fakeMetrics) SafetyCheck(runbook, check string) {
+	f.mu.Lock()
+	f.checks = append(f.checks, runbook+"/"+check)
+	f.mu.Unlock()
 }
 
 func (f *fakeMetrics) WebhookAnswered(code int) {

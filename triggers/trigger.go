@@ -27,6 +27,14 @@ type StartRequest struct {
 	// DryRunReason (e.g. the runbook's circuit breaker is open).
 	DryRun       bool
 	DryRunReason string
+	// Target is what the run acts on; with TargetWait > 0 another run
+	// holds it and the run must acquire it, waiting at most TargetWait,
+	// before acting.
+	Target     string
+	TargetWait time.Duration
+	// ApprovalReason, when set, makes the run wait for a person's approval
+	// before acting, for this reason (e.g. its blast radius is exceeded).
+	ApprovalReason string
 }
 
 // StartResult says what happened.
@@ -48,7 +56,7 @@ type Starter interface {
 // Guard is the safety envelope: it admits new runs (cooldown, rate and
 // concurrency limits, circuit breaker); internal/safety implements it.
 type Guard interface {
-	Admit(ctx context.Context, rb *runbooks.Runbook, incidentKey, workflowID string) (safety.Admission, error)
+	Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.AlertEvent, incidentKey, workflowID string) (safety.Admission, error)
 	Release(ctx context.Context, runbook, workflowID string) error
 }
 
@@ -85,6 +93,9 @@ const (
 // it. A decision is counted once its audit record is stored.
 type TriggerMetrics interface {
 	TriggerDecision(runbook, decision string)
+	// SafetyCheck counts an alert whose new run the safety envelope
+	// refused or changed, by the check that decided.
+	SafetyCheck(runbook, check string)
 }
 
 // Trigger decides what each stored alert does.
@@ -164,7 +175,7 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 	var adm safety.Admission
 	if t.Guard != nil {
 		var err error
-		if adm, err = t.Guard.Admit(ctx, rb, key, wfID); err != nil {
+		if adm, err = t.Guard.Admit(ctx, rb, &ev, key, wfID); err != nil {
 			return fmt.Errorf("safety check for %s: %w", wfID, err)
 		}
 		if !adm.Allowed {
@@ -186,9 +197,22 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 			if delivered {
 				decision = DecisionJoined
 			}
-			return t.decided(rb.Name(), decision, t.record(ctx, a))
+			err = t.decided(rb.Name(), decision, t.record(ctx, a))
+			if err == nil && !delivered && t.Metrics != nil {
+				t.Metrics.SafetyCheck(rb.Name(), adm.Check)
+			}
+			return err
 		}
-		req.DryRun, req.DryRunReason = adm.DryRun, adm.Reason
+		req.Target = adm.Target
+		switch {
+		case adm.DryRun:
+			req.DryRun, req.DryRunReason = true, adm.Reason
+		case adm.RequireApproval:
+			req.ApprovalReason = adm.Reason
+		}
+		if adm.WaitForTarget {
+			req.TargetWait = adm.TargetWait
+		}
 	}
 	res, err := t.Starter.StartOrJoin(ctx, req)
 	if err != nil {
@@ -204,9 +228,21 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 		}
 	}
 	a := base
-	if adm.DryRun && res.Started {
-		a.Detail = maps.Clone(base.Detail)
-		a.Detail["dryRun"] = adm.Reason
+	a.Detail = maps.Clone(base.Detail)
+	if adm.Check != "" && res.Started {
+		// The envelope changed how the run goes: say how and why.
+		a.Detail["safetyCheck"] = adm.Check
+		switch {
+		case adm.DryRun:
+			a.Detail["dryRun"] = adm.Reason
+		case adm.RequireApproval:
+			a.Detail["approvalRequired"] = adm.Reason
+		case adm.WaitForTarget:
+			a.Detail["waitForTarget"] = adm.Reason
+		}
+	}
+	if adm.Target != "" {
+		a.Detail["target"] = adm.Target
 	}
 	a.RunID = res.RunID
 	a.ID = "trigger/" + ev.ID + "/" + rb.Name()
@@ -216,7 +252,11 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 		a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
 	}
 	log.Info("alert matched runbook", "outcome", a.Outcome, "run_id", res.RunID)
-	return t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
+	err = t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
+	if err == nil && adm.Check != "" && res.Started && t.Metrics != nil {
+		t.Metrics.SafetyCheck(rb.Name(), adm.Check)
+	}
+	return err
 }
 
 // decided counts a decision whose audit record was stored (err == nil): a

@@ -28,6 +28,7 @@ type Hook func(ctx context.Context, ev step.HookEvent) error
 func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities, hook Hook) error {
 	r.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
+	r.RegisterActivityWithOptions(acts.AcquireTarget, activity.RegisterOptions{Name: step.TargetActivity})
 	if hook == nil {
 		hook = func(context.Context, step.HookEvent) error { return nil }
 	}

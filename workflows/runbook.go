@@ -58,6 +58,14 @@ type Input struct {
 	// runbook's mode, for DryRunReason (e.g. its circuit breaker is open).
 	DryRun       bool   `json:"dryRun,omitempty"`
 	DryRunReason string `json:"dryRunReason,omitempty"`
+	// Target is what the run acts on (the runbook's safety.target). With
+	// TargetWait > 0, another run held it at admission: the run acquires
+	// it before acting, waiting at most TargetWait.
+	Target     string        `json:"target,omitempty"`
+	TargetWait time.Duration `json:"targetWait,omitempty"`
+	// ApprovalReason is why the safety envelope made this run wait for
+	// approval (its runbook then carries a required approval).
+	ApprovalReason string `json:"approvalReason,omitempty"`
 }
 
 // Status is the run's live state (query "status") and its result.
@@ -78,6 +86,12 @@ type Status struct {
 	// DryRunReason says why when the safety envelope decided it.
 	DryRun       bool   `json:"dryRun,omitempty"`
 	DryRunReason string `json:"dryRunReason,omitempty"`
+	// Target is what the run acts on; WaitingFor says what it waits for
+	// before acting (another run holding its target).
+	Target     string `json:"target,omitempty"`
+	WaitingFor string `json:"waitingFor,omitempty"`
+	// ApprovalReason is why the safety envelope required an approval.
+	ApprovalReason string `json:"approvalReason,omitempty"`
 	// LaunchedBy is the person who launched the run; "" for alert runs.
 	LaunchedBy string `json:"launchedBy,omitempty"`
 	Reason     string `json:"reason,omitempty"`
@@ -236,13 +250,15 @@ func newRun(ctx workflow.Context, in Input) *run {
 		info: info,
 		seen: map[string]bool{},
 		status: Status{
-			Runbook:      in.Runbook.Name(),
-			RunbookHash:  in.Runbook.Hash,
-			IncidentKey:  in.IncidentKey,
-			State:        RunStateRunning,
-			Reason:       in.Reason,
-			DryRun:       in.Runbook.Spec.Safety.DryRun() || in.DryRun,
-			DryRunReason: in.DryRunReason,
+			Runbook:        in.Runbook.Name(),
+			RunbookHash:    in.Runbook.Hash,
+			IncidentKey:    in.IncidentKey,
+			State:          RunStateRunning,
+			Reason:         in.Reason,
+			DryRun:         in.Runbook.Spec.Safety.DryRun() || in.DryRun,
+			DryRunReason:   in.DryRunReason,
+			Target:         in.Target,
+			ApprovalReason: in.ApprovalReason,
 		},
 		data: runbooks.TemplateData{
 			Steps: map[string]runbooks.StepData{},
@@ -331,6 +347,11 @@ func (r *run) execute(ctx workflow.Context) error {
 			r.creds = map[string]step.CredentialRef{}
 		}
 		r.creds[name] = step.CredentialRef{Role: role, TTL: c.TTL.D()}
+	}
+	if r.in.TargetWait > 0 && !r.dryRun() {
+		if err := r.awaitTarget(ctx); err != nil {
+			return err
+		}
 	}
 	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required && !r.dryRun() && r.version >= versionApprovals {
 		if err := r.awaitApproval(ctx, "", a, true); err != nil {

@@ -133,6 +133,9 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	env.RegisterActivityWithOptions(func(context.Context, step.HookEvent) error {
 		return errors.New("real notification hooks must not run in unit tests")
 	}, activity.RegisterOptions{Name: step.HookActivity})
+	env.RegisterActivityWithOptions(func(context.Context, step.TargetRequest) (step.TargetResult, error) {
+		return step.TargetResult{}, errors.New("the real target lock must not run in unit tests")
+	}, activity.RegisterOptions{Name: step.TargetActivity})
 
 	rec := &recorder{}
 	env.OnActivity(step.HookActivity, mock.Anything, mock.Anything).Return(

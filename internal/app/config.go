@@ -13,6 +13,7 @@ import (
 
 	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/internal/auth"
+	"github.com/salve-sre/salve/internal/safety"
 )
 
 // FileConfig is the part of Salve's configuration that does not fit on a
@@ -31,6 +32,10 @@ type FileConfig struct {
 		CertFile string `yaml:"certFile"`
 		KeyFile  string `yaml:"keyFile"`
 	} `yaml:"tls"`
+	// Safety is the global part of the safety envelope: a limit on
+	// concurrent runs across runbooks, defaults for runbooks, maintenance
+	// windows and Alertmanager silences.
+	Safety safety.Config `yaml:"safety"`
 }
 
 // LoadFileConfig reads a config file strictly: an unknown key is an
@@ -57,7 +62,10 @@ func LoadFileConfig(path string) (FileConfig, error) {
 			c.Notifications.Targets[name] = t
 		}
 	}
-	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile} {
+	if err := c.Safety.Validate(); err != nil {
+		return c, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile, &c.Safety.Alertmanager.BearerTokenFile} {
 		if *f != "" && !filepath.IsAbs(*f) {
 			*f = filepath.Join(filepath.Dir(path), *f)
 		}

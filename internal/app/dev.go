@@ -30,6 +30,7 @@ import (
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/notify"
+	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
@@ -334,7 +335,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
+	guard.Configure(fc.Safety)
+	if am := fc.Safety.Alertmanager; am.URL != "" {
+		guard.Silences = &safety.Alertmanager{URL: am.URL, BearerTokenFile: am.BearerTokenFile}
+	}
 	acts.Safety = guard
+	acts.Targets = func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error) {
+		ok, h, err := guard.AcquireTarget(ctx, req.Target, req.Runbook, req.WorkflowID)
+		return step.TargetResult{Acquired: ok, HolderWorkflowID: h.WorkflowID, HolderRunbook: h.Runbook, HolderSince: h.Since}, err
+	}
 	if roles.Worker {
 		w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
 		if err != nil {

@@ -34,6 +34,8 @@ const (
 	ActionAuthDenied        = "auth.denied"              // an API request was refused (401/403)
 	ActionRunbookReload     = "runbook.reload_requested" // a person asked to re-read the runbooks
 	ActionBreakerReset      = "breaker.reset"            // an admin closed a runbook's circuit breaker
+	ActionTargetWaiting     = "target.waiting"           // a run waits for another run to release its target
+	ActionTargetAcquired    = "target.acquired"          // a waiting run took its target
 
 	ActionCredentialIssued       = "credential.issued"
 	ActionCredentialRevoked      = "credential.revoked"

@@ -81,6 +81,7 @@ type Metrics struct {
 	ingestPublish      prometheus.Histogram
 	ingestRequests     *prometheus.CounterVec
 	triggerDecisions   *prometheus.CounterVec
+	safetyChecks       *prometheus.CounterVec
 	runs               *prometheus.CounterVec
 	runDuration        *prometheus.HistogramVec
 	toilSaved          *prometheus.CounterVec
@@ -122,6 +123,10 @@ func New() *Metrics {
 		Name: "salve_trigger_decisions_total",
 		Help: "What the trigger decided for each stored alert and matching runbook: started, joined, resolved_signalled, suppressed, or no_match (runbook=\"\").",
 	}, []string{"runbook", "decision"})
+	m.safetyChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_safety_checks_total",
+		Help: "Alerts whose new run the safety envelope refused or changed, by runbook and the check that decided (cooldown, max_runs_per_hour, target_locked, blast_radius, silenced, maintenance_window, circuit_breaker_open, ...).",
+	}, []string{"runbook", "check"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "salve_runs_total",
 		Help: "Finished runs by runbook and outcome (succeeded, failed, cancelled, rejected).",
@@ -153,7 +158,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.alertsReceived, m.alertsDeduplicated, m.ingestPublish, m.ingestRequests,
-		m.triggerDecisions, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
+		m.triggerDecisions, m.safetyChecks, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
 		m.approvalWait, m.runbooksLoaded, leaseCollector{m},
 	)
 	for _, s := range alertStatuses {
@@ -227,6 +232,16 @@ func (m *Metrics) TriggerDecision(runbook, decision string) {
 		runbook = ""
 	}
 	m.triggerDecisions.WithLabelValues(runbook, known(decision, allDecisions)).Inc()
+}
+
+// SafetyCheck counts one alert whose new run the safety envelope refused
+// or changed, by the check that decided. check is from a fixed set in
+// internal/safety, so the label stays bounded.
+func (m *Metrics) SafetyCheck(runbook, check string) {
+	if m == nil {
+		return
+	}
+	m.safetyChecks.WithLabelValues(runbook, check).Inc()
 }
 
 // --- worker (activities.Metrics) ---

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -50,13 +51,26 @@ func New(c client.Client, namespace, taskQueue, identity string) *Runs {
 // the same holds for an alert that joined a running run).
 func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
 	alert := req.Alert
+	rb := *req.Runbook
+	if req.ApprovalReason != "" && !rb.Spec.Safety.DryRun() {
+		// The envelope asks for a person's approval this runbook does not
+		// itself require: the run carries that requirement in its input.
+		a := runbooks.Approval{Required: true}
+		if cur := rb.Spec.Safety.Approval; cur != nil {
+			a.Timeout, a.OnTimeout = cur.Timeout, cur.OnTimeout
+		}
+		rb.Spec.Safety.Approval = &a
+	}
 	in := workflows.Input{
-		Runbook:      *req.Runbook,
-		IncidentKey:  req.IncidentKey,
-		Alert:        &alert,
-		Actor:        domain.Actor{Kind: domain.ActorAlert, Name: alert.Name()},
-		DryRun:       req.DryRun,
-		DryRunReason: req.DryRunReason,
+		Runbook:        rb,
+		IncidentKey:    req.IncidentKey,
+		Alert:          &alert,
+		Actor:          domain.Actor{Kind: domain.ActorAlert, Name: alert.Name()},
+		DryRun:         req.DryRun,
+		DryRunReason:   req.DryRunReason,
+		Target:         req.Target,
+		TargetWait:     req.TargetWait,
+		ApprovalReason: req.ApprovalReason,
 	}
 	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
 	if err != nil {

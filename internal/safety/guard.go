@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -23,12 +24,20 @@ const Bucket = "SALVE_SAFETY"
 
 // Checks that can refuse or change a run, as audited.
 const (
-	CheckCooldown      = "cooldown"
-	CheckRate          = "max_runs_per_hour"
-	CheckConcurrency   = "max_concurrent"
-	CheckBreakerOpen   = "circuit_breaker_open"
-	maxCASAttempts     = 20
-	staleActiveEntries = 24 * time.Hour
+	CheckCooldown          = "cooldown"
+	CheckRate              = "max_runs_per_hour"
+	CheckDailyRate         = "max_runs_per_day"
+	CheckConcurrency       = "max_concurrent"
+	CheckGlobalConcurrency = "max_concurrent_runs"
+	CheckBreakerOpen       = "circuit_breaker_open"
+	CheckTargetLocked      = "target_locked"
+	CheckNoTarget          = "no_target"
+	CheckBlastRadius       = "blast_radius"
+	CheckSilenced          = "silenced"
+	CheckMaintenance       = "maintenance_window"
+	maxCASAttempts         = 20
+	staleActiveEntries     = 24 * time.Hour
+	globalKey              = "global"
 )
 
 // Admission is the answer to "may this run start now?".
@@ -43,13 +52,30 @@ type Admission struct {
 	// Check and Reason say which rule decided and why, for the audit log.
 	Check  string
 	Reason string
+	// Target is what the run acts on ("" when its runbook names none).
+	Target string
+	// WaitForTarget: another run holds Target; the run must acquire it
+	// (AcquireTarget) before acting, waiting at most TargetWait.
+	WaitForTarget bool
+	TargetWait    time.Duration
+	// RequireApproval: the run must wait for a person's approval before
+	// acting (blast radius exceeded under onExceed: approve); Reason says
+	// why.
+	RequireApproval bool
 }
 
 // Guard decides admissions against the shared state.
 type Guard struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
+	cfg Config
+	// Silences, when set, is asked before runs of runbooks that respect
+	// Alertmanager's silences.
+	Silences SilenceChecker
 }
+
+// Configure sets the global part of the envelope (from the config file).
+func (g *Guard) Configure(c Config) { g.cfg = c }
 
 // Open creates (or finds) the bucket. replicas is the bucket's replication
 // (3 on a production cluster, 1 for dev).
@@ -70,10 +96,14 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Guard, er
 	return &Guard{kv: kv, now: time.Now}, nil
 }
 
-// runbookState is one runbook's document.
+// runbookState is one runbook's document (and, under globalKey, the
+// document of all runs: only Active is used there).
 type runbookState struct {
-	// Starts are the admitted starts of the last hour.
+	// Starts are the admitted starts of the last day.
 	Starts []time.Time `json:"starts,omitempty"`
+	// Targets are the distinct targets acted on, with the last time, for
+	// the blast radius.
+	Targets map[string]time.Time `json:"targets,omitempty"`
 	// Active are the admitted runs not yet finished, by workflow ID.
 	Active map[string]activeRun `json:"active,omitempty"`
 	// Failures are the failed runs within the breaker's window.
@@ -90,6 +120,11 @@ type activeRun struct {
 	Cooldown    time.Duration `json:"cooldown,omitempty"`
 	Failures    int           `json:"breakerFailures,omitempty"`
 	Window      time.Duration `json:"breakerWindow,omitempty"`
+	// Admission is what was decided, for a redelivered alert whose run
+	// did not start before a crash: it must start the same way.
+	Admission Admission `json:"admission"`
+	// Global: the run holds a place under the global concurrency limit.
+	Global bool `json:"global,omitempty"`
 }
 
 func runbookKey(name string) string { return "runbook." + name }
@@ -101,9 +136,10 @@ func cooldownKey(runbook, incident string) string {
 
 // Admit decides whether a new run of rb for incidentKey may start now and,
 // if so, reserves its place (counted against the rate and concurrency
-// limits until Finished or Release).
-func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, incidentKey, workflowID string) (Admission, error) {
-	s := rb.Spec.Safety
+// limits, and holding its target, until Finished or Release). alert is nil
+// for a launch without one.
+func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.AlertEvent, incidentKey, workflowID string) (Admission, error) {
+	s := g.effective(rb.Spec.Safety)
 	now := g.now().UTC()
 	if s.Cooldown > 0 {
 		e, err := g.kv.Get(ctx, cooldownKey(rb.Name(), incidentKey))
@@ -117,46 +153,248 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, incidentKey, wo
 			}
 		}
 	}
+	if (s.RespectSilences || g.cfg.Alertmanager.CheckSilences) && alert != nil && g.Silences != nil {
+		sil, err := g.Silences.Matching(ctx, alert.Labels)
+		if err != nil {
+			// Not knowing whether a person silenced this alert, do not act
+			// yet: the alert is retried until Alertmanager answers.
+			return Admission{}, fmt.Errorf("check Alertmanager silences: %w", err)
+		}
+		if sil != nil {
+			return Admission{Check: CheckSilenced, Reason: fmt.Sprintf("Alertmanager silence %s by %s matches the alert until %s: %q", sil.ID, sil.CreatedBy, sil.EndsAt.Format(time.RFC3339), sil.Comment)}, nil
+		}
+	}
+	target, err := rb.Target(alert, nil)
+	if err != nil {
+		return Admission{Check: CheckNoTarget, Reason: err.Error()}, nil
+	}
+
 	var adm Admission
-	err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+	var again bool
+	err = g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
 		st.trim(now, s)
-		if _, again := st.Active[workflowID]; again {
-			adm = Admission{Allowed: true} // a redelivered alert: already admitted
+		if a, ok := st.Active[workflowID]; ok {
+			adm, again = a.Admission, true // a redelivered alert: already admitted
+			adm.Reserved = false
 			return false
 		}
-		if s.MaxRunsPerHour > 0 && len(st.Starts) >= s.MaxRunsPerHour {
-			adm = Admission{Check: CheckRate, Reason: fmt.Sprintf("runbook %s started %d runs in the last hour (maxRunsPerHour %d)", rb.Name(), len(st.Starts), s.MaxRunsPerHour)}
-			return false
+		starts := 0
+		for _, t := range st.Starts {
+			if now.Sub(t) < time.Hour {
+				starts++
+			}
 		}
-		if s.MaxConcurrent > 0 && len(st.Active) >= s.MaxConcurrent {
+		switch {
+		case s.MaxRunsPerHour > 0 && starts >= s.MaxRunsPerHour:
+			adm = Admission{Check: CheckRate, Reason: fmt.Sprintf("runbook %s started %d runs in the last hour (maxRunsPerHour %d)", rb.Name(), starts, s.MaxRunsPerHour)}
+			return false
+		case s.MaxRunsPerDay > 0 && len(st.Starts) >= s.MaxRunsPerDay:
+			adm = Admission{Check: CheckDailyRate, Reason: fmt.Sprintf("runbook %s started %d runs in the last 24h (maxRunsPerDay %d)", rb.Name(), len(st.Starts), s.MaxRunsPerDay)}
+			return false
+		case s.MaxConcurrent > 0 && len(st.Active) >= s.MaxConcurrent:
 			adm = Admission{Check: CheckConcurrency, Reason: fmt.Sprintf("runbook %s has %d runs going (maxConcurrent %d)", rb.Name(), len(st.Active), s.MaxConcurrent)}
 			return false
 		}
-		adm = Admission{Allowed: true, Reserved: true}
+		adm = Admission{Allowed: true, Reserved: true, Target: target}
+		if b := s.BlastRadius; b != nil && target != "" {
+			if _, known := st.Targets[target]; !known && len(st.Targets) >= b.MaxTargets {
+				reason := fmt.Sprintf("runbook %s acted on %d distinct targets in the last %s (blastRadius.maxTargets %d); %q would be one more", rb.Name(), len(st.Targets), b.Window, b.MaxTargets, target)
+				if b.OnExceed != runbooks.BlastApprove {
+					adm = Admission{Check: CheckBlastRadius, Reason: reason}
+					return false
+				}
+				adm.RequireApproval, adm.Check, adm.Reason = true, CheckBlastRadius, reason+": the run waits for a person's approval"
+			}
+		}
 		if !st.OpenSince.IsZero() {
-			adm = Admission{Allowed: true, Reserved: true, DryRun: true, Check: CheckBreakerOpen,
-				Reason: fmt.Sprintf("the circuit breaker of runbook %s is open since %s: the run is a dry-run plan until an admin resets it (POST /v1/runbooks/%s/breaker/reset)", rb.Name(), st.OpenSince.Format(time.RFC3339), rb.Name())}
+			adm.DryRun, adm.Check = true, CheckBreakerOpen
+			adm.Reason = fmt.Sprintf("the circuit breaker of runbook %s is open since %s: the run is a dry-run plan until an admin resets it (POST /v1/runbooks/%s/breaker/reset)", rb.Name(), st.OpenSince.Format(time.RFC3339), rb.Name())
+		} else if w := g.cfg.activeWindow(rb.Name(), now); w != nil {
+			adm.DryRun, adm.Check = true, CheckMaintenance
+			adm.Reason = fmt.Sprintf("maintenance window %q until %s: the run is a dry-run plan that changes nothing", w.Name, w.End.Format(time.RFC3339))
 		}
 		st.Starts = append(st.Starts, now)
+		if target != "" && s.BlastRadius != nil {
+			if st.Targets == nil {
+				st.Targets = map[string]time.Time{}
+			}
+			st.Targets[target] = now
+		}
 		if st.Active == nil {
 			st.Active = map[string]activeRun{}
 		}
-		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D()}
+		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D(), Admission: adm}
 		if cb := s.CircuitBreaker; cb != nil {
 			a.Failures, a.Window = cb.Failures, cb.Window.D()
 		}
 		st.Active[workflowID] = a
 		return true
 	})
-	return adm, err
+	if err != nil || !adm.Allowed {
+		return adm, err
+	}
+	// The places below are taken one document at a time; a refusal gives
+	// back what this admission took before it.
+	undo := func(refused Admission) (Admission, error) {
+		if err := g.Release(ctx, rb.Name(), workflowID); err != nil {
+			return Admission{}, err
+		}
+		return refused, nil
+	}
+	if limit := g.cfg.MaxConcurrentRuns; limit > 0 && !again {
+		var refused *Admission
+		err := g.update(ctx, globalKey, func(st *runbookState) bool {
+			st.trim(now, runbooks.Safety{})
+			if len(st.Active) >= limit {
+				refused = &Admission{Check: CheckGlobalConcurrency, Reason: fmt.Sprintf("%d alert-triggered runs are going across all runbooks (safety.maxConcurrentRuns %d)", len(st.Active), limit)}
+				return false
+			}
+			if st.Active == nil {
+				st.Active = map[string]activeRun{}
+			}
+			st.Active[workflowID] = activeRun{IncidentKey: incidentKey, Since: now}
+			return true
+		})
+		if err != nil {
+			_, _ = undo(Admission{})
+			return Admission{}, err
+		}
+		if refused != nil {
+			return undo(*refused)
+		}
+		if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+			a, ok := st.Active[workflowID]
+			if !ok {
+				return false
+			}
+			a.Global = true
+			st.Active[workflowID] = a
+			return true
+		}); err != nil {
+			_, _ = undo(Admission{})
+			return Admission{}, err
+		}
+	}
+	if target != "" {
+		lock := s.LockPolicy()
+		held, holder, err := g.AcquireTarget(ctx, target, rb.Name(), workflowID)
+		if err != nil {
+			_, _ = undo(Admission{})
+			return Admission{}, err
+		}
+		if !held {
+			busy := fmt.Sprintf("target %q is held by run %s (runbook %s) since %s", target, holder.WorkflowID, holder.Runbook, holder.Since.Format(time.RFC3339))
+			if lock.OnBusy == runbooks.TargetBusySuppress {
+				return undo(Admission{Check: CheckTargetLocked, Reason: busy})
+			}
+			adm.WaitForTarget, adm.TargetWait = true, lock.MaxWait.D()
+			if adm.Check == "" {
+				adm.Check, adm.Reason = CheckTargetLocked, busy+fmt.Sprintf(": the run waits up to %s for it before acting", lock.MaxWait)
+			}
+		}
+		if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+			a, ok := st.Active[workflowID]
+			if !ok {
+				return false
+			}
+			a.Admission = adm
+			st.Active[workflowID] = a
+			return true
+		}); err != nil {
+			return Admission{}, err
+		}
+	}
+	return adm, nil
+}
+
+// TargetHolder is the run holding a target.
+type TargetHolder struct {
+	Target     string    `json:"target"`
+	WorkflowID string    `json:"workflowId"`
+	Runbook    string    `json:"runbook"`
+	Since      time.Time `json:"since"`
+}
+
+func targetKey(target string) string {
+	sum := sha256.Sum256([]byte(target))
+	return "target." + hex.EncodeToString(sum[:16])
+}
+
+// AcquireTarget takes target for workflowID if no other run holds it. It
+// reports whether workflowID holds it now and, if not, who does. Holding
+// it already counts as success, so a retry is harmless.
+func (g *Guard) AcquireTarget(ctx context.Context, target, runbook, workflowID string) (bool, TargetHolder, error) {
+	key := targetKey(target)
+	now := g.now().UTC()
+	for range maxCASAttempts {
+		var cur TargetHolder
+		e, err := g.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return false, cur, fmt.Errorf("read target lock: %w", err)
+		default:
+			if err := json.Unmarshal(e.Value(), &cur); err != nil {
+				return false, cur, fmt.Errorf("target lock %s is corrupt: %w", key, err)
+			}
+			if cur.WorkflowID == workflowID {
+				return true, cur, nil
+			}
+			// A holder that never reported its end (terminated by hand)
+			// must not block the target for ever.
+			if now.Sub(cur.Since) < staleActiveEntries {
+				return false, cur, nil
+			}
+		}
+		b, _ := json.Marshal(TargetHolder{Target: target, WorkflowID: workflowID, Runbook: runbook, Since: now})
+		if e == nil {
+			_, err = g.kv.Create(ctx, key, b)
+		} else {
+			_, err = g.kv.Update(ctx, key, b, e.Revision())
+		}
+		if err == nil {
+			return true, TargetHolder{Target: target, WorkflowID: workflowID, Runbook: runbook, Since: now}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return false, cur, fmt.Errorf("take target lock: %w", err)
+		}
+	}
+	return false, TargetHolder{}, fmt.Errorf("take target lock %q: too much contention", target)
+}
+
+// releaseTarget frees target if workflowID holds it.
+func (g *Guard) releaseTarget(ctx context.Context, target, workflowID string) error {
+	if target == "" {
+		return nil
+	}
+	key := targetKey(target)
+	e, err := g.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read target lock: %w", err)
+	}
+	var cur TargetHolder
+	if json.Unmarshal(e.Value(), &cur) == nil && cur.WorkflowID != workflowID {
+		return nil
+	}
+	// Delete only the revision we read: a lock another run took since
+	// stays.
+	if err := g.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !isWrongSequence(err) {
+		return fmt.Errorf("release target lock: %w", err)
+	}
+	return nil
 }
 
 // Release gives back an admission that started nothing (the alert joined
-// a run already going).
+// a run already going, or a later check refused it).
 func (g *Guard) Release(ctx context.Context, runbook, workflowID string) error {
-	return g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
-		a, ok := st.Active[workflowID]
-		if !ok {
+	var a activeRun
+	var found bool
+	err := g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
+		a, found = st.Active[workflowID]
+		if !found {
 			return false
 		}
 		delete(st.Active, workflowID)
@@ -166,6 +404,24 @@ func (g *Guard) Release(ctx context.Context, runbook, workflowID string) error {
 				break
 			}
 		}
+		return true
+	})
+	if err != nil || !found {
+		return err
+	}
+	return g.freePlaces(ctx, a, workflowID)
+}
+
+// freePlaces gives back what a run held outside its runbook's document.
+func (g *Guard) freePlaces(ctx context.Context, a activeRun, workflowID string) error {
+	if err := g.releaseTarget(ctx, a.Admission.Target, workflowID); err != nil {
+		return err
+	}
+	return g.update(ctx, globalKey, func(st *runbookState) bool {
+		if _, ok := st.Active[workflowID]; !ok {
+			return false
+		}
+		delete(st.Active, workflowID)
 		return true
 	})
 }
@@ -197,8 +453,14 @@ func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome strin
 		}
 		return true
 	})
-	if err != nil || !found || done.Cooldown <= 0 {
+	if err != nil || !found {
 		return err
+	}
+	if err := g.freePlaces(ctx, done, workflowID); err != nil {
+		return err
+	}
+	if done.Cooldown <= 0 {
+		return nil
 	}
 	until, _ := json.Marshal(at.UTC().Add(done.Cooldown))
 	if _, err := g.kv.Put(ctx, cooldownKey(runbook, done.IncidentKey), until); err != nil {
@@ -215,6 +477,10 @@ type BreakerState struct {
 	Failures  int       `json:"recentFailures"`
 	Active    int       `json:"activeRuns"`
 	Starts    int       `json:"startsLastHour"`
+	StartsDay int       `json:"startsLastDay"`
+	// Targets is the number of distinct targets within the blast-radius
+	// window.
+	Targets int `json:"recentTargets"`
 }
 
 // State reads a runbook's state.
@@ -223,8 +489,14 @@ func (g *Guard) State(ctx context.Context, runbook string) (BreakerState, error)
 	if err != nil {
 		return BreakerState{}, err
 	}
+	starts := 0
+	for _, t := range st.Starts {
+		if g.now().Sub(t) < time.Hour {
+			starts++
+		}
+	}
 	return BreakerState{Runbook: runbook, Open: !st.OpenSince.IsZero(), OpenSince: st.OpenSince,
-		Failures: len(st.Failures), Active: len(st.Active), Starts: len(st.Starts)}, nil
+		Failures: len(st.Failures), Active: len(st.Active), Starts: starts, StartsDay: len(st.Starts), Targets: len(st.Targets)}, nil
 }
 
 // Reset closes a runbook's circuit breaker and forgets its failures. It
@@ -242,11 +514,16 @@ func (g *Guard) Reset(ctx context.Context, runbook string) (bool, error) {
 func (st *runbookState) trim(now time.Time, s runbooks.Safety) {
 	keep := st.Starts[:0]
 	for _, t := range st.Starts {
-		if now.Sub(t) < time.Hour {
+		if now.Sub(t) < 24*time.Hour {
 			keep = append(keep, t)
 		}
 	}
 	st.Starts = keep
+	for target, t := range st.Targets {
+		if s.BlastRadius == nil || now.Sub(t) >= s.BlastRadius.Window.D() {
+			delete(st.Targets, target)
+		}
+	}
 	for id, a := range st.Active {
 		// A run that never reported its end (terminated by hand) must not
 		// hold a place for ever.

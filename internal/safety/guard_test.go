@@ -54,22 +54,22 @@ func TestCooldown(t *testing.T) {
 	g, _ := openGuard(t)
 	ctx := context.Background()
 	rb := runbook(t, "{cooldown: 30m}")
-	a, err := g.Admit(ctx, rb, "shop/api", "salve/guarded/shop/api")
+	a, err := g.Admit(ctx, rb, nil, "shop/api", "salve/guarded/shop/api")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
 	require.NoError(t, g.Finished(ctx, "guarded", "salve/guarded/shop/api", "succeeded", time.Now()))
-	a, err = g.Admit(ctx, rb, "shop/api", "salve/guarded/shop/api")
+	a, err = g.Admit(ctx, rb, nil, "shop/api", "salve/guarded/shop/api")
 	require.NoError(t, err)
 	require.False(t, a.Allowed)
 	require.Equal(t, safety.CheckCooldown, a.Check)
 	require.Contains(t, a.Reason, `incident "shop/api" finished recently: cooldown 30m0s`)
 	// Another incident of the same runbook is not cooled down.
-	a, err = g.Admit(ctx, rb, "shop/web", "salve/guarded/shop/web")
+	a, err = g.Admit(ctx, rb, nil, "shop/web", "salve/guarded/shop/web")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
 	// A cooldown that has passed allows again.
 	require.NoError(t, g.Finished(ctx, "guarded", "salve/guarded/shop/web", "succeeded", time.Now().Add(-time.Hour)))
-	a, err = g.Admit(ctx, rb, "shop/web", "salve/guarded/shop/web")
+	a, err = g.Admit(ctx, rb, nil, "shop/web", "salve/guarded/shop/web")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
 }
@@ -79,7 +79,7 @@ func TestRateAndConcurrency(t *testing.T) {
 	ctx := context.Background()
 	rb := runbook(t, "{maxRunsPerHour: 3, maxConcurrent: 2}")
 	for i, want := range []bool{true, true, false} {
-		a, err := g.Admit(ctx, rb, "k", "wf"+string(rune('a'+i)))
+		a, err := g.Admit(ctx, rb, nil, "k", "wf"+string(rune('a'+i)))
 		require.NoError(t, err)
 		require.Equal(t, want, a.Allowed, i)
 		if !want {
@@ -87,7 +87,7 @@ func TestRateAndConcurrency(t *testing.T) {
 		}
 	}
 	// A redelivered alert of an admitted run is admitted again, not twice.
-	a, err := g.Admit(ctx, rb, "k", "wfa")
+	a, err := g.Admit(ctx, rb, nil, "k", "wfa")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
 	st, err := g.State(ctx, "guarded")
@@ -97,13 +97,13 @@ func TestRateAndConcurrency(t *testing.T) {
 	// Releasing a join frees its place and its start.
 	require.NoError(t, g.Release(ctx, "guarded", "wfb"))
 	require.NoError(t, g.Finished(ctx, "guarded", "wfa", "succeeded", time.Now()))
-	a, err = g.Admit(ctx, rb, "k", "wfd")
+	a, err = g.Admit(ctx, rb, nil, "k", "wfd")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
-	a, err = g.Admit(ctx, rb, "k", "wfe")
+	a, err = g.Admit(ctx, rb, nil, "k", "wfe")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
-	a, err = g.Admit(ctx, rb, "k", "wff")
+	a, err = g.Admit(ctx, rb, nil, "k", "wff")
 	require.NoError(t, err)
 	require.False(t, a.Allowed)
 	require.Equal(t, safety.CheckRate, a.Check, "3 starts in the hour: wfa, wfd, wfe")
@@ -114,7 +114,7 @@ func TestCircuitBreaker(t *testing.T) {
 	ctx := context.Background()
 	rb := runbook(t, "{circuitBreaker: {failures: 2, window: 1h}}")
 	for _, id := range []string{"w1", "w2"} {
-		a, err := g.Admit(ctx, rb, id, id)
+		a, err := g.Admit(ctx, rb, nil, id, id)
 		require.NoError(t, err)
 		require.True(t, a.Allowed)
 		require.False(t, a.DryRun)
@@ -124,7 +124,7 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 	// The state lives in JetStream: another process (replica) sees it.
 	g2 := reopen()
-	a, err := g2.Admit(ctx, rb, "w3", "w3")
+	a, err := g2.Admit(ctx, rb, nil, "w3", "w3")
 	require.NoError(t, err)
 	require.True(t, a.Allowed)
 	require.True(t, a.DryRun, "an open breaker turns runs into dry-run plans")
@@ -137,7 +137,7 @@ func TestCircuitBreaker(t *testing.T) {
 	was, err := g.Reset(ctx, "guarded")
 	require.NoError(t, err)
 	require.True(t, was)
-	a, err = g.Admit(ctx, rb, "w4", "w4")
+	a, err = g.Admit(ctx, rb, nil, "w4", "w4")
 	require.NoError(t, err)
 	require.False(t, a.DryRun)
 }
@@ -155,7 +155,7 @@ func TestConcurrentAdmissionsRespectTheLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := guards[i%len(guards)].Admit(ctx, rb, "k", "wf-"+string(rune('A'+i)))
+			a, err := guards[i%len(guards)].Admit(ctx, rb, nil, "k", "wf-"+string(rune('A'+i)))
 			require.NoError(t, err)
 			if a.Allowed {
 				mu.Lock()

@@ -1,0 +1,118 @@
+package safety
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SilenceChecker finds an active Alertmanager silence matching labels.
+type SilenceChecker interface {
+	Matching(ctx context.Context, labels map[string]string) (*Silence, error)
+}
+
+// Silence is the part of an Alertmanager silence Salve reports.
+type Silence struct {
+	ID        string    `json:"id"`
+	CreatedBy string    `json:"createdBy"`
+	Comment   string    `json:"comment"`
+	StartsAt  time.Time `json:"startsAt"`
+	EndsAt    time.Time `json:"endsAt"`
+	Matchers  []struct {
+		Name    string `json:"name"`
+		Value   string `json:"value"`
+		IsRegex bool   `json:"isRegex"`
+		IsEqual *bool  `json:"isEqual"` // absent = true (older Alertmanagers)
+	} `json:"matchers"`
+	Status struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+// Alertmanager reads silences from Alertmanager's API v2.
+type Alertmanager struct {
+	URL             string
+	BearerTokenFile string
+	Client          *http.Client // nil = a client with a 10s timeout
+}
+
+// Matching returns the first active silence whose matchers all match
+// labels, or nil.
+func (a *Alertmanager) Matching(ctx context.Context, labels map[string]string) (*Silence, error) {
+	u, err := url.JoinPath(a.URL, "/api/v2/silences")
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager url %q: %w", a.URL, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if a.BearerTokenFile != "" {
+		tok, err := os.ReadFile(a.BearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("alertmanager bearer token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	c := a.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %.200s", u, resp.Status, body)
+	}
+	var silences []Silence
+	if err := json.Unmarshal(body, &silences); err != nil {
+		return nil, fmt.Errorf("GET %s: undecodable answer: %w", u, err)
+	}
+	for i, s := range silences {
+		if s.Status.State == "active" && s.matches(labels) {
+			return &silences[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// matches applies Alertmanager's matcher semantics: every matcher must
+// match; a regex is anchored; a missing label is the empty string.
+func (s Silence) matches(labels map[string]string) bool {
+	if len(s.Matchers) == 0 {
+		return false
+	}
+	for _, m := range s.Matchers {
+		v := labels[m.Name]
+		var ok bool
+		if m.IsRegex {
+			re, err := regexp.Compile("^(?:" + m.Value + ")$")
+			if err != nil {
+				return false
+			}
+			ok = re.MatchString(v)
+		} else {
+			ok = v == m.Value
+		}
+		if m.IsEqual != nil && !*m.IsEqual {
+			ok = !ok
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
