@@ -40,6 +40,24 @@ spec:
     - {name: act, action: http.request, with: {url: '{{ .Params.target }}/flaky', method: POST}}
     - {name: verify, action: http.request, with: {url: '{{ .Params.target }}/verify-{{ .Labels.instance }}', expectStatus: [299]}, retry: {maxAttempts: 1}}
 `)
+	// Two runbooks acting on the same target: the second waits for the
+	// first to finish (the default policy), a third is suppressed.
+	for _, rb := range []struct{ name, policy, steps string }{
+		{"hold", "", "- {name: act, action: http.request, with: {url: '{{ .Params.target }}/hold', method: POST}}"},
+		{"follow", "", "- {name: act, action: http.request, with: {url: '{{ .Params.target }}/follow', method: POST}}\n    - {name: settle, action: sleep, with: {duration: 3s}}"},
+		{"shy", ", targetLock: {onBusy: suppress}", "- {name: act, action: http.request, with: {url: '{{ .Params.target }}/shy', method: POST}}"},
+	} {
+		writeRunbook(t, rbDir, rb.name, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: `+rb.name+`}
+spec:
+  trigger: {matchers: ['alertname="Locked"'], incidentKey: '{{ .Labels.instance }}'}
+  params: {target: {fromAnnotation: target, required: true}}
+  safety: {target: 'db/{{ .Labels.instance }}'`+rb.policy+`}
+  steps:
+    `+rb.steps+`
+`)
+	}
 	d := startDev(t, rbDir)
 	base := d.URL
 	ann := map[string]string{"target": tg.URL}
@@ -54,6 +72,31 @@ spec:
 	require.Equal(t, "cooldown", sup[0].Event.Outcome)
 	require.Contains(t, sup[0].Event.Error, `incident "db-1" finished recently: cooldown 1h0m0s`)
 	require.Equal(t, 1, tg.count("/cool"), "the repeat acted on nothing")
+
+	// Target lock: one alert matches all three runbooks, which the
+	// trigger takes in name order. follow takes db/db-7; hold waits for it;
+	// shy (onBusy: suppress) is suppressed. hold acts only after follow
+	// finished.
+	require.Equal(t, 200, postWebhook(t, base, d.WebhookToken, webhook("firing", "Locked", "db-7", "l1", t0, ann)))
+	follow := waitRunStatus(t, base, "salve/follow/db-7", runs.StatusSucceeded, time.Minute)
+	hold := waitRunStatus(t, base, "salve/hold/db-7", runs.StatusSucceeded, time.Minute)
+	require.Equal(t, "db/db-7", hold.Run.Target)
+	require.True(t, hold.Run.Steps[0].StartedAt.After(follow.Run.Steps[1].FinishedAt),
+		"hold acted at %s, before follow released the target (its last step ended %s)", hold.Run.Steps[0].StartedAt, follow.Run.Steps[1].FinishedAt)
+	waiting := waitAuditAction(t, base, domain.ActionTargetWaiting, 1)
+	require.Equal(t, "salve/follow/db-7", waiting[0].Event.Detail["holder"])
+	waitAuditAction(t, base, domain.ActionTargetAcquired, 1)
+	var suppressed []string
+	for _, r := range auditEvents(t, base, "action="+domain.ActionTriggerSuppressed) {
+		if r.Event.Outcome == "target_locked" {
+			suppressed = append(suppressed, r.Event.Runbook+": "+r.Event.Error)
+		}
+	}
+	require.Len(t, suppressed, 1)
+	require.Contains(t, suppressed[0], `shy: target "db/db-7" is held by run salve/follow/db-7 (runbook follow)`)
+	require.Equal(t, 0, tg.count("/shy"))
+	require.Equal(t, 1, tg.count("/hold"))
+	require.Equal(t, 1, tg.count("/follow"))
 
 	// Circuit breaker: two failed runs open it.
 	for i, inst := range []string{"w-1", "w-2"} {
