@@ -1,0 +1,51 @@
+package app_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/salve-sre/salve/internal/app"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "salve.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+	return path
+}
+
+// The safety section of the config file: read strictly, validated with
+// every problem named, relative files resolved next to the config.
+func TestConfigSafetySection(t *testing.T) {
+	c, err := app.LoadFileConfig(writeConfig(t, `
+safety:
+  maxConcurrentRuns: 20
+  defaults: {cooldown: 30m, maxRunsPerHour: 10, maxRunsPerDay: 50, maxConcurrent: 3}
+  maintenanceWindows:
+    - {name: db upgrade, start: 2026-12-01T02:00:00Z, end: 2026-12-01T04:00:00Z, runbooks: [restart-postgres]}
+  alertmanager: {url: "http://alertmanager:9093", checkSilences: true, bearerTokenFile: am-token}
+`))
+	require.NoError(t, err)
+	require.Equal(t, 20, c.Safety.MaxConcurrentRuns)
+	require.Equal(t, 30*time.Minute, c.Safety.Defaults.Cooldown.D())
+	require.Equal(t, time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC), c.Safety.MaintenanceWindows[0].Start.UTC())
+	require.True(t, filepath.IsAbs(c.Safety.Alertmanager.BearerTokenFile), "relative to the config file")
+
+	_, err = app.LoadFileConfig(writeConfig(t, "safety:\n  maxConcurentRuns: 3\n"))
+	require.ErrorContains(t, err, "field maxConcurentRuns not found", "a misspelt setting is an error")
+
+	_, err = app.LoadFileConfig(writeConfig(t, `
+safety:
+  maxConcurrentRuns: -1
+  maintenanceWindows: [{name: "", start: 2026-12-01T04:00:00Z, end: 2026-12-01T02:00:00Z}]
+  alertmanager: {checkSilences: true}
+`))
+	require.ErrorContains(t, err, "safety.maxConcurrentRuns must not be negative")
+	require.ErrorContains(t, err, "safety.maintenanceWindows[0].name is required")
+	require.ErrorContains(t, err, "safety.maintenanceWindows[0].end must be after start")
+	require.ErrorContains(t, err, "safety.alertmanager.checkSilences needs safety.alertmanager.url")
+}
