@@ -42,6 +42,9 @@ bash scripts/kube-tools.sh
 step "building the Vault test server (cached by version; the first build takes ~10 minutes)"
 bash scripts/vault-tools.sh
 
+step "building helm for the chart tests in deploy/ (cached by version; the first build takes ~4 minutes)"
+bash scripts/helm-tools.sh
+
 step "downloading modules"
 go mod download
 

@@ -212,9 +212,34 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		Error   string `json:"error,omitempty"`
 		Warning string `json:"warning,omitempty"`
 	}
+	// ?check=nats,temporal limits readiness to the named checks: the
+	// webhook's readiness needs only NATS, so a Temporal outage or a
+	// missing worker need not take the webhook out of a load balancer
+	// (the trigger retries every stored alert until Temporal answers).
+	only := map[string]bool{}
+	if v := r.URL.Query().Get("check"); v != "" {
+		known := map[string]bool{}
+		for _, c := range s.Checks {
+			known[c.Name] = true
+		}
+		for _, name := range strings.Split(v, ",") {
+			if !known[name] {
+				names := make([]string, 0, len(s.Checks))
+				for _, c := range s.Checks {
+					names = append(names, c.Name)
+				}
+				triggers.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown check %q: the checks are %s", name, strings.Join(names, ", ")), nil)
+				return
+			}
+			only[name] = true
+		}
+	}
 	ready := true
 	out := make([]result, 0, len(s.Checks))
 	for _, c := range s.Checks {
+		if len(only) > 0 && !only[c.Name] {
+			continue
+		}
 		res := result{Name: c.Name, OK: true, Warning: c.Warning}
 		if err := c.Check(ctx); err != nil {
 			res.OK, res.Error, ready = false, err.Error(), false

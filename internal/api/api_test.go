@@ -39,6 +39,9 @@ func TestAPI(t *testing.T) {
 	}{
 		{"/healthz", 200, "status"},
 		{"/readyz", 503, "checks"},
+		{"/readyz?check=ok", 200, "checks"}, // readiness of the named checks only
+		{"/readyz?check=ok,down", 503, "checks"},
+		{"/readyz?check=nope", 400, "error"},
 		{"/v1/runs", 200, "nextPageToken"},
 		{"/v1/runs?limit=0", 400, "error"},
 		{"/v1/runs?limit=1001", 400, "error"},

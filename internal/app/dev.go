@@ -378,6 +378,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 				if !nc.IsConnected() {
 					return errors.New("nats: not connected")
 				}
+				if !roles.Trigger && !roles.Worker {
+					return nil // the webhook needs only NATS
+				}
 				if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 					return fmt.Errorf("temporal: %w", err)
 				}
