@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/safety"
 )
 
 // Trigger decisions (the decision label of salve_trigger_decisions_total);
@@ -241,7 +242,7 @@ func (m *Metrics) SafetyCheck(runbook, check string) {
 	if m == nil {
 		return
 	}
-	m.safetyChecks.WithLabelValues(runbook, check).Inc()
+	m.safetyChecks.WithLabelValues(runbook, known(check, safety.Checks)).Inc()
 }
 
 // --- worker (activities.Metrics) ---
@@ -321,6 +322,9 @@ func (m *Metrics) Runbooks(names []string) {
 		}
 		m.runDuration.WithLabelValues(rb)
 		m.toilSaved.WithLabelValues(rb)
+		for _, c := range safety.Checks {
+			m.safetyChecks.WithLabelValues(rb, c)
+		}
 	}
 }
 

@@ -40,6 +40,11 @@ const (
 	globalKey              = "global"
 )
 
+// Checks lists every check an admission can name, for bounded metric
+// labels.
+var Checks = []string{CheckCooldown, CheckRate, CheckDailyRate, CheckConcurrency, CheckGlobalConcurrency,
+	CheckBreakerOpen, CheckTargetLocked, CheckNoTarget, CheckBlastRadius, CheckSilenced, CheckMaintenance}
+
 // Admission is the answer to "may this run start now?".
 type Admission struct {
 	Allowed bool
