@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,8 +19,14 @@ import (
 
 // Consumer feeds stored alerts to a Trigger through a durable JetStream pull
 // consumer. A message is acked only after the Trigger handled it; on
-// errors it is nak'ed with a growing delay, so nothing is dropped while
-// Temporal is down.
+// errors a retry can fix it is nak'ed with a growing delay, so nothing is
+// dropped while Temporal is down. Errors no retry can fix are parked by
+// the Trigger, so one bad alert never holds up another.
+//
+// Alerts are spread over lanes by incident (workflow ID): one incident's
+// alerts are handled in arrival order by one lane, different incidents in
+// parallel, and what queued up in a lane while it was busy is handled as
+// one batch (repeats of a running incident join it in one signal).
 type Consumer struct {
 	JS      jetstream.JetStream
 	Trigger *Trigger
@@ -28,6 +37,30 @@ type Consumer struct {
 	AckWait time.Duration
 	// MaxBackoff caps the nak delay. 0 = 30s.
 	MaxBackoff time.Duration
+	// Lanes is how many incidents are handled at once. 0 = 32.
+	Lanes int
+}
+
+// Consumer sizing: MaxAckPending bounds the alerts in flight, laneBatch
+// the parts one lane handles together.
+const (
+	maxAckPending = 4096
+	laneBatch     = 256
+	pullBatch     = 256
+)
+
+// inflight is one message whose parts are spread over lanes; the last
+// part to finish acks or naks it.
+type inflight struct {
+	msg     jetstream.Msg
+	pending atomic.Int32
+	mu      sync.Mutex
+	err     error
+}
+
+type laneItem struct {
+	p  part
+	in *inflight
 }
 
 // Run consumes until ctx ends.
@@ -44,7 +77,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		MaxDeliver:    -1, // never give up on an accepted alert
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: bus.SubjectAlerts + ".>",
-		MaxAckPending: 1000,
+		MaxAckPending: maxAckPending,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -52,12 +85,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("create trigger consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch))
 	if err != nil {
 		return fmt.Errorf("consume alerts: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+
+	n := c.Lanes
+	if n <= 0 {
+		n = 32
+	}
+	lanes := make([]chan laneItem, n)
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan laneItem, laneBatch)
+		wg.Go(func() { c.lane(ctx, lanes[i]) })
+	}
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+		wg.Wait()
+	}()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -67,44 +117,112 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.Log.Warn("trigger consumer: next message", "error", err)
 			continue
 		}
-		c.handle(ctx, msg)
+		in, ok := c.decode(ctx, msg)
+		if !ok {
+			continue
+		}
+		parts := c.Trigger.parts(in)
+		f := &inflight{msg: msg}
+		f.pending.Store(int32(len(parts)))
+		for _, p := range parts {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(p.lane()))
+			select {
+			case lanes[h.Sum32()%uint32(n)] <- laneItem{p: p, in: f}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 	}
 }
 
-func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+// lane handles its items until its channel closes; whatever queued up
+// while it worked is the next batch.
+func (c *Consumer) lane(ctx context.Context, ch <-chan laneItem) {
+	for first := range ch {
+		items := []laneItem{first}
+	drain:
+		for len(items) < laneBatch {
+			select {
+			case it, ok := <-ch:
+				if !ok {
+					break drain
+				}
+				items = append(items, it)
+			default:
+				break drain
+			}
+		}
+		if ctx.Err() != nil {
+			return // unacked: redelivered to whoever consumes next
+		}
+		parts := make([]part, len(items))
+		for i, it := range items {
+			parts[i] = it.p
+		}
+		for i, err := range c.Trigger.handleBatch(ctx, parts) {
+			c.done(items[i].in, err)
+		}
+	}
+}
+
+// done records one part's outcome; the message's last part acks it, or
+// naks it when any part needs a retry (handled parts are idempotent).
+func (c *Consumer) done(f *inflight, err error) {
+	if err != nil {
+		f.mu.Lock()
+		f.err = errors.Join(f.err, err)
+		f.mu.Unlock()
+	}
+	if f.pending.Add(-1) > 0 {
+		return
+	}
+	f.mu.Lock()
+	err = f.err
+	f.mu.Unlock()
+	if err != nil {
+		c.nak(f.msg, err)
+		return
+	}
+	// A lost ack only means a redelivery, which is handled idempotently:
+	// no need to wait for the server's confirmation.
+	if err := f.msg.Ack(); err != nil {
+		c.Log.Warn("ack alert", "subject", f.msg.Subject(), "error", err)
+	}
+}
+
+// decode reads a stored alert. Nothing will ever decode a bad message:
+// it is terminated, with an audit record of what was dropped and why.
+func (c *Consumer) decode(ctx context.Context, msg jetstream.Msg) (*Inbound, bool) {
+	var seq uint64
+	if meta, err := msg.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
 	var ev domain.AlertEvent
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" {
-		// Nothing will ever decode this: stop redelivering it, but keep a
-		// record of what was dropped and why.
-		if err == nil {
-			err = errors.New("alert event without ID")
-		}
-		c.Log.Error("undecodable alert message; terminating it", "subject", msg.Subject(), "error", err)
-		meta, _ := msg.Metadata()
-		seq := uint64(0)
-		if meta != nil {
-			seq = meta.Sequence.Stream
-		}
-		aerr := c.Audit.RecordAll(ctx, []domain.AuditEvent{{
-			ID: fmt.Sprintf("alert.undecodable/%d", seq), Time: time.Now().UTC(),
-			Actor: domain.Actor{Kind: domain.ActorSystem, Name: "trigger"}, Action: domain.ActionAlertUndecodable,
-			Error: err.Error(), Detail: map[string]string{"subject": msg.Subject(), "streamSeq": fmt.Sprint(seq)},
-		}})
-		if aerr != nil {
-			c.nak(msg, aerr)
-			return
-		}
-		_ = msg.Term()
-		return
+	err := json.Unmarshal(msg.Data(), &ev)
+	if err == nil && ev.ID == "" {
+		err = errors.New("alert event without ID")
 	}
-	if err := c.Trigger.Handle(ctx, ev); err != nil {
-		c.nak(msg, err)
-		return
+	if err == nil {
+		in := &Inbound{Event: ev, StreamSeq: seq, OnlyRunbook: msg.Headers().Get(bus.HeaderRetryRunbook)}
+		if in.OnlyRunbook != "" {
+			// A retry is a copy: the alert's own place is in the header.
+			fmt.Sscan(msg.Headers().Get(bus.HeaderRetrySeq), &in.StreamSeq)
+		}
+		return in, true
 	}
-	if err := msg.DoubleAck(ctx); err != nil {
-		// Not fatal: the message is redelivered and handled idempotently.
-		c.Log.Warn("ack alert", "alert_id", ev.ID, "error", err)
+	c.Log.Error("undecodable alert message; terminating it", "subject", msg.Subject(), "error", err)
+	aerr := c.Audit.RecordAll(ctx, []domain.AuditEvent{{
+		ID: fmt.Sprintf("alert.undecodable/%d", seq), Time: time.Now().UTC(),
+		Actor: domain.Actor{Kind: domain.ActorSystem, Name: "trigger"}, Action: domain.ActionAlertUndecodable,
+		Error: err.Error(), Detail: map[string]string{"subject": msg.Subject(), "streamSeq": fmt.Sprint(seq)},
+	}})
+	if aerr != nil {
+		c.nak(msg, aerr)
+		return nil, false
 	}
+	_ = msg.Term()
+	return nil, false
 }
 
 func (c *Consumer) nak(msg jetstream.Msg, cause error) {

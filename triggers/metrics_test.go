@@ -105,7 +105,7 @@ func TestTriggerMetricsCountRecordedDecisions(t *testing.T) {
 	require.NoError(t, tr.Handle(ctx, alert("firing", crash, t0.Add(time.Minute))))
 	require.NoError(t, tr.Handle(ctx, alert("resolved", crash, t0)))
 	require.NoError(t, tr.Handle(ctx, alert("firing", map[string]string{"alertname": "Crash", "severity": "warning"}, t0)))
-	require.Equal(t, []string{"/no_match", "restart/started", "restart/joined", "restart/resolved_signalled", "restart/suppressed"}, fm.decisions)
+	require.Equal(t, []string{"/no_match", "restart/started", "restart/joined", "restart/resolved_signalled", "restart/failed"}, fm.decisions)
 
 	// A decision whose audit record failed is not counted: the alert is
 	// redelivered and counted when it is recorded.

@@ -2,10 +2,13 @@ package triggers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -48,9 +51,61 @@ type Starter interface {
 	// StartOrJoin starts the incident's run, or delivers the alert to the
 	// run already going for it.
 	StartOrJoin(ctx context.Context, req StartRequest) (StartResult, error)
-	// Notify delivers an alert (e.g. resolved) to a running run; it returns
-	// false, nil when no run is going.
-	Notify(ctx context.Context, workflowID string, ev domain.AlertEvent) (bool, error)
+	// Notify delivers alerts (repeats, resolutions) to a running run in
+	// one signal; it returns false, nil when no run is going.
+	Notify(ctx context.Context, workflowID string, evs ...domain.AlertEvent) (bool, error)
+}
+
+// permanentError marks an error no retry can fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one no retry can fix (Temporal refused the
+// request itself, a template cannot render): the trigger then parks the
+// alert for a person instead of retrying it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// FailedAlert is one (alert, runbook) pair the trigger could not handle
+// and no retry would fix. It waits for a person: after a fix (a runbook
+// change, a Salve upgrade), they send it back to the trigger.
+type FailedAlert struct {
+	// ID names the pair (FailedID); it is the key people retry with.
+	ID          string    `json:"id"`
+	AlertID     string    `json:"alertId"`
+	Alertname   string    `json:"alertname,omitempty"`
+	Status      string    `json:"status"`
+	Runbook     string    `json:"runbook"`
+	IncidentKey string    `json:"incidentKey,omitempty"`
+	WorkflowID  string    `json:"workflowId,omitempty"`
+	Reason      string    `json:"reason"`
+	FailedAt    time.Time `json:"failedAt"`
+	// StreamSeq is where the alert is stored in ALERTS: a retry sends
+	// that message back, so nothing but the alert's place is kept here.
+	StreamSeq uint64 `json:"streamSeq"`
+}
+
+// FailedID names the (alert, runbook) pair: hex, fit for a KV key and a URL.
+func FailedID(alertID, runbook string) string {
+	sum := sha256.Sum256([]byte(alertID + "\x00" + runbook))
+	return hex.EncodeToString(sum[:16])
+}
+
+// FailedStore keeps parked alerts; internal/bus implements it.
+type FailedStore interface {
+	Park(ctx context.Context, f FailedAlert) error
 }
 
 // Guard is the safety envelope: it admits new runs (cooldown, rate and
@@ -87,6 +142,7 @@ const (
 	DecisionResolved   = "resolved_signalled" // a resolved alert, delivered or with no run going
 	DecisionSuppressed = "suppressed"
 	DecisionNoMatch    = "no_match" // runbook ""
+	DecisionFailed     = "failed"   // parked: no retry can fix it
 )
 
 // TriggerMetrics counts trigger decisions; internal/metrics implements
@@ -107,49 +163,143 @@ type Trigger struct {
 	Metrics  TriggerMetrics // nil = none
 	// Guard, when set, must admit every new run; nil = no safety limits.
 	Guard Guard
+	// Failed parks alerts no retry can fix. Nil: such an alert is only
+	// audited (trigger.failed) and cannot be retried from the API.
+	Failed FailedStore
+}
+
+// Inbound is one stored alert as the consumer hands it over.
+type Inbound struct {
+	Event domain.AlertEvent
+	// StreamSeq is the alert's place in ALERTS (0 = not known).
+	StreamSeq uint64
+	// OnlyRunbook, when set, limits handling to that runbook: a person
+	// retried the alert's failed handling by it.
+	OnlyRunbook string
+}
+
+// part is one alert's business with one runbook (or with none: no match).
+type part struct {
+	in  *Inbound
+	rb  *runbooks.Runbook // nil: the alert matched no runbook
+	key string
+	// keyErr is why the runbook's incident key does not render.
+	keyErr error
+	wfID   string
+}
+
+// lane is what orders parts: the same incident's parts are handled in
+// arrival order by one lane; different incidents run side by side.
+func (p part) lane() string {
+	if p.wfID != "" {
+		return p.wfID
+	}
+	return p.in.Event.ID
 }
 
 // Handle matches one alert against the runbooks and starts, joins or
 // notifies runs. It returns an error when a retry can help (Temporal or the
 // audit stream unavailable); the caller then redelivers the alert. Every
-// step is idempotent, so a redelivery never makes a second run.
+// step is idempotent, so a redelivery never makes a second run. An error
+// no retry can fix parks the alert (trigger.failed) and returns nil.
 func (t *Trigger) Handle(ctx context.Context, ev domain.AlertEvent) error {
-	set := t.Runbooks.Current()
-	var matched []*runbooks.Runbook
-	if set != nil {
-		matched = set.Match(ev)
-	}
-	now := time.Now().UTC()
-	if len(matched) == 0 {
-		return t.decided("", DecisionNoMatch, t.record(ctx, domain.AuditEvent{
-			ID: "trigger/" + ev.ID + "/no_match", Time: now, Actor: alertActor(ev),
-			Action: domain.ActionTriggerNoMatch, Outcome: ev.Status,
-			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
-		}))
-	}
+	in := &Inbound{Event: ev}
 	var errs []error
-	for _, rb := range matched {
-		if err := t.handleOne(ctx, rb, ev, now); err != nil {
-			errs = append(errs, fmt.Errorf("runbook %s: %w", rb.Name(), err))
+	for _, p := range t.parts(in) {
+		if _, err := t.handleOne(ctx, p); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain.AlertEvent, now time.Time) error {
-	key, err := rb.IncidentKey(ev)
-	if err != nil {
-		// The runbook's key template does not fit this alert: retrying
-		// cannot help, so audit the suppression and move on.
-		t.Log.Warn("alert matched but has no incident key", "runbook", rb.Name(), "error", err)
-		return t.decided(rb.Name(), DecisionSuppressed, t.record(ctx, domain.AuditEvent{
-			ID: "trigger/" + ev.ID + "/" + rb.Name() + "/suppressed", Time: now, Actor: alertActor(ev),
-			Action: domain.ActionTriggerSuppressed, Runbook: rb.Name(), RunbookHash: rb.Hash,
-			Outcome: "no_incident_key", Error: err.Error(),
+// parts splits an alert into its business with each matching runbook.
+func (t *Trigger) parts(in *Inbound) []part {
+	set := t.Runbooks.Current()
+	var matched []*runbooks.Runbook
+	if set != nil {
+		matched = set.Match(in.Event)
+	}
+	if in.OnlyRunbook != "" {
+		matched = slices.DeleteFunc(matched, func(rb *runbooks.Runbook) bool { return rb.Name() != in.OnlyRunbook })
+	}
+	if len(matched) == 0 {
+		return []part{{in: in}}
+	}
+	out := make([]part, 0, len(matched))
+	for _, rb := range matched {
+		p := part{in: in, rb: rb}
+		if p.key, p.keyErr = rb.IncidentKey(in.Event); p.keyErr == nil {
+			p.wfID = domain.WorkflowID(rb.Name(), p.key)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// handleOne handles one part. running says the incident's run is going
+// after it (started or joined), so later repeats in the same batch can
+// join it in one signal.
+func (t *Trigger) handleOne(ctx context.Context, p part) (running bool, err error) {
+	ev, rb, now := p.in.Event, p.rb, time.Now().UTC()
+	if rb == nil {
+		if p.in.OnlyRunbook != "" {
+			// A retry for a runbook that no longer matches (or exists).
+			return false, t.fail(ctx, p, fmt.Errorf("retried for runbook %s, which does not match this alert now", p.in.OnlyRunbook))
+		}
+		return false, t.decided("", DecisionNoMatch, t.record(ctx, domain.AuditEvent{
+			ID: "trigger/" + ev.ID + "/no_match", Time: now, Actor: alertActor(ev),
+			Action: domain.ActionTriggerNoMatch, Outcome: ev.Status,
 			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
 		}))
 	}
-	wfID := domain.WorkflowID(rb.Name(), key)
+	if p.keyErr != nil {
+		// The runbook's key template does not fit this alert: no retry
+		// can help until the runbook changes.
+		return false, t.fail(ctx, p, fmt.Errorf("incident key: %w", p.keyErr))
+	}
+	running, err = t.decide(ctx, p, now)
+	if IsPermanent(err) {
+		return false, t.fail(ctx, p, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("runbook %s: %w", rb.Name(), err)
+	}
+	return running, nil
+}
+
+// fail parks a part no retry can fix and audits why. Its errors (the
+// store or the audit stream unavailable) are retryable.
+func (t *Trigger) fail(ctx context.Context, p part, cause error) error {
+	ev, now := p.in.Event, time.Now().UTC()
+	runbook, hash := p.in.OnlyRunbook, ""
+	if p.rb != nil {
+		runbook, hash = p.rb.Name(), p.rb.Hash
+	}
+	reason := cause.Error()
+	if len(reason) > 2000 {
+		reason = reason[:2000] + "…"
+	}
+	f := FailedAlert{
+		ID: FailedID(ev.ID, runbook), AlertID: ev.ID, Alertname: ev.Name(), Status: ev.Status,
+		Runbook: runbook, IncidentKey: p.key, WorkflowID: p.wfID, Reason: reason, FailedAt: now, StreamSeq: p.in.StreamSeq,
+	}
+	t.Log.Warn("alert cannot be handled; parked for a person", "runbook", runbook, "alert_id", ev.ID, "failed_id", f.ID, "error", reason)
+	if t.Failed != nil {
+		if err := t.Failed.Park(ctx, f); err != nil {
+			return fmt.Errorf("park failed alert %s: %w", f.ID, err)
+		}
+	}
+	return t.decided(runbook, DecisionFailed, t.record(ctx, domain.AuditEvent{
+		ID: "trigger/" + ev.ID + "/" + runbook + "/failed", Time: now, Actor: alertActor(ev),
+		Action: domain.ActionTriggerFailed, Runbook: runbook, RunbookHash: hash,
+		WorkflowID: p.wfID, IncidentKey: p.key, Outcome: DecisionFailed, Error: reason,
+		Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "status": ev.Status, "failedId": f.ID},
+	}))
+}
+
+func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, error) {
+	ev, rb, key, wfID := p.in.Event, p.rb, p.key, p.wfID
 	base := domain.AuditEvent{
 		Time: now, Actor: alertActor(ev), Runbook: rb.Name(), RunbookHash: rb.Hash,
 		WorkflowID: wfID, IncidentKey: key,
@@ -160,15 +310,15 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 	if ev.Status == domain.StatusResolved {
 		delivered, err := t.Starter.Notify(ctx, wfID, ev)
 		if err != nil {
-			return fmt.Errorf("notify run %s: %w", wfID, err)
+			return false, fmt.Errorf("notify run %s: %w", wfID, err)
 		}
 		a := base
 		a.ID, a.Action, a.Outcome = "trigger/"+ev.ID+"/"+rb.Name()+"/resolved", domain.ActionRunSignalled, "resolved"
 		if !delivered {
 			a.Outcome = "no_running_run"
 		}
-		log.Info("resolved alert", "delivered", delivered)
-		return t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
+		log.Debug("resolved alert", "delivered", delivered)
+		return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
 	}
 
 	req := StartRequest{WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID}
@@ -176,14 +326,14 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 	if t.Guard != nil {
 		var err error
 		if adm, err = t.Guard.Admit(ctx, rb, &ev, key, wfID); err != nil {
-			return fmt.Errorf("safety check for %s: %w", wfID, err)
+			return false, fmt.Errorf("safety check for %s: %w", wfID, err)
 		}
 		if !adm.Allowed {
 			// No new run. A run already going for the incident still
 			// hears of the alert.
 			delivered, err := t.Starter.Notify(ctx, wfID, ev)
 			if err != nil {
-				return fmt.Errorf("notify run %s: %w", wfID, err)
+				return false, fmt.Errorf("notify run %s: %w", wfID, err)
 			}
 			a := base
 			a.ID = "trigger/" + ev.ID + "/" + rb.Name()
@@ -201,7 +351,7 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 			if err == nil && !delivered && t.Metrics != nil {
 				t.Metrics.SafetyCheck(rb.Name(), adm.Check)
 			}
-			return err
+			return delivered, err
 		}
 		req.Target = adm.Target
 		switch {
@@ -219,12 +369,12 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 		if adm.Reserved {
 			_ = t.Guard.Release(context.WithoutCancel(ctx), rb.Name(), wfID)
 		}
-		return fmt.Errorf("start or join run %s: %w", wfID, err)
+		return false, fmt.Errorf("start or join run %s: %w", wfID, err)
 	}
 	if !res.Started && adm.Reserved {
 		// Joined a run already going: this admission started nothing.
 		if err := t.Guard.Release(ctx, rb.Name(), wfID); err != nil {
-			return fmt.Errorf("release safety reservation of %s: %w", wfID, err)
+			return false, fmt.Errorf("release safety reservation of %s: %w", wfID, err)
 		}
 	}
 	a := base
@@ -251,12 +401,16 @@ func (t *Trigger) handleOne(ctx context.Context, rb *runbooks.Runbook, ev domain
 	} else {
 		a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
 	}
-	log.Info("alert matched runbook", "outcome", a.Outcome, "run_id", res.RunID)
+	if res.Started {
+		log.Info("alert started a run", "run_id", res.RunID)
+	} else {
+		log.Debug("alert joined a run", "run_id", res.RunID)
+	}
 	err = t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
 	if err == nil && adm.Check != "" && res.Started && t.Metrics != nil {
 		t.Metrics.SafetyCheck(rb.Name(), adm.Check)
 	}
-	return err
+	return true, err
 }
 
 // decided counts a decision whose audit record was stored (err == nil): a
@@ -277,4 +431,82 @@ func (t *Trigger) record(ctx context.Context, ev domain.AuditEvent) error {
 
 func alertActor(ev domain.AlertEvent) domain.Actor {
 	return domain.Actor{Kind: domain.ActorAlert, Name: ev.Name()}
+}
+
+// handleBatch handles one lane's parts in arrival order and returns each
+// part's error. After a part finds its incident's run going, the firing
+// repeats of that incident later in the batch join it together: one
+// signal and one audit publish for all of them, instead of a safety
+// check, a Temporal start and a signal each.
+func (t *Trigger) handleBatch(ctx context.Context, parts []part) []error {
+	errs := make([]error, len(parts))
+	done := make([]bool, len(parts))
+	for i := range parts {
+		if done[i] {
+			continue
+		}
+		done[i] = true
+		running, err := t.handleOne(ctx, parts[i])
+		errs[i] = err
+		if !running {
+			continue
+		}
+		var group []int
+		for j := i + 1; j < len(parts); j++ {
+			if done[j] || parts[j].wfID != parts[i].wfID || parts[j].rb != parts[i].rb {
+				continue
+			}
+			if parts[j].in.Event.Status != domain.StatusFiring {
+				break // a resolution keeps its place in the order
+			}
+			group = append(group, j)
+		}
+		if len(group) == 0 {
+			continue
+		}
+		joined, err := t.joinAll(ctx, parts, group)
+		for _, j := range group {
+			if joined {
+				done[j], errs[j] = true, err
+			}
+		}
+		// Not joined (the run ended meanwhile): each is handled alone.
+	}
+	return errs
+}
+
+// joinAll delivers the parts at idx to their running run in one signal and
+// audits each as joined. It returns false, nil when no run is going.
+func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (bool, error) {
+	first := parts[idx[0]]
+	evs := make([]domain.AlertEvent, 0, len(idx))
+	for _, j := range idx {
+		evs = append(evs, parts[j].in.Event)
+	}
+	delivered, err := t.Starter.Notify(ctx, first.wfID, evs...)
+	if err != nil || !delivered {
+		if err != nil {
+			err = fmt.Errorf("runbook %s: notify run %s: %w", first.rb.Name(), first.wfID, err)
+		}
+		return err != nil, err
+	}
+	now := time.Now().UTC()
+	recs := make([]domain.AuditEvent, 0, len(idx))
+	for _, ev := range evs {
+		recs = append(recs, domain.AuditEvent{
+			ID: "trigger/" + ev.ID + "/" + first.rb.Name(), Time: now, Actor: alertActor(ev),
+			Action: domain.ActionRunJoined, Outcome: DecisionJoined,
+			Runbook: first.rb.Name(), RunbookHash: first.rb.Hash, WorkflowID: first.wfID, IncidentKey: first.key,
+			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "status": ev.Status},
+		})
+	}
+	if err := t.Audit.RecordAll(ctx, recs); err != nil {
+		return true, fmt.Errorf("record %d joins of %s: %w", len(recs), first.wfID, err)
+	}
+	if t.Metrics != nil {
+		for range recs {
+			t.Metrics.TriggerDecision(first.rb.Name(), DecisionJoined)
+		}
+	}
+	return true, nil
 }

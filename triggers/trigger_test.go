@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 )
 
 type fakeStarter struct {
+	mu       sync.Mutex
 	err      error
 	running  map[string]bool
 	starts   []triggers.StartRequest
@@ -23,6 +25,8 @@ type fakeStarter struct {
 }
 
 func (f *fakeStarter) StartOrJoin(_ context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.err != nil {
 		return triggers.StartResult{}, f.err
 	}
@@ -34,7 +38,9 @@ func (f *fakeStarter) StartOrJoin(_ context.Context, req triggers.StartRequest) 
 	return triggers.StartResult{RunID: "r1", Started: true}, nil
 }
 
-func (f *fakeStarter) Notify(_ context.Context, id string, _ domain.AlertEvent) (bool, error) {
+func (f *fakeStarter) Notify(_ context.Context, id string, _ ...domain.AlertEvent) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.err != nil {
 		return false, f.err
 	}
@@ -139,15 +145,48 @@ func TestTriggerErrorsAskForRedelivery(t *testing.T) {
 	require.ErrorContains(t, tr.Handle(context.Background(), ev), "audit down")
 }
 
-func TestTriggerMissingKeyLabelIsSuppressedNotRetried(t *testing.T) {
+type fakeFailed struct{ parked []triggers.FailedAlert }
+
+func (f *fakeFailed) Park(_ context.Context, a triggers.FailedAlert) error {
+	f.parked = append(f.parked, a)
+	return nil
+}
+
+func TestTriggerMissingKeyLabelIsParkedNotRetried(t *testing.T) {
 	set := testSet(t, restartRunbook)
 	st := &fakeStarter{running: map[string]bool{}}
 	audit := &fakeAudit{}
-	tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: audit, Log: slog.New(slog.DiscardHandler)}
+	failed := &fakeFailed{}
+	tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: audit, Log: slog.New(slog.DiscardHandler), Failed: failed}
 	// No deployment label: the key template cannot render.
 	ev := alert("firing", map[string]string{"alertname": "Crash", "severity": "warning", "namespace": "shop"}, time.Now())
 	require.NoError(t, tr.Handle(context.Background(), ev))
 	require.Empty(t, st.starts)
-	require.Equal(t, []string{domain.ActionTriggerSuppressed}, audit.actions())
+	require.Equal(t, []string{domain.ActionTriggerFailed}, audit.actions())
 	require.Contains(t, audit.events[0].Error, "deployment")
+	require.Len(t, failed.parked, 1)
+	require.Equal(t, triggers.FailedID(ev.ID, "restart"), failed.parked[0].ID)
+	require.Equal(t, "restart", failed.parked[0].Runbook)
+	require.Equal(t, failed.parked[0].ID, audit.events[0].Detail["failedId"])
+}
+
+// An error Temporal will give again (an invalid argument) parks the alert
+// and lets the next one through; an error a retry may fix is returned.
+func TestTriggerPermanentErrorParksRetryableErrorRetries(t *testing.T) {
+	set := testSet(t, restartRunbook)
+	audit, failed := &fakeAudit{}, &fakeFailed{}
+	st := &fakeStarter{running: map[string]bool{}, err: triggers.Permanent(errors.New("InvalidArgument: workflow ID refused"))}
+	tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: audit, Log: slog.New(slog.DiscardHandler), Failed: failed}
+	ev := alert("firing", map[string]string{"alertname": "Crash", "severity": "warning", "namespace": "shop", "deployment": "cart"}, time.Now())
+	require.NoError(t, tr.Handle(context.Background(), ev))
+	require.Equal(t, []string{domain.ActionTriggerFailed}, audit.actions())
+	require.Len(t, failed.parked, 1)
+	require.Equal(t, "salve/restart/shop/cart", failed.parked[0].WorkflowID)
+	require.Contains(t, failed.parked[0].Reason, "workflow ID refused")
+
+	st.err = errors.New("unavailable")
+	err := tr.Handle(context.Background(), alert("firing", map[string]string{"alertname": "Crash", "severity": "warning", "namespace": "shop", "deployment": "web"}, time.Now()))
+	require.ErrorContains(t, err, "unavailable")
+	require.False(t, triggers.IsPermanent(err))
+	require.Len(t, failed.parked, 1)
 }

@@ -17,8 +17,13 @@ import (
 // Names that are part of Salve's contract with Temporal history: never
 // rename them.
 const (
-	WorkflowName        = "Runbook"
-	SignalAlert         = "alert"
+	WorkflowName = "Runbook"
+	// SignalAlert carried one whole alert per signal; runs started by older
+	// versions may still receive it, so it is still read.
+	SignalAlert = "alert"
+	// SignalAlerts carries a batch of compact alert references: one
+	// history event per batch, never the alerts' annotations.
+	SignalAlerts        = "alerts"
 	QueryStatus         = "status"
 	AuditActivity       = "audit.record"
 	StepStateSucceeded  = "succeeded"
@@ -77,8 +82,11 @@ type Status struct {
 	Params      map[string]string `json:"params,omitempty"`
 	Steps       []StepStatus      `json:"steps"`
 	OnFailure   []StepStatus      `json:"onFailure,omitempty"`
-	Alerts      []AlertRef        `json:"alerts,omitempty"`
-	Resolved    bool              `json:"resolved"`
+	// Alerts are the first notifications the run heard of (at most
+	// 1,000); AlertsSeen counts them all.
+	Alerts     []AlertRef `json:"alerts,omitempty"`
+	AlertsSeen int        `json:"alertsSeen,omitempty"`
+	Resolved   bool       `json:"resolved"`
 	// StopReason says why the run stopped early (e.g. its alert resolved).
 	StopReason string `json:"stopReason,omitempty"`
 	Error      string `json:"error,omitempty"`
@@ -113,11 +121,38 @@ type StepStatus struct {
 	Attempts int `json:"attempts,omitempty"`
 }
 
-// AlertRef records an alert notification the run has seen.
+// AlertRef records an alert notification the run has seen. It is also
+// what SignalAlerts carries: small and bounded whatever the alert holds.
 type AlertRef struct {
-	ID         string    `json:"id"`
-	Status     string    `json:"status"`
-	ReceivedAt time.Time `json:"receivedAt"`
+	ID          string    `json:"id"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Status      string    `json:"status"`
+	StartsAt    time.Time `json:"startsAt,omitzero"`
+	ReceivedAt  time.Time `json:"receivedAt"`
+}
+
+// maxRefID bounds an ID in a reference. Alert IDs are fingerprint|status|
+// startsAt (well under this); a longer one is cut, which at worst makes
+// the run count two notifications as one.
+const maxRefID = 256
+
+// AlertRefs makes the compact references that SignalAlerts carries.
+func AlertRefs(evs []domain.AlertEvent) []AlertRef {
+	refs := make([]AlertRef, 0, len(evs))
+	for _, ev := range evs {
+		refs = append(refs, AlertRef{
+			ID: truncate(ev.ID, maxRefID), Fingerprint: truncate(ev.Fingerprint, maxRefID),
+			Status: truncate(ev.Status, 16), StartsAt: ev.StartsAt, ReceivedAt: ev.ReceivedAt,
+		})
+	}
+	return refs
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // Runbook is the workflow. It returns the final Status; a failed run also
@@ -136,14 +171,28 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	// them for the whole life of the run. A workflow goroutine, not `go`.
 	// execCtx is cancelled by a resolved alert under onResolved: cancel.
 	execCtx, cancelExec := workflow.WithCancel(ctx)
-	alerts := workflow.GetSignalChannel(ctx, SignalAlert)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var ev domain.AlertEvent
-			alerts.Receive(ctx, &ev)
-			if r.addAlert(ev) && ev.Status == domain.StatusResolved && r.status.State == RunStateRunning {
+	one, batch := workflow.GetSignalChannel(ctx, SignalAlert), workflow.GetSignalChannel(ctx, SignalAlerts)
+	notified := func(refs []AlertRef) {
+		for _, ref := range refs {
+			if r.addAlert(ref) && ref.Status == domain.StatusResolved && r.status.State == RunStateRunning {
 				r.onResolved(cancelExec)
 			}
+		}
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(one, func(c workflow.ReceiveChannel, _ bool) {
+			var ev domain.AlertEvent
+			c.Receive(ctx, &ev)
+			notified(AlertRefs([]domain.AlertEvent{ev}))
+		})
+		sel.AddReceive(batch, func(c workflow.ReceiveChannel, _ bool) {
+			var refs []AlertRef
+			c.Receive(ctx, &refs)
+			notified(refs)
+		})
+		for {
+			sel.Select(ctx)
 		}
 	})
 
@@ -276,7 +325,7 @@ func newRun(ctx workflow.Context, in Input) *run {
 		r.data.Alert = *in.Alert
 		r.data.Labels = in.Alert.Labels
 		r.data.Annotations = in.Alert.Annotations
-		r.addAlert(*in.Alert)
+		r.addAlert(AlertRefs([]domain.AlertEvent{*in.Alert})[0])
 	}
 	return r
 }
@@ -294,15 +343,16 @@ func (r *run) onResolved(cancelExec workflow.CancelFunc) {
 }
 
 // addAlert records a notification and reports whether it was new.
-func (r *run) addAlert(ev domain.AlertEvent) bool {
-	if r.seen[ev.ID] {
+func (r *run) addAlert(ref AlertRef) bool {
+	if r.seen[ref.ID] {
 		return false // a redelivered or re-signalled notification
 	}
-	r.seen[ev.ID] = true
+	r.seen[ref.ID] = true
+	r.status.AlertsSeen++
 	if len(r.status.Alerts) < maxAlertsRemembered {
-		r.status.Alerts = append(r.status.Alerts, AlertRef{ID: ev.ID, Status: ev.Status, ReceivedAt: ev.ReceivedAt})
+		r.status.Alerts = append(r.status.Alerts, ref)
 	}
-	r.status.Resolved = ev.Status == domain.StatusResolved
+	r.status.Resolved = ref.Status == domain.StatusResolved
 	return true
 }
 

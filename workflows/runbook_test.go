@@ -320,7 +320,7 @@ func TestRunbookRunsStepsInOrderWithRenderedParams(t *testing.T) {
 		require.False(t, st.Steps[i].FinishedAt.Before(st.Steps[i].StartedAt))
 	}
 	require.Equal(t, map[string]any{"status": float64(202), "body": "restarted"}, st.Steps[0].Output)
-	require.Equal(t, []workflows.AlertRef{{ID: firing().ID, Status: domain.StatusFiring, ReceivedAt: t0}}, st.Alerts)
+	require.Equal(t, workflows.AlertRefs([]domain.AlertEvent{*firing()}), st.Alerts)
 	require.False(t, st.Resolved)
 
 	// Run-level audit: started and finished, with a deterministic ID.
@@ -748,15 +748,18 @@ func TestRunbookAlertSignals(t *testing.T) {
 		env.SignalWorkflow(workflows.SignalAlert, repeat)
 		env.SignalWorkflow(workflows.SignalAlert, *first)
 	}, 5*time.Minute)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalAlert, refire) }, 20*time.Minute)
+	// Older triggers sent one whole alert per signal (SignalAlert); today's
+	// send batches of compact references (SignalAlerts). Both are heard.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalAlerts, workflows.AlertRefs([]domain.AlertEvent{refire}))
+	}, 20*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(workflows.QueryStatus)
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&mid))
 	}, 25*time.Minute)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalAlert, resolved)
-		env.SignalWorkflow(workflows.SignalAlert, resolved)
+		env.SignalWorkflow(workflows.SignalAlerts, workflows.AlertRefs([]domain.AlertEvent{resolved, resolved}))
 	}, 30*time.Minute)
 
 	st, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k", Alert: first})
@@ -767,10 +770,11 @@ func TestRunbookAlertSignals(t *testing.T) {
 	require.Equal(t, workflows.StepStateRunning, mid.Steps[1].State)
 
 	require.Equal(t, []workflows.AlertRef{
-		{ID: first.ID, Status: domain.StatusFiring, ReceivedAt: t0},
-		{ID: refire.ID, Status: domain.StatusFiring, ReceivedAt: refire.ReceivedAt},
-		{ID: resolved.ID, Status: domain.StatusResolved, ReceivedAt: resolved.ReceivedAt},
+		{ID: first.ID, Fingerprint: first.Fingerprint, Status: domain.StatusFiring, StartsAt: first.StartsAt, ReceivedAt: t0},
+		{ID: refire.ID, Fingerprint: first.Fingerprint, Status: domain.StatusFiring, StartsAt: refire.StartsAt, ReceivedAt: refire.ReceivedAt},
+		{ID: resolved.ID, Fingerprint: first.Fingerprint, Status: domain.StatusResolved, StartsAt: refire.StartsAt, ReceivedAt: resolved.ReceivedAt},
 	}, st.Alerts)
+	require.Equal(t, 3, st.AlertsSeen)
 	require.True(t, st.Resolved)
 
 	// The query answers after completion too, with the same state.

@@ -47,6 +47,13 @@ type SafetyControl interface {
 	Reset(ctx context.Context, runbook string) (bool, error)
 }
 
+// FailedAlerts lists and retries the alerts the trigger parked;
+// triggers.FailedAlerts implements it.
+type FailedAlerts interface {
+	List(ctx context.Context) ([]triggers.FailedAlert, error)
+	Retry(ctx context.Context, id string) (triggers.FailedAlert, error)
+}
+
 // AuditReader reads and verifies the audit log.
 type AuditReader interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Record, error)
@@ -99,6 +106,8 @@ type Server struct {
 	Metrics http.Handler
 	// Safety reads and resets runbooks' circuit breakers; nil = none.
 	Safety SafetyControl
+	// Failed lists and retries parked alerts; nil = 501.
+	Failed FailedAlerts
 	// Stats computes the dashboard's figures for a window (GET /v1/stats);
 	// nil = 501.
 	Stats func(ctx context.Context, from, to time.Time) (stats.Report, error)
@@ -142,6 +151,8 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/audit/verify", Role: auth.RoleViewer, Summary: "verify the audit hash chain", handler: s.verifyAudit},
 		{Method: "GET", Path: "/v1/timelines/{key}", Role: auth.RoleViewer, Summary: "an incident's timeline", handler: s.incidentTimeline, pattern: "GET /v1/timelines/{key...}"},
 		{Method: "GET", Path: "/v1/alerts", Role: auth.RoleViewer, Summary: "alert occurrences with fired and resolved times", handler: s.listAlerts},
+		{Method: "GET", Path: "/v1/failed-alerts", Role: auth.RoleViewer, Summary: "alerts the trigger could not handle, waiting for a person", handler: s.listFailed},
+		{Method: "POST", Path: "/v1/failed-alerts/{id}/retry", Role: auth.RoleOperator, Summary: "send a parked alert back to the trigger", handler: s.retryFailed},
 		{Method: "GET", Path: "/v1/stats", Role: auth.RoleViewer, Summary: "toil saved and reliability figures for a window", handler: s.getStats},
 		// Bounded labels (runbook, step kind, outcome): nothing secret.
 		{Method: "GET", Path: "/metrics", Role: auth.RoleNone, Summary: "Prometheus metrics", handler: s.metrics},
@@ -628,4 +639,48 @@ func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionBreakerReset, Runbook: rb.Name(),
 		Outcome: map[bool]string{true: "closed", false: "was_closed"}[was], Detail: map[string]string{"reason": req.Reason}})
 	writeJSON(w, http.StatusOK, map[string]any{"runbook": rb.Name(), "wasOpen": was, "open": false})
+}
+
+// listFailed serves GET /v1/failed-alerts.
+func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
+	if s.Failed == nil {
+		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
+		return
+	}
+	list, err := s.Failed.List(r.Context())
+	if err != nil {
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read parked alerts: "+err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"failedAlerts": list})
+}
+
+// retryFailed serves POST /v1/failed-alerts/{id}/retry.
+func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request) {
+	if s.Failed == nil {
+		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
+		return
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if !decodeBody(w, r, &req) || !checkReason(w, req.Reason) {
+		return
+	}
+	f, err := s.Failed.Retry(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, triggers.ErrFailedNotFound):
+		triggers.WriteError(w, http.StatusNotFound, err.Error()+" (list them with GET /v1/failed-alerts)", nil)
+		return
+	case errors.Is(err, triggers.ErrAlertGone):
+		triggers.WriteError(w, http.StatusGone, err.Error()+": it cannot be retried", nil)
+		return
+	case err != nil:
+		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot retry: "+err.Error(), nil)
+		return
+	}
+	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionTriggerRetried, Runbook: f.Runbook,
+		WorkflowID: f.WorkflowID, IncidentKey: f.IncidentKey, Outcome: "sent_back",
+		Detail: map[string]string{"failedId": f.ID, "alertId": f.AlertID, "reason": req.Reason}})
+	writeJSON(w, http.StatusAccepted, map[string]any{"retried": f})
 }

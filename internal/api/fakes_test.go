@@ -564,6 +564,7 @@ func newFixture(t testing.TB) *fixture {
 			_, _ = io.WriteString(w, "salve_runs_total{runbook=\"r\",outcome=\"succeeded\"} 1\n")
 		}),
 		Safety: fakeSafety{},
+		Failed: fakeFailed{},
 		Stats:  (&stats.Computer{Source: fa, Pending: func(context.Context) (int, error) { return 1, nil }}).Compute,
 	}
 	return &fixture{srv: srv, runs: fr, audit: fa, recorder: rec, tok: tok}
@@ -609,3 +610,21 @@ func (fakeSafety) State(_ context.Context, runbook string) (safety.BreakerState,
 }
 
 func (fakeSafety) Reset(context.Context, string) (bool, error) { return true, nil }
+
+// fakeFailed holds one parked alert, "f1"; a retry of any other is 404.
+type fakeFailed struct{}
+
+var parked = triggers.FailedAlert{ID: "f1", AlertID: "fp|firing|2026-11-24T09:00:00Z", Alertname: "Crash", Status: "firing",
+	Runbook: "restart-crashlooping", IncidentKey: "café", WorkflowID: domain.WorkflowID("restart-crashlooping", "café"),
+	Reason: "incident key: label deployment missing", FailedAt: time.Date(2026, 11, 24, 9, 0, 1, 0, time.UTC), StreamSeq: 7}
+
+func (fakeFailed) List(context.Context) ([]triggers.FailedAlert, error) {
+	return []triggers.FailedAlert{parked}, nil
+}
+
+func (fakeFailed) Retry(_ context.Context, id string) (triggers.FailedAlert, error) {
+	if id != parked.ID {
+		return triggers.FailedAlert{}, triggers.ErrFailedNotFound
+	}
+	return parked, nil
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -355,8 +356,21 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		d.closers = append(d.closers, w.Stop)
 	}
 	rs := runs.New(tc, namespace, runs.DefaultTaskQueue, "salve-trigger@"+hostname())
+	failed, err := triggers.OpenFailedAlerts(ctx, js, cfg.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	m.AlertsParked(func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := failed.Count(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
 	if roles.Trigger {
-		trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard}
+		trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard, Failed: failed}
 		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		consumerDone := make(chan struct{})
 		go func() {
@@ -433,6 +447,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		},
 	}
 	srv.Safety = guard
+	srv.Failed = failed
 	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
 		p, err := rs.PendingApprovals(ctx)
 		return len(p), err

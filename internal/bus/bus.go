@@ -23,6 +23,10 @@ const (
 	StreamAudit    = "AUDIT"
 	SubjectAudit   = "salve.audit"
 	TriggerDurable = "salve-trigger"
+	// Headers of a retried alert: the copy names the runbook to retry
+	// and the original alert's place in ALERTS.
+	HeaderRetryRunbook = "Salve-Retry-Runbook"
+	HeaderRetrySeq     = "Salve-Retry-Seq"
 )
 
 // StreamOptions sizes the streams. Zero values take the defaults.

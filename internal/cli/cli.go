@@ -48,7 +48,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
 	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr),
-		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
+		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newAlerts(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
 	return root
 }
 

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -426,6 +427,25 @@ func (c *Client) Approvals(ctx context.Context) ([]runs.PendingApproval, error) 
 	}
 	err := c.do(ctx, http.MethodGet, c.url(nil, "v1", "approvals"), nil, &res)
 	return res.Approvals, err
+}
+
+// FailedAlerts lists the alerts the trigger parked (GET /v1/failed-alerts).
+func (c *Client) FailedAlerts(ctx context.Context) ([]triggers.FailedAlert, error) {
+	var res struct {
+		FailedAlerts []triggers.FailedAlert `json:"failedAlerts"`
+	}
+	err := c.do(ctx, http.MethodGet, c.url(nil, "v1", "failed-alerts"), nil, &res)
+	return res.FailedAlerts, err
+}
+
+// RetryFailedAlert sends a parked alert back to the trigger
+// (POST /v1/failed-alerts/{id}/retry).
+func (c *Client) RetryFailedAlert(ctx context.Context, id, reason string) (triggers.FailedAlert, error) {
+	var res struct {
+		Retried triggers.FailedAlert `json:"retried"`
+	}
+	err := c.do(ctx, http.MethodPost, c.url(nil, "v1", "failed-alerts", id, "retry"), map[string]string{"reason": reason}, &res)
+	return res.Retried, err
 }
 
 // Approve approves the approval a run waits for (POST /v1/runs/{id}/approve).

@@ -10,6 +10,8 @@ const (
 	ActionTriggerMatched    = "trigger.matched"
 	ActionTriggerNoMatch    = "trigger.no_match"
 	ActionTriggerSuppressed = "trigger.suppressed"
+	ActionTriggerFailed     = "trigger.failed"  // no retry can fix it: parked for a person
+	ActionTriggerRetried    = "trigger.retried" // a person sent a parked alert back
 	ActionRunStarted        = "run.started"
 	ActionRunJoined         = "run.joined"
 	ActionRunSignalled      = "run.signalled"

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -8,16 +10,69 @@ import (
 // WorkflowIDPrefix starts every Salve run's Temporal workflow ID.
 const WorkflowIDPrefix = "salve/"
 
+// MaxPlainKey is the longest incident key a workflow ID carries as it is;
+// longer keys are shortened and hashed (see WorkflowID).
+const MaxPlainKey = 200
+
+// hashMark separates a shortened key from its hash in a workflow ID. A
+// plain key never contains it, so a plain ID can never equal a hashed one.
+const hashMark = '~'
+
 // WorkflowID names the one run that may exist at a time for an incident of a
 // runbook. Temporal's ID uniqueness is what makes repeats join instead of
 // starting a second run.
+//
+// Incident keys come from alert labels, so they may hold anything: Unicode,
+// control characters, spaces, 10,000 characters. Temporal refuses some of
+// these, and a refused ID must never stop an incident from being handled.
+// A key of at most MaxPlainKey printable ASCII characters (no space, no
+// '~') is used as it is, so the IDs of existing runs do not change; any
+// other key becomes a readable prefix plus '~' and a SHA-256 of the whole
+// key: still one ID per key, always valid, at most ~150 bytes. The
+// original key travels in the run's input and memo, which is what people
+// see.
 func WorkflowID(runbook, incidentKey string) string {
-	return WorkflowIDPrefix + runbook + "/" + incidentKey
+	if plainKey(incidentKey) {
+		return WorkflowIDPrefix + runbook + "/" + incidentKey
+	}
+	sum := sha256.Sum256([]byte(incidentKey))
+	return WorkflowIDPrefix + runbook + "/" + readable(incidentKey, 64) + string(hashMark) + hex.EncodeToString(sum[:16])
+}
+
+// HashedKey reports whether the key part of a workflow ID is a shortened,
+// hashed form rather than the incident key itself.
+func HashedKey(idKey string) bool { return strings.ContainsRune(idKey, hashMark) }
+
+func plainKey(k string) bool {
+	if len(k) > MaxPlainKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c > '~' || c == hashMark {
+			return false
+		}
+	}
+	return true
+}
+
+// readable keeps up to n characters of k a person can recognise, with
+// anything else as '_'.
+func readable(k string, n int) string {
+	var b strings.Builder
+	for i := 0; i < len(k) && b.Len() < n; i++ {
+		c := k[i]
+		if c <= ' ' || c >= hashMark {
+			c = '_'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // ParseWorkflowID splits a workflow ID made by WorkflowID. Runbook names are
 // DNS labels (no slash), so the first slash after the prefix separates them;
-// incident keys may contain slashes.
+// incident keys may contain slashes. For a hashed ID (HashedKey) the key
+// part is not the incident key: read that from the run.
 func ParseWorkflowID(id string) (runbook, incidentKey string, err error) {
 	rest, ok := strings.CutPrefix(id, WorkflowIDPrefix)
 	if !ok {

@@ -39,6 +39,7 @@ const (
 	DecisionResolved   = "resolved_signalled"
 	DecisionSuppressed = "suppressed"
 	DecisionNoMatch    = "no_match"
+	DecisionFailed     = "failed"
 )
 
 // Run outcomes (the outcome label of salve_runs_total): a run's final state.
@@ -61,7 +62,7 @@ const (
 const other = "other"
 
 var (
-	runbookDecisions = []string{DecisionStarted, DecisionJoined, DecisionResolved, DecisionSuppressed}
+	runbookDecisions = []string{DecisionStarted, DecisionJoined, DecisionResolved, DecisionSuppressed, DecisionFailed}
 	allDecisions     = append(slices.Clone(runbookDecisions), DecisionNoMatch)
 	runOutcomes      = []string{RunSucceeded, RunFailed, RunCancelled, RunRejected}
 	stepOutcomes     = []string{StepSucceeded, StepFailed, StepPlanned}
@@ -356,6 +357,18 @@ func (m *Metrics) ApprovalsPending(f func() float64) {
 			Help: "Runs waiting for a person's approval now (refreshed at most every few seconds).",
 		}, func() float64 { return (*m.pending.Load())() }))
 	})
+}
+
+// AlertsParked registers salve_trigger_parked_alerts, read from f at each
+// scrape: alerts the trigger could not handle, waiting for a person.
+func (m *Metrics) AlertsParked(f func() float64) {
+	if m == nil || f == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "salve_trigger_parked_alerts",
+		Help: "Alerts the trigger could not handle and no retry would fix, waiting for a person (salve alerts failed).",
+	}, f))
 }
 
 // known returns v if it is one of set, else "other".

@@ -55,6 +55,7 @@ func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey str
 		WorkflowType:             &commonpb.WorkflowType{Name: workflows.WorkflowName},
 		TaskQueue:                &taskqueuepb.TaskQueue{Name: r.taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		Input:                    payloads,
+		Memo:                     keyMemo(incidentKey),
 		Identity:                 actor.Name + "@salve-api",
 		RequestId:                requestID,
 		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,

@@ -82,6 +82,7 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		WorkflowType:             &commonpb.WorkflowType{Name: workflows.WorkflowName},
 		TaskQueue:                &taskqueuepb.TaskQueue{Name: r.taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		Input:                    payloads,
+		Memo:                     keyMemo(req.IncidentKey),
 		Identity:                 r.identity,
 		RequestId:                req.RequestID,
 		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
@@ -89,29 +90,68 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		OnConflictOptions:        &workflowpb.OnConflictOptions{AttachRequestId: true},
 	})
 	if err != nil {
-		return triggers.StartResult{}, fmt.Errorf("start workflow %s: %w", req.WorkflowID, err)
+		return triggers.StartResult{}, classify(fmt.Errorf("start workflow %s: %w", req.WorkflowID, err))
 	}
 	if resp.GetStarted() {
 		return triggers.StartResult{RunID: resp.GetRunId(), Started: true}, nil
 	}
 	// Joined: hand the alert to the running run. If it closed in the
 	// meantime, it already ran for this incident; nothing is lost.
-	if err := r.c.SignalWorkflow(ctx, req.WorkflowID, resp.GetRunId(), workflows.SignalAlert, alert); err != nil && !isNotFound(err) {
-		return triggers.StartResult{}, fmt.Errorf("signal run %s: %w", req.WorkflowID, err)
+	if err := r.c.SignalWorkflow(ctx, req.WorkflowID, resp.GetRunId(), workflows.SignalAlerts, workflows.AlertRefs([]domain.AlertEvent{alert})); err != nil && !isNotFound(err) {
+		return triggers.StartResult{}, classify(fmt.Errorf("signal run %s: %w", req.WorkflowID, err))
 	}
 	return triggers.StartResult{RunID: resp.GetRunId(), Started: false}, nil
 }
 
-// Notify signals an alert to the running run of workflowID, if any.
-func (r *Runs) Notify(ctx context.Context, workflowID string, ev domain.AlertEvent) (bool, error) {
-	err := r.c.SignalWorkflow(ctx, workflowID, "", workflows.SignalAlert, ev)
+// Notify signals alerts to the running run of workflowID, if any, in one
+// signal of compact references (never whole annotations), so repeats of
+// an incident add one history event per batch, not one per alert.
+func (r *Runs) Notify(ctx context.Context, workflowID string, evs ...domain.AlertEvent) (bool, error) {
+	err := r.c.SignalWorkflow(ctx, workflowID, "", workflows.SignalAlerts, workflows.AlertRefs(evs))
 	if isNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("signal run %s: %w", workflowID, err)
+		return false, classify(fmt.Errorf("signal run %s: %w", workflowID, err))
 	}
 	return true, nil
+}
+
+// keyMemo keeps the incident key as it was in the run's memo: a workflow
+// ID may carry only a hashed form of it (domain.WorkflowID).
+func keyMemo(key string) *commonpb.Memo {
+	p, err := converter.GetDefaultDataConverter().ToPayload(key)
+	if err != nil {
+		return nil // a string always encodes
+	}
+	return &commonpb.Memo{Fields: map[string]*commonpb.Payload{memoIncidentKey: p}}
+}
+
+const memoIncidentKey = "incidentKey"
+
+// memoKey reads the incident key from a run's memo; "" when absent (runs
+// started before the memo existed have plain keys in their IDs).
+func memoKey(m *commonpb.Memo) string {
+	p := m.GetFields()[memoIncidentKey]
+	if p == nil {
+		return ""
+	}
+	var k string
+	if converter.GetDefaultDataConverter().FromPayload(p, &k) != nil {
+		return ""
+	}
+	return k
+}
+
+// classify marks errors no retry can fix: Temporal refused the request
+// itself (an invalid argument, a payload over its limits). Anything else
+// (unavailable, timeouts, resource exhausted) may pass on a retry.
+func classify(err error) error {
+	var invalid *serviceerror.InvalidArgument
+	if errors.As(err, &invalid) {
+		return triggers.Permanent(err)
+	}
+	return err
 }
 
 func isNotFound(err error) bool {
@@ -215,6 +255,9 @@ func summary(e *workflowpb.WorkflowExecutionInfo) Summary {
 		Status:     status(e.GetStatus()),
 	}
 	s.Runbook, s.IncidentKey, _ = domain.ParseWorkflowID(s.WorkflowID)
+	if k := memoKey(e.GetMemo()); k != "" {
+		s.IncidentKey = k
+	}
 	if t := e.GetStartTime(); t != nil {
 		s.StartTime = t.AsTime()
 	}

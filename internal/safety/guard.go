@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,6 +78,11 @@ type Guard struct {
 	// Silences, when set, is asked before runs of runbooks that respect
 	// Alertmanager's silences.
 	Silences SilenceChecker
+	// keyLocks serialises this process's updates of one state document:
+	// the trigger admits many incidents at once, and without it they
+	// would mostly lose their compare-and-set to each other. CAS still
+	// decides between processes.
+	keyLocks sync.Map // key -> *sync.Mutex
 }
 
 // Configure sets the global part of the envelope (from the config file).
@@ -565,6 +571,9 @@ func (g *Guard) read(ctx context.Context, key string) (runbookState, uint64, err
 // update applies change with compare-and-set, retrying when another
 // replica wrote in between. change returns false to write nothing.
 func (g *Guard) update(ctx context.Context, key string, change func(*runbookState) bool) error {
+	mu, _ := g.keyLocks.LoadOrStore(key, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	for range maxCASAttempts {
 		st, rev, err := g.read(ctx, key)
 		if err != nil {
