@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/salve-sre/salve/internal/runs"
-	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/triggers"
 )
 
 // DefaultAddr is where `salve dev` serves the API.
