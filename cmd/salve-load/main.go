@@ -38,6 +38,7 @@ func stormMain(ctx context.Context, args []string) int {
 	fs.IntVar(&c.Batch, "batch", 10, "alerts per webhook")
 	fs.IntVar(&c.Senders, "senders", 8, "concurrent webhook senders")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	floorConc := fs.Int("floor-concurrency", 16, "concurrent starters for the raw Temporal floor (0 = skip the floor)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `Usage: salve-load storm [flags]
 
@@ -45,6 +46,9 @@ Runs a whole salve dev (embedded NATS and Temporal) in this process, sends an
 alert storm (duplicates, flaps, resolutions) through the real webhook, waits
 for every run to finish, and prints accepted alerts/s, runs started, alert to
 first step p50/p99, drain time, peak RSS, and any mutating call repeated.
+Then, in the same run, it measures the raw floor: one-step workflows started
+and completed per second on a fresh embedded Temporal alone (same SQLite
+settings, --incidents workflows), and prints Salve's runs/s as a ratio of it.
 Exit code 1 if a run repeated, an incident ran twice, or the storm did not drain.
 
 `)
@@ -63,6 +67,16 @@ Exit code 1 if a run repeated, an incident ran twice, or the storm did not drain
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "salve-load storm: %v\n", err)
 		return 1
+	}
+	if *floorConc > 0 {
+		fl, err := storm.MeasureFloor(ctx, rep.Incidents, *floorConc)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "salve-load storm: raw Temporal floor: %v\n", err)
+			return 1
+		}
+		fmt.Printf("  raw floor       embedded Temporal alone: %d one-step workflows (%d starters) in %s: %.1f workflows/s (starts %.1f/s)\n",
+			fl.Workflows, fl.Concurrency, fl.Took.Round(time.Millisecond), fl.PerSec, fl.StartsPerS)
+		fmt.Printf("  ratio           Salve %.1f runs/s = %.2f x the raw floor\n", rep.RunsPerSec, rep.RunsPerSec/fl.PerSec)
 	}
 	if rep.DuplicateActions > 0 || rep.RunsStarted != rep.Incidents {
 		fmt.Fprintf(os.Stderr, "salve-load storm: want exactly one run per incident (%d) and no repeated action; got %d runs, %d repeated\n", rep.Incidents, rep.RunsStarted, rep.DuplicateActions)

@@ -968,12 +968,15 @@ targets and always stops by itself (--alerts and --duration bound a run).
 
 Usage:
   salve-load ingest [flags]     post webhooks and report throughput and latency
+  salve-load storm [flags]      run the whole pipeline under an alert storm, with the raw Temporal floor
   salve-load version            print the version
 
 Examples:
   salve-load ingest --url http://127.0.0.1:8080 --token-file .salve/webhook-token --pid $(pgrep -n salve)
   salve-load ingest --embedded --senders 8 --alerts 20000
   salve-load ingest --url http://127.0.0.1:8080 --token T --alerts 10000 --dup-ratio 0.2 --incidents 100
+  salve-load storm --alerts 10000 --incidents 100
+  salve-load storm --alerts 2000 --incidents 2000
 
 Run 'salve-load ingest --help' for the flags.
 `
