@@ -38,6 +38,7 @@ func registered(t *testing.T) map[string]dto.MetricType {
 	m.Runbooks([]string{"restart"})
 	m.StepKinds([]string{"http.request"})
 	m.ApprovalsPending(func() float64 { return 0 })
+	m.AlertsParked(func() float64 { return 0 })
 	mfs, err := m.Gatherer().Gather()
 	require.NoError(t, err)
 	names := map[string]dto.MetricType{}

@@ -23,7 +23,7 @@ import (
 // dropped while Temporal is down. Errors no retry can fix are parked by
 // the Trigger, so one bad alert never holds up another.
 //
-// Alerts are spread over lanes by incident (workflow ID): one incident's
+// Alerts are spread over lanes by incident (laneOf): one incident's
 // alerts are handled in arrival order by one lane, different incidents in
 // parallel, and what queued up in a lane while it was busy is handled as
 // one batch (repeats of a running incident join it in one signal).
@@ -124,16 +124,34 @@ func (c *Consumer) Run(ctx context.Context) error {
 		parts := c.Trigger.parts(in)
 		f := &inflight{msg: msg}
 		f.pending.Store(int32(len(parts)))
+		lane := lanes[laneOf(parts, n)]
 		for _, p := range parts {
-			h := fnv.New32a()
-			_, _ = h.Write([]byte(p.lane()))
 			select {
-			case lanes[h.Sum32()%uint32(n)] <- laneItem{p: p, in: f}:
+			case lane <- laneItem{p: p, in: f}:
 			case <-ctx.Done():
 				return nil
 			}
 		}
 	}
+}
+
+// laneOf picks an alert's lane by its first part's incident: an alert's
+// parts stay together in one lane, so the runbooks it matches are taken
+// in name order (a shared target goes to the first); every notification
+// of one alert (firing, repeats, resolved) keeps its order; and repeats
+// of one incident meet in one lane, where they join its run in one
+// signal. Alerts without an incident go by fingerprint.
+func laneOf(parts []part, n int) int {
+	key := parts[0].wfID
+	if key == "" {
+		key = parts[0].in.Event.Fingerprint
+	}
+	if key == "" {
+		key = parts[0].in.Event.ID
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
 }
 
 // lane handles its items until its channel closes; whatever queued up

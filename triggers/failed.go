@@ -93,18 +93,24 @@ func (s *FailedAlerts) Count(ctx context.Context) (int, error) {
 
 // Get returns one parked alert.
 func (s *FailedAlerts) Get(ctx context.Context, id string) (FailedAlert, error) {
+	f, _, err := s.get(ctx, id)
+	return f, err
+}
+
+// get returns one parked alert and the revision it was read at.
+func (s *FailedAlerts) get(ctx context.Context, id string) (FailedAlert, uint64, error) {
 	e, err := s.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return FailedAlert{}, fmt.Errorf("%w: %s", ErrFailedNotFound, id)
+		return FailedAlert{}, 0, fmt.Errorf("%w: %s", ErrFailedNotFound, id)
 	}
 	if err != nil {
-		return FailedAlert{}, fmt.Errorf("read parked alert %s: %w", id, err)
+		return FailedAlert{}, 0, fmt.Errorf("read parked alert %s: %w", id, err)
 	}
 	var f FailedAlert
 	if err := json.Unmarshal(e.Value(), &f); err != nil {
-		return FailedAlert{}, fmt.Errorf("parked alert %s: %w", id, err)
+		return FailedAlert{}, 0, fmt.Errorf("parked alert %s: %w", id, err)
 	}
-	return f, nil
+	return f, e.Revision(), nil
 }
 
 // Retry sends a parked alert back to the trigger, for its runbook only,
@@ -112,7 +118,7 @@ func (s *FailedAlerts) Get(ctx context.Context, id string) (FailedAlert, error) 
 // The copy is a new message in ALERTS, so it survives a crash like any
 // accepted alert.
 func (s *FailedAlerts) Retry(ctx context.Context, id string) (FailedAlert, error) {
-	f, err := s.Get(ctx, id)
+	f, rev, err := s.get(ctx, id)
 	if err != nil {
 		return f, err
 	}
@@ -137,7 +143,10 @@ func (s *FailedAlerts) Retry(ctx context.Context, id string) (FailedAlert, error
 	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
 		return f, fmt.Errorf("%w: retry %s: %v", bus.ErrNotStored, f.ID, err)
 	}
-	if err := s.kv.Delete(ctx, f.ID); err != nil {
+	// Remove only the entry that was retried: the copy may already have
+	// failed again and been parked anew, and that must stay visible.
+	err = s.kv.Delete(ctx, f.ID, jetstream.LastRevision(rev))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return f, fmt.Errorf("sent back, but could not remove parked alert %s: %w", f.ID, err)
 	}
 	return f, nil

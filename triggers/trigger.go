@@ -188,15 +188,6 @@ type part struct {
 	wfID   string
 }
 
-// lane is what orders parts: the same incident's parts are handled in
-// arrival order by one lane; different incidents run side by side.
-func (p part) lane() string {
-	if p.wfID != "" {
-		return p.wfID
-	}
-	return p.in.Event.ID
-}
-
 // Handle matches one alert against the runbooks and starts, joins or
 // notifies runs. It returns an error when a retry can help (Temporal or the
 // audit stream unavailable); the caller then redelivers the alert. Every
