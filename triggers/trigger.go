@@ -38,6 +38,9 @@ type StartRequest struct {
 	// ApprovalReason, when set, makes the run wait for a person's approval
 	// before acting, for this reason (e.g. its blast radius is exceeded).
 	ApprovalReason string
+	// Quiet joins a running run without telling it of the alert (it has
+	// heard MaxToldPerRun already): nothing is added to its history.
+	Quiet bool
 }
 
 // StartResult says what happened.
@@ -166,6 +169,8 @@ type Trigger struct {
 	// Failed parks alerts no retry can fix. Nil: such an alert is only
 	// audited (trigger.failed) and cannot be retried from the API.
 	Failed FailedStore
+
+	told toldRuns // what each run was told (MaxToldPerRun)
 }
 
 // Inbound is one stored alert as the consumer hands it over.
@@ -299,14 +304,22 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	log := t.Log.With("runbook", rb.Name(), "workflow_id", wfID, "alert_id", ev.ID)
 
 	if ev.Status == domain.StatusResolved {
+		a := base
+		a.ID, a.Action, a.Outcome = "trigger/"+ev.ID+"/"+rb.Name()+"/resolved", domain.ActionRunSignalled, "resolved"
+		if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
+			// The run heard of a resolution already and of all it may.
+			a.Outcome, a.Detail["told"] = "not_told", "no"
+			return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
+		}
 		delivered, err := t.Starter.Notify(ctx, wfID, ev)
 		if err != nil {
 			return false, fmt.Errorf("notify run %s: %w", wfID, err)
 		}
-		a := base
-		a.ID, a.Action, a.Outcome = "trigger/"+ev.ID+"/"+rb.Name()+"/resolved", domain.ActionRunSignalled, "resolved"
-		if !delivered {
+		if delivered {
+			t.told.told(wfID, []domain.AlertEvent{ev})
+		} else {
 			a.Outcome = "no_running_run"
+			t.told.forget(wfID)
 		}
 		log.Debug("resolved alert", "delivered", delivered)
 		return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
@@ -355,6 +368,9 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 			req.TargetWait = adm.TargetWait
 		}
 	}
+	if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
+		req.Quiet = true
+	}
 	res, err := t.Starter.StartOrJoin(ctx, req)
 	if err != nil {
 		if adm.Reserved {
@@ -384,6 +400,15 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	}
 	if adm.Target != "" {
 		a.Detail["target"] = adm.Target
+	}
+	switch {
+	case res.Started:
+		t.told.forget(wfID) // a new run of the incident: it heard of this alert
+		t.told.told(wfID, []domain.AlertEvent{ev})
+	case req.Quiet:
+		a.Detail["told"] = "no"
+	default:
+		t.told.told(wfID, []domain.AlertEvent{ev})
 	}
 	a.RunID = res.RunID
 	a.ID = "trigger/" + ev.ID + "/" + rb.Name()
@@ -474,22 +499,38 @@ func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (bool, e
 	for _, j := range idx {
 		evs = append(evs, parts[j].in.Event)
 	}
-	delivered, err := t.Starter.Notify(ctx, first.wfID, evs...)
-	if err != nil || !delivered {
-		if err != nil {
-			err = fmt.Errorf("runbook %s: notify run %s: %w", first.rb.Name(), first.wfID, err)
+	// The run was found going just before: what it may not be told
+	// (MaxToldPerRun) joins it quietly.
+	tell, skip := t.told.split(first.wfID, evs)
+	if len(tell) > 0 {
+		delivered, err := t.Starter.Notify(ctx, first.wfID, tell...)
+		if err != nil || !delivered {
+			if err != nil {
+				err = fmt.Errorf("runbook %s: notify run %s: %w", first.rb.Name(), first.wfID, err)
+			} else {
+				t.told.forget(first.wfID)
+			}
+			return err != nil, err
 		}
-		return err != nil, err
+		t.told.told(first.wfID, tell)
+	}
+	quiet := map[string]bool{}
+	for _, ev := range skip {
+		quiet[ev.ID] = true
 	}
 	now := time.Now().UTC()
 	recs := make([]domain.AuditEvent, 0, len(idx))
 	for _, ev := range evs {
-		recs = append(recs, domain.AuditEvent{
+		rec := domain.AuditEvent{
 			ID: "trigger/" + ev.ID + "/" + first.rb.Name(), Time: now, Actor: alertActor(ev),
 			Action: domain.ActionRunJoined, Outcome: DecisionJoined,
 			Runbook: first.rb.Name(), RunbookHash: first.rb.Hash, WorkflowID: first.wfID, IncidentKey: first.key,
 			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "status": ev.Status},
-		})
+		}
+		if quiet[ev.ID] {
+			rec.Detail["told"] = "no"
+		}
+		recs = append(recs, rec)
 	}
 	if err := t.Audit.RecordAll(ctx, recs); err != nil {
 		return true, fmt.Errorf("record %d joins of %s: %w", len(recs), first.wfID, err)

@@ -22,6 +22,15 @@ type fakeStarter struct {
 	running  map[string]bool
 	starts   []triggers.StartRequest
 	notified []string
+	// told counts the notifications runs were told (signals' contents).
+	told map[string]int
+}
+
+func (f *fakeStarter) tell(id string, n int) {
+	if f.told == nil {
+		f.told = map[string]int{}
+	}
+	f.told[id] += n
 }
 
 func (f *fakeStarter) StartOrJoin(_ context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
@@ -32,19 +41,25 @@ func (f *fakeStarter) StartOrJoin(_ context.Context, req triggers.StartRequest) 
 	}
 	f.starts = append(f.starts, req)
 	if f.running[req.WorkflowID] {
+		if !req.Quiet {
+			f.tell(req.WorkflowID, 1)
+		}
 		return triggers.StartResult{RunID: "r1"}, nil
 	}
 	f.running[req.WorkflowID] = true
 	return triggers.StartResult{RunID: "r1", Started: true}, nil
 }
 
-func (f *fakeStarter) Notify(_ context.Context, id string, _ ...domain.AlertEvent) (bool, error) {
+func (f *fakeStarter) Notify(_ context.Context, id string, evs ...domain.AlertEvent) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return false, f.err
 	}
 	f.notified = append(f.notified, id)
+	if f.running[id] {
+		f.tell(id, len(evs))
+	}
 	return f.running[id], nil
 }
 

@@ -110,12 +110,14 @@ func (r *role) logs() string {
 // two `salve server` processes (both ingest and trigger; one also api), two
 // `salve worker`s, a target that records every mutating call with its
 // idempotency key, and a storm of alerts (duplicates, flaps, resolutions)
-// over many incidents. During the storm, kill -9 each role at a random
+// over many incidents, with poison alerts no runbook can key in the
+// middle. During the storm, kill -9 each role at a random
 // point — ingest, trigger, worker, and NATS+Temporal — and restart it.
 // Then: every alert Salve answered 2xx to is in ALERTS and was decided by
 // the trigger; exactly one run per incident (later occurrences suppressed
 // by the cooldown, each audited); no mutating call applied twice; every
-// run finished; the audit chain verifies. It prints the figures.
+// run finished; each poison alert parked once; the audit chain
+// verifies. It prints the figures.
 //
 // SALVE_CRASH_ALERTS (default 1000) and SALVE_CRASH_INCIDENTS (default
 // 100) make the longer version; SALVE_CRASH_SEED replays a kill schedule.
@@ -305,11 +307,16 @@ func TestCrashMatrix(t *testing.T) {
 	// 2. Every accepted alert was decided by the trigger (the audit log
 	// lags the stream a little).
 	firingIncidents := map[string]bool{}
-	for _, ev := range acceptedIDs {
-		if ev.Status == domain.StatusFiring {
+	poisoned := map[string]bool{}
+	for id, ev := range acceptedIDs {
+		switch {
+		case ev.Labels["poison"] != "":
+			poisoned[id] = true
+		case ev.Status == domain.StatusFiring:
 			firingIncidents[ev.Labels["instance"]] = true
 		}
 	}
+	require.Len(t, poisoned, poisonAlerts)
 	var decisions map[string][]audit.Record
 	eventually(t, 2*time.Minute, func() bool {
 		decisions = triggerDecisions(t, baseA)
@@ -357,7 +364,33 @@ func TestCrashMatrix(t *testing.T) {
 	}
 	require.Equal(t, len(firingIncidents), applied)
 
-	// 5. The audit chain verifies.
+	// 5. Every poison alert is parked once, for a person, with its
+	// reason, and audited as trigger.failed.
+	var failed struct {
+		FailedAlerts []struct {
+			AlertID string `json:"alertId"`
+			Reason  string `json:"reason"`
+		} `json:"failedAlerts"`
+	}
+	getAPI(t, baseA+"/v1/failed-alerts", &failed)
+	parked := map[string]int{}
+	for _, f := range failed.FailedAlerts {
+		parked[f.AlertID]++
+		require.Contains(t, f.Reason, "instance", "parked with the reason")
+	}
+	for id := range poisoned {
+		require.Equal(t, 1, parked[id], "poison alert %s parked once", id)
+		failedRecs := 0
+		for _, r := range decisions[id] {
+			if r.Event.Action == domain.ActionTriggerFailed {
+				failedRecs++
+			}
+		}
+		require.Equal(t, 1, failedRecs, "poison alert %s audited as trigger.failed once: %+v", id, decisions[id])
+	}
+	require.Len(t, parked, len(poisoned), "only the poison is parked")
+
+	// 6. The audit chain verifies.
 	var v audit.VerifyResult
 	getAPI(t, baseA+"/v1/audit/verify", &v)
 	require.True(t, v.OK, "audit chain: %+v", v)
@@ -369,15 +402,19 @@ func TestCrashMatrix(t *testing.T) {
   alerts accepted (2xx):  %d, %d distinct; ALERTS holds %d distinct alerts
   duplicates prevented:   %d repeated alert notifications stored once
   incidents with a run:   %d (exactly 1 run each, all succeeded)
+  poison alerts:          %d, each parked once (trigger.failed)
   joined a running run:   %d; suppressed by cooldown (audited): %d
   mutating calls:         %d delivered, %d applied (%d repeats absorbed by idempotency keys)
   storm:                  %.1fs; time to drain after it: %.1fs
   audit chain:            OK, %d records`,
 		seed, strings.Join(killLog, "; "), sent.Load(), webhooks.Load(), retries.Load(),
 		accepted.Load(), len(acceptedIDs), uniqueStored, accepted.Load()-int64(len(acceptedIDs)),
-		len(firingIncidents), joined, suppressed, deliveries, applied, deliveries-applied,
+		len(firingIncidents), len(poisoned), joined, suppressed, deliveries, applied, deliveries-applied,
 		stormEnd.Sub(stormStart).Seconds(), drainTime.Seconds(), v.Checked)
 }
+
+// poisonAlerts is how many alerts of the storm no runbook can handle.
+const poisonAlerts = 10
 
 type stormAlert struct {
 	incident int
@@ -413,6 +450,16 @@ func stormPlan(incidents, perIncident int, target string) []stormAlert {
 			seq[k].step = k
 		}
 		out = append(out, seq...)
+	}
+	// Poison in the middle of the storm: alerts the runbook cannot key
+	// (no instance label). Each must be parked for a person, once, and
+	// hold nothing else up.
+	for k := range poisonAlerts {
+		fp := fmt.Sprintf("poison%02d", k)
+		out = append(out, stormAlert{incident: k, step: perIncident / 2, target: target, ev: domain.AlertEvent{
+			ID: domain.AlertEventID(fp, domain.StatusFiring, t0), Fingerprint: fp, Status: domain.StatusFiring, StartsAt: t0,
+			Labels: map[string]string{"alertname": "Storm", "poison": "yes"},
+		}})
 	}
 	// Interleave incidents: the storm sends step k of every incident
 	// before step k+1 of any, so each webhook mixes incidents.
@@ -507,7 +554,7 @@ func alertsInStream(ctx context.Context, t *testing.T, js jetstream.JetStream) m
 func triggerDecisions(t *testing.T, base string) map[string][]audit.Record {
 	t.Helper()
 	out := map[string][]audit.Record{}
-	for _, action := range []string{domain.ActionTriggerMatched, domain.ActionRunJoined, domain.ActionTriggerSuppressed, domain.ActionRunSignalled, domain.ActionTriggerNoMatch} {
+	for _, action := range []string{domain.ActionTriggerMatched, domain.ActionRunJoined, domain.ActionTriggerSuppressed, domain.ActionRunSignalled, domain.ActionTriggerNoMatch, domain.ActionTriggerFailed} {
 		after := int64(0)
 		for {
 			var page struct {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/internal/bus"
@@ -23,6 +25,28 @@ import (
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workers"
 )
+
+// startTemporal starts an embedded Temporal server; with an empty DBPath
+// it is in memory. The test may Stop it early (an outage); Stop is safe
+// to call twice.
+func startTemporal(t *testing.T, opts devstack.TemporalOptions) *devstack.Temporal {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ts, err := devstack.StartTemporal(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ts.Stop() })
+	return ts
+}
+
+func temporalClient(t *testing.T, ts *devstack.Temporal) client.Client {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err := client.Dial(client.Options{HostPort: ts.HostPort(), Namespace: ts.Namespace(), Logger: sdklog.NewStructuredLogger(log)})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
 
 // countingStarter counts start attempts, successful or not.
 type countingStarter struct {
@@ -45,8 +69,8 @@ func TestTemporalOutageRedeliversUntilTheRunStarts(t *testing.T) {
 	pub := bus.NewPublisher(js)
 
 	tOpts := devstack.TemporalOptions{DBPath: filepath.Join(t.TempDir(), "temporal.db"), Port: testenv.FreePort(t)}
-	ts := testenv.Temporal(t, tOpts)
-	tc := testenv.TemporalClient(t, ts)
+	ts := startTemporal(t, tOpts)
+	tc := temporalClient(t, ts)
 
 	reg, err := activities.NewRegistry()
 	require.NoError(t, err)
@@ -88,7 +112,7 @@ func TestTemporalOutageRedeliversUntilTheRunStarts(t *testing.T) {
 	require.Eventually(t, func() bool { return starter.attempts.Load() >= 2 }, 30*time.Second, 50*time.Millisecond)
 	require.Zero(t, tg.count("/fix"))
 
-	ts2 := testenv.Temporal(t, tOpts) // same DB file, same port
+	ts2 := startTemporal(t, tOpts) // same DB file, same port
 	require.Eventually(t, func() bool { return tg.count("/fix") == 1 }, 90*time.Second, 100*time.Millisecond, "run never acted after Temporal came back")
 
 	wfID := domain.WorkflowID("am-e2e", "beef")

@@ -76,6 +76,12 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 	if err != nil {
 		return triggers.StartResult{}, fmt.Errorf("encode run input: %w", err)
 	}
+	onConflict := &workflowpb.OnConflictOptions{AttachRequestId: true}
+	if req.Quiet {
+		// Attaching a request ID is a history event too: a quiet join
+		// adds nothing to the run's history.
+		onConflict = nil
+	}
 	resp, err := r.c.WorkflowService().StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
 		Namespace:                r.namespace,
 		WorkflowId:               req.WorkflowID,
@@ -87,13 +93,16 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		RequestId:                req.RequestID,
 		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIdConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		OnConflictOptions:        &workflowpb.OnConflictOptions{AttachRequestId: true},
+		OnConflictOptions:        onConflict,
 	})
 	if err != nil {
 		return triggers.StartResult{}, classify(fmt.Errorf("start workflow %s: %w", req.WorkflowID, err))
 	}
 	if resp.GetStarted() {
 		return triggers.StartResult{RunID: resp.GetRunId(), Started: true}, nil
+	}
+	if req.Quiet {
+		return triggers.StartResult{RunID: resp.GetRunId(), Started: false}, nil
 	}
 	// Joined: hand the alert to the running run. If it closed in the
 	// meantime, it already ran for this incident; nothing is lost.

@@ -1,12 +1,15 @@
 // Package testenv starts the real servers Salve's integration tests use —
-// embedded NATS JetStream and Temporal, Debian's Alertmanager — on free
-// loopback ports, and stops them when the test ends. A missing server is a
-// test failure with the command that installs it, never a skip.
+// embedded NATS JetStream, Debian's Alertmanager, Prometheus and
+// PostgreSQL, Vault, a Kubernetes control plane — on free loopback ports,
+// and stops them when the test ends. A missing server is a test failure
+// with the command that installs it, never a skip. The embedded Temporal
+// server is not here: linking it makes every test binary that imports
+// this package slow to build (above all with -race); tests start it with
+// internal/devstack.
 package testenv
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -17,12 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devnats"
-	"github.com/salve-sre/salve/internal/devstack"
 )
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -51,29 +51,6 @@ func NATS(t testing.TB) (*devnats.NATS, jetstream.JetStream) {
 	defer cancel()
 	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 	return ns, js
-}
-
-// Temporal starts an embedded Temporal server. With an empty DBPath it is
-// in memory. The caller may Stop it early (to test an outage); Stop is safe
-// to call twice.
-func Temporal(t testing.TB, opts devstack.TemporalOptions) *devstack.Temporal {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ts, err := devstack.StartTemporal(ctx, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ts.Stop() })
-	return ts
-}
-
-// TemporalClient connects to ts.
-func TemporalClient(t testing.TB, ts *devstack.Temporal) client.Client {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := client.Dial(client.Options{HostPort: ts.HostPort(), Namespace: ts.Namespace(), Logger: sdklog.NewStructuredLogger(log)})
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	return c
 }
 
 // tbWriter sends log lines to t.Log, so they show only for failing tests.
