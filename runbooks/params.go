@@ -46,6 +46,14 @@ func (p Param) Check(v string) error {
 		if hi, err := time.ParseDuration(p.Max); p.Max != "" && err == nil && d > hi {
 			return fmt.Errorf("%s is above the maximum %s", d, hi)
 		}
+	case ParamDNSLabel:
+		if len(v) > 63 || !dnsLabelRE.MatchString(v) {
+			return fmt.Errorf("want a DNS label (lowercase letters, digits and '-', at most 63, e.g. a Kubernetes namespace), got %q", v)
+		}
+	case ParamK8sName:
+		if len(v) > 253 || !k8sNameRE.MatchString(v) {
+			return fmt.Errorf("want a Kubernetes name (lowercase letters, digits, '-' and '.', at most 253), got %q", v)
+		}
 	case ParamEnum:
 		for _, allowed := range p.Values {
 			if v == allowed {
@@ -121,7 +129,7 @@ func (v *validator) param(path string, p Param) {
 		}
 	}
 	if p.Pattern != "" {
-		if typ != ParamString {
+		if typ != ParamString && typ != ParamDNSLabel && typ != ParamK8sName {
 			v.add(path+".pattern", "pattern applies to string parameters (this parameter is %s)", typ)
 		} else if _, err := regexp.Compile(p.Pattern); err != nil {
 			v.add(path+".pattern", "bad regular expression: %v", err)

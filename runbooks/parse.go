@@ -197,6 +197,7 @@ type validator struct {
 	source   string
 	root     *yaml.Node
 	problems []Problem
+	params   map[string]Param // the runbook's, for the untrusted-input rules
 }
 
 // add records a problem at a path such as "spec.steps[1].action".
@@ -206,6 +207,7 @@ func (v *validator) add(path, format string, args ...any) {
 }
 
 func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
+	v.params = rb.Spec.Params
 	if rb.APIVersion != APIVersion {
 		v.add("apiVersion", "must be %q, got %q", APIVersion, rb.APIVersion)
 	}
@@ -265,6 +267,9 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 			v.add(path+".vaultRole", "%v", err)
 		} else {
 			for _, p := range checkRefs(c.VaultRole, scope{roots: []string{"Params", "Labels", "Annotations", "Alert", "Run"}, params: rb.Spec.Params}) {
+				v.add(path+".vaultRole", "%s", p)
+			}
+			for _, p := range checkCredentialTemplate(c.VaultRole, rb.Spec.Params) {
 				v.add(path+".vaultRole", "%s", p)
 			}
 		}
@@ -466,6 +471,18 @@ func (v *validator) action(path string, s Step, cat StepCatalog) {
 		}
 		v.add(path+".action", "%s", msg)
 		return
+	}
+	_, secrets := s.With["secretHeaders"]
+	for _, k := range sortedKeys(s.With) {
+		p, ok := spec.Params.Lookup(k)
+		if !ok || p.Sink == "" {
+			continue
+		}
+		walkStrings(s.With[k], func(str string) {
+			for _, msg := range checkSink(p.Sink, str, v.params, secrets) {
+				v.add(path+".with."+k, "untrusted input: %s", msg)
+			}
+		})
 	}
 	for _, err := range spec.Params.Validate(s.With) {
 		v.add(path+".with", "%s", strings.TrimPrefix(err.Error(), step.ErrInvalidParams.Error()+": "))

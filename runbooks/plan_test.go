@@ -15,7 +15,7 @@ kind: Runbook
 metadata: {name: scale-web}
 spec:
   params:
-    namespace: {required: true, pattern: '[a-z-]+'}
+    namespace: {required: true, type: enum, values: [shop, payments]}
     replicas: {type: int, min: 1, max: 10, default: "3"}
   credentials: {kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}', ttl: 5m}}
   safety:
@@ -28,7 +28,7 @@ spec:
       action: kubernetes.scale
       with: {namespace: '{{ .Params.namespace }}', name: web, replicas: '{{ .Params.replicas }}'}
       approval: {required: true}
-    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.before.Output.replicas }}'}}
+    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.before.Output.replicas | queryEscape }}'}}
   onFailure:
     - {name: undo, action: kubernetes.rollback, with: {namespace: '{{ .Params.namespace }}', name: web}}
 `)
@@ -41,7 +41,7 @@ spec:
 	require.True(t, p.Steps[1].Mutating)
 	require.True(t, p.Steps[1].Approval)
 	require.Equal(t, map[string]any{"namespace": "shop", "name": "web", "replicas": "3"}, p.Steps[1].With)
-	require.Equal(t, "http://ops/report?was=<no value>", p.Steps[2].With["url"], "outputs are unknown before the run")
+	require.Equal(t, "http://ops/report?was=", p.Steps[2].With["url"], "outputs are unknown before the run")
 	require.Equal(t, []runbooks.PlannedApproval{
 		{Timeout: runbooks.Duration(10 * time.Minute), OnTimeout: "fail"},
 		{Step: "scale", Timeout: runbooks.Duration(15 * time.Minute), OnTimeout: "fail"},

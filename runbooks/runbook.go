@@ -117,10 +117,14 @@ const (
 	ParamBool     = "bool"
 	ParamDuration = "duration"
 	ParamEnum     = "enum"
+	// ParamDNSLabel is an RFC 1123 label (a Kubernetes namespace);
+	// ParamK8sName an RFC 1123 subdomain (most Kubernetes object names).
+	ParamDNSLabel = "dnsLabel"
+	ParamK8sName  = "k8sName"
 )
 
 // ParamTypes lists the parameter types in documentation order.
-var ParamTypes = []string{ParamString, ParamInt, ParamBool, ParamDuration, ParamEnum}
+var ParamTypes = []string{ParamString, ParamInt, ParamBool, ParamDuration, ParamEnum, ParamDNSLabel, ParamK8sName}
 
 // Toil is what a person would spend doing the runbook by hand.
 type Toil struct {

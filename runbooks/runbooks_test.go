@@ -61,7 +61,7 @@ spec:
     incidentKey: '{{ .Labels.namespace }}/{{ .Labels.service }}'
   params:
     namespace: {fromLabel: namespace, required: true}
-    url: {fromAnnotation: runbook_hook, default: "http://127.0.0.1:9/hook"}
+    url: {fromAnnotation: runbook_hook, default: "http://127.0.0.1:9/hook", pattern: 'http://127\.0\.0\.1:[0-9]+/[a-z]+'}
   toil: {manualMinutes: 15}
   steps:
     - name: restart
@@ -99,7 +99,7 @@ func TestParseValid(t *testing.T) {
 	require.Regexp(t, `^[0-9a-f]{64}$`, rb.Hash)
 	require.Equal(t, []string{`alertname="WebDown"`, `severity=~"warning|critical"`}, rb.Spec.Trigger.Matchers)
 	require.Equal(t, runbooks.Param{FromLabel: "namespace", Required: true}, rb.Spec.Params["namespace"])
-	require.Equal(t, runbooks.Param{FromAnnotation: "runbook_hook", Default: "http://127.0.0.1:9/hook"}, rb.Spec.Params["url"])
+	require.Equal(t, runbooks.Param{FromAnnotation: "runbook_hook", Default: "http://127.0.0.1:9/hook", Pattern: `http://127\.0\.0\.1:[0-9]+/[a-z]+`}, rb.Spec.Params["url"])
 	require.InDelta(t, 15.0, rb.Spec.Toil.ManualMinutes, 0)
 
 	require.Len(t, rb.Spec.Steps, 3)

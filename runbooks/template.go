@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -50,10 +52,28 @@ var funcs = template.FuncMap{
 	"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
 	"quote":   func(s string) string { b, _ := json.Marshal(s); return string(b) },
 	"host":    hostOf,
+	// Escaping for untrusted values (taint.go): each keeps a value inside
+	// its place in a URL path, a URL query or a PromQL string.
+	fnPathEscape:  func(v any) string { return url.PathEscape(str(v)) },
+	fnQueryEscape: func(v any) string { return url.QueryEscape(str(v)) },
+	fnPromQuote:   func(v any) string { return promQuote(str(v)) },
+	"regexQuote":  func(v any) string { return regexp.QuoteMeta(str(v)) },
 	"toJSON": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
 	},
+}
+
+// str is how a template prints v: a step output may be a number.
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	default:
+		return fmt.Sprint(x)
+	}
 }
 
 // hostOf drops the port from an Alertmanager instance label such as

@@ -89,7 +89,8 @@ step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the ev
 # beyond it for a few seconds each. A crash fails the build and leaves the
 # input under testdata/fuzz/ to commit as a regression case.
 for target in "./triggers FuzzDecodeWebhook" "./runbooks FuzzParse" "./internal/api FuzzOperateBodies" \
-              "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL" "./internal/domain FuzzWorkflowID"; do
+              "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL" "./internal/domain FuzzWorkflowID" \
+              "./runbooks FuzzRenderKeepsStructure"; do
   set -- $target
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-10s}" -fuzzminimizetime 5s "$1"
 done

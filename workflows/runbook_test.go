@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -219,13 +220,13 @@ spec:
     incidentKey: '{{ .Labels.namespace }}/{{ .Labels.service }}'
   params:
     namespace: {fromLabel: namespace, required: true}
-    hook: {fromAnnotation: hook, default: "http://default.internal"}
+    hook: {fromAnnotation: hook, default: "http://default.internal", pattern: 'http://[a-z.]+\.internal'}
     env: {default: staging}
   steps:
     - name: restart
       action: http.request
       with:
-        url: '{{ .Params.hook }}/restart/{{ .Params.namespace }}/{{ .Labels.service }}'
+        url: '{{ .Params.hook }}/restart/{{ .Params.namespace | pathEscape }}/{{ .Labels.service | pathEscape }}'
         method: POST
         headers: {X-Env: '{{ .Params.env }}', X-Summary: '{{ .Annotations.summary }}'}
         body: 'incident {{ .Run.IncidentKey }} of {{ .Run.Runbook }}'
@@ -235,12 +236,12 @@ spec:
     - name: verify
       action: http.request
       with:
-        url: 'http://verify.internal/{{ .Steps.restart.Output.status }}'
+        url: 'http://verify.internal/{{ .Steps.restart.Output.status | pathEscape }}'
         body: '{{ .Steps.restart.Output.body }} ({{ .Steps.restart.Status }})'
     - name: report
       action: http.request
       with:
-        url: 'http://report.internal/?run={{ .Run.WorkflowID }}&fp={{ .Alert.Fingerprint }}'
+        url: 'http://report.internal/?run={{ .Run.WorkflowID | queryEscape }}&fp={{ .Alert.Fingerprint | queryEscape }}'
 `
 
 func TestRunbookRunsStepsInOrderWithRenderedParams(t *testing.T) {
@@ -291,7 +292,7 @@ func TestRunbookRunsStepsInOrderWithRenderedParams(t *testing.T) {
 	require.Equal(t, testWorkflowID+"/default-test-run-id/verify", verify.IdempotencyKey)
 
 	report := rec.request(t, "report")
-	require.Equal(t, "http://report.internal/?run="+testWorkflowID+"&fp=fp1", report.Params["url"])
+	require.Equal(t, "http://report.internal/?run="+url.QueryEscape(testWorkflowID)+"&fp=fp1", report.Params["url"])
 	require.Equal(t, testWorkflowID+"/default-test-run-id/report", report.IdempotencyKey)
 
 	// The runbook's timeout and retry settings reach Temporal.
@@ -691,7 +692,7 @@ spec:
   params:
     namespace: {fromLabel: namespace, required: true}
   steps:
-    - {name: act, action: http.request, with: {url: 'http://x/{{ .Params.namespace }}'}}
+    - {name: act, action: http.request, with: {url: 'http://x/{{ .Params.namespace | pathEscape }}'}}
 `
 	tests := []struct {
 		name    string
@@ -798,7 +799,7 @@ spec:
   params:
     target: {required: true}
   steps:
-    - {name: act, action: http.request, with: {url: "http://x/{{ .Params.target }}"}}
+    - {name: act, action: http.request, with: {url: "http://x/{{ .Params.target | pathEscape }}"}}
   onFailure:
     - {name: undo, action: http.request, with: {url: "http://x/undo"}}
 `)
@@ -884,7 +885,7 @@ kind: Runbook
 metadata: {name: creds}
 spec:
   params:
-    namespace: {default: shop}
+    namespace: {type: enum, values: [shop, payments], default: shop}
   credentials:
     kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}', ttl: 10m}
   steps:

@@ -3,7 +3,10 @@
 package httpreq
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +15,19 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/step"
 )
 
 // Kind is the step kind's name in runbooks.
 const Kind = "http.request"
 
-// maxBody bounds how much of a response is kept as step output: outputs go
-// into workflow history.
+// maxBody bounds how much of a response is kept as step output (keepBody):
+// outputs go into workflow history and every viewer sees them.
 const maxBody = 4 << 10
+
+// maxRead bounds how much of a response is read to size and hash it.
+const maxRead = 16 << 20
 
 // Doer is the part of *http.Client the step needs.
 type Doer interface {
@@ -49,19 +56,22 @@ type Options struct {
 func SpecWith(opts Options) step.Spec {
 	client := opts.Client
 	if client == nil {
-		client = &http.Client{}
+		// Link-local and cloud metadata addresses are refused, also
+		// after redirects (activities/egress).
+		client = &http.Client{Transport: egress.Transport()}
 	}
 	return step.Spec{
 		Kind:     Kind,
 		Summary:  "Send an HTTP request and check the response status.",
 		Mutating: true,
 		Params: step.ParamSchema{Params: []step.Param{
-			{Name: "url", Type: step.TypeString, Required: true, Doc: "http:// or https:// URL"},
+			{Name: "url", Type: step.TypeString, Required: true, Doc: "http:// or https:// URL", Sink: step.SinkURL},
 			{Name: "method", Type: step.TypeString, Doc: "HTTP method; default GET"},
 			{Name: "headers", Type: step.TypeMap, Doc: "request headers"},
-			{Name: "secretHeaders", Type: step.TypeMap, Doc: "headers with secrets from Vault KV: ${mount/path#key} is replaced, e.g. Authorization: 'Bearer ${secret/pagerduty#token}'"},
+			{Name: "secretHeaders", Type: step.TypeMap, Doc: "headers with secrets from Vault KV: ${mount/path#key} is replaced, e.g. Authorization: 'Bearer ${secret/pagerduty#token}'; sent only to a host written in the runbook", Sink: step.SinkSecret},
 			{Name: "body", Type: step.TypeString, Doc: "request body"},
 			{Name: "expectStatus", Type: step.TypeList, Doc: "acceptable status codes; default any 2xx"},
+			{Name: "keepBody", Type: step.TypeBool, Doc: "keep the first 4 KiB of the response body in the step's output, where every viewer and later steps see it; default false: the output holds only status, size and sha256"},
 		}},
 		Executor: executor{client: client, secrets: opts.Secrets},
 	}
@@ -77,6 +87,7 @@ type params struct {
 	headers           map[string]string
 	secretHeaders     map[string]string
 	expect            []int
+	keepBody          bool
 }
 
 func parse(p map[string]any) (params, error) {
@@ -122,6 +133,11 @@ func parse(p map[string]any) (params, error) {
 	if v, ok := p["body"]; ok {
 		if out.body, err = step.String(v); err != nil {
 			return out, fmt.Errorf("%w: body: %v", step.ErrInvalidParams, err)
+		}
+	}
+	if v, ok := p["keepBody"]; ok {
+		if out.keepBody, err = step.Bool(v); err != nil {
+			return out, fmt.Errorf("%w: keepBody: %v", step.ErrInvalidParams, err)
 		}
 	}
 	if v, ok := p["expectStatus"]; ok {
@@ -203,8 +219,7 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 		return step.Result{}, fmt.Errorf("%s %s: %w", p.method, redact(hreq.URL), err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	out := step.Result{Output: map[string]any{"status": resp.StatusCode, "body": string(b)}}
+	out := step.Result{Output: p.output(resp)}
 	if !p.ok(resp.StatusCode) {
 		err := fmt.Errorf("%s %s: unexpected status %d", p.method, redact(hreq.URL), resp.StatusCode)
 		// 4xx other than timeouts and throttling will not change on retry.
@@ -214,6 +229,39 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 		return out, err
 	}
 	return out, nil
+}
+
+// output is what the step records of a response. By default not the body:
+// a response is another system's data, and a step's output is shown to
+// every viewer and kept in history, so an alert that could point a step
+// at an internal address must not be able to read the answer through
+// Salve. Size and hash still let a runbook or a person tell answers apart.
+func (p params) output(resp *http.Response) map[string]any {
+	h := sha256.New()
+	var kept bytes.Buffer
+	w := io.Writer(h)
+	if p.keepBody {
+		w = io.MultiWriter(h, &limitedBuffer{b: &kept, n: maxBody})
+	}
+	n, _ := io.Copy(w, io.LimitReader(resp.Body, maxRead))
+	out := map[string]any{"status": resp.StatusCode, "size": n, "sha256": hex.EncodeToString(h.Sum(nil))}
+	if p.keepBody {
+		out["body"] = kept.String()
+	}
+	return out
+}
+
+// limitedBuffer keeps the first n bytes written and drops the rest.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
 }
 
 var secretRef = regexp.MustCompile(`\$\{([^}#]+)#([^}]+)\}`)

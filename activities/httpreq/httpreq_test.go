@@ -2,6 +2,8 @@ package httpreq_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +139,10 @@ func TestRequestIsSentAsAsked(t *testing.T) {
 			res, err := execute(t, context.Background(), params)
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, res.Output["status"])
-			require.Equal(t, "ok", res.Output["body"])
+			require.NotContains(t, res.Output, "body", "the answer is not kept unless the step asks (keepBody)")
+			require.EqualValues(t, 2, res.Output["size"])
+			sum := sha256.Sum256([]byte("ok"))
+			require.Equal(t, hex.EncodeToString(sum[:]), res.Output["sha256"])
 
 			reqs := srv.requests()
 			require.Len(t, reqs, 1, "one request per attempt: retries are Temporal's job")
@@ -207,11 +212,11 @@ func TestStatusChecks(t *testing.T) {
 			// The answer is kept even when the status is wrong, so a
 			// failure's audit and history say what the server said.
 			require.Equal(t, tc.status, res.Output["status"])
-			wantBody := "answer"
+			wantSize := len("answer")
 			if tc.status == http.StatusNoContent {
-				wantBody = "" // a 204 has no body
+				wantSize = 0 // a 204 has no body
 			}
-			require.Equal(t, wantBody, res.Output["body"])
+			require.EqualValues(t, wantSize, res.Output["size"])
 			if !tc.wantErr {
 				require.NoError(t, err)
 				return
@@ -224,7 +229,7 @@ func TestStatusChecks(t *testing.T) {
 	}
 }
 
-func TestBodyIsTruncatedTo4KiB(t *testing.T) {
+func TestBodyIsKeptOnlyWhenAskedAndTruncatedTo4KiB(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		size    int
@@ -239,6 +244,10 @@ func TestBodyIsTruncatedTo4KiB(t *testing.T) {
 			body := strings.Repeat("x", tc.size)
 			srv := newServer(t, http.StatusOK, body)
 			res, err := execute(t, context.Background(), map[string]any{"url": srv.URL})
+			require.NoError(t, err)
+			require.NotContains(t, res.Output, "body")
+			require.EqualValues(t, tc.size, res.Output["size"], "the size is of the whole answer")
+			res, err = execute(t, context.Background(), map[string]any{"url": srv.URL, "keepBody": true})
 			require.NoError(t, err)
 			got, ok := res.Output["body"].(string)
 			require.True(t, ok)

@@ -95,12 +95,12 @@ func Specs(opts Options) []step.Spec {
 		opts.Now = time.Now
 	}
 	k := kinds{opts: opts}
-	cluster := step.Param{Name: "cluster", Type: step.TypeString, Doc: "cluster from Salve's configuration (a kubeconfig context); default the current one"}
+	cluster := step.Param{Name: "cluster", Type: step.TypeString, Doc: "cluster from Salve's configuration (a kubeconfig context); default the current one", Sink: step.SinkName}
 	target := []step.Param{
 		cluster,
-		{Name: "namespace", Type: step.TypeString, Required: true, Doc: "namespace of the workload"},
-		{Name: "name", Type: step.TypeString, Required: true, Doc: "name of the workload"},
-		{Name: "kind", Type: step.TypeString, Doc: "Deployment (default) or StatefulSet"},
+		{Name: "namespace", Type: step.TypeString, Required: true, Doc: "namespace of the workload", Sink: step.SinkName},
+		{Name: "name", Type: step.TypeString, Required: true, Doc: "name of the workload", Sink: step.SinkName},
+		{Name: "kind", Type: step.TypeString, Doc: "Deployment (default) or StatefulSet", Sink: step.SinkName},
 	}
 	with := func(extra ...step.Param) step.ParamSchema {
 		return step.ParamSchema{Params: append(append([]step.Param{}, target...), extra...)}
@@ -152,8 +152,8 @@ func Specs(opts Options) []step.Spec {
 			Summary: "Delete pods by name or label selector, at most maxCount, not-ready pods first.",
 			Params: step.ParamSchema{Params: []step.Param{
 				target[0], target[1],
-				{Name: "pod", Type: step.TypeString, Doc: "pod name (give pod or selector)"},
-				{Name: "selector", Type: step.TypeString, Doc: "label selector, e.g. app=cart"},
+				{Name: "pod", Type: step.TypeString, Doc: "pod name (give pod or selector)", Sink: step.SinkName},
+				{Name: "selector", Type: step.TypeString, Doc: "label selector, e.g. app=cart", Sink: step.SinkName},
 				{Name: "maxCount", Type: step.TypeInt, Doc: "most pods to delete (default 1)"},
 			}},
 			Mutating: true, Credential: CredentialKubernetes, Executor: step.ExecutorFunc(k.deletePod),

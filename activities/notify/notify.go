@@ -88,7 +88,7 @@ func (n *Notifier) Spec() step.Spec {
 		Kind:    Kind,
 		Summary: "Send a message to a configured chat (Slack-compatible) or webhook target.",
 		Params: step.ParamSchema{Params: []step.Param{
-			{Name: "target", Type: step.TypeString, Required: true, Doc: "name of a target under notifications.targets in Salve's config"},
+			{Name: "target", Type: step.TypeString, Required: true, Doc: "name of a target under notifications.targets in Salve's config", Sink: step.SinkName},
 			{Name: "text", Type: step.TypeString, Required: true, Doc: "the message; Slack markup is passed through"},
 			{Name: "title", Type: step.TypeString, Doc: "a title, shown in bold above the text"},
 		}},

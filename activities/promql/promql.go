@@ -77,13 +77,13 @@ func Specs(opts Options) []step.Spec {
 		opts.Now = time.Now
 	}
 	c := client{opts: opts}
-	urlParam := step.Param{Name: "prometheus", Type: step.TypeString, Doc: "Prometheus base URL, e.g. http://prometheus:9090; default the worker's --prometheus-url"}
+	urlParam := step.Param{Name: "prometheus", Type: step.TypeString, Doc: "Prometheus base URL, e.g. http://prometheus:9090; default the worker's --prometheus-url", Sink: step.SinkURL}
 	return []step.Spec{
 		{
 			Kind:    QueryKind,
 			Summary: "Run a PromQL instant query and return its result.",
 			Params: step.ParamSchema{Params: []step.Param{
-				{Name: "query", Type: step.TypeString, Required: true, Doc: "PromQL expression, evaluated now"},
+				{Name: "query", Type: step.TypeString, Required: true, Doc: "PromQL expression, evaluated now", Sink: step.SinkPromQL},
 				urlParam,
 			}},
 			Executor: step.ExecutorFunc(c.query),
@@ -92,7 +92,7 @@ func Specs(opts Options) []step.Spec {
 			Kind:    AssertKind,
 			Summary: "Wait until a PromQL condition has held for a while, or fail.",
 			Params: step.ParamSchema{Params: []step.Param{
-				{Name: "query", Type: step.TypeString, Required: true, Doc: "PromQL condition: holds while the result is non-empty, as in alerting rules (e.g. rate(errors[1m]) / rate(requests[1m]) < 0.01)"},
+				{Name: "query", Type: step.TypeString, Required: true, Doc: "PromQL condition: holds while the result is non-empty, as in alerting rules (e.g. rate(errors[1m]) / rate(requests[1m]) < 0.01)", Sink: step.SinkPromQL},
 				{Name: "for", Type: step.TypeDuration, Doc: "how long the condition must hold without a break; default 0 (one non-empty result)"},
 				{Name: "within", Type: step.TypeDuration, Required: true, Doc: "deadline for the condition to have held for `for`"},
 				{Name: "interval", Type: step.TypeDuration, Doc: "time between polls; default 5s"},

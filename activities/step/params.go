@@ -24,7 +24,30 @@ type Param struct {
 	Type     string
 	Required bool
 	Doc      string
+	// Sink says what a value here can steer (SinkURL, SinkPromQL,
+	// SinkName, SinkSecret): where a runbook must not let alert contents
+	// in unconstrained. "" = plain data (a message, a body).
+	Sink string
 }
+
+// Sinks: positions where an untrusted value (from an alert or a launch)
+// could choose where Salve acts or with what. The runbook loader enforces
+// the rules for each (runbooks: "Untrusted input").
+const (
+	// SinkURL: a URL Salve calls. Its scheme, host and port come from the
+	// runbook; alert values only in the path or query, escaped.
+	SinkURL = "url"
+	// SinkPromQL: a PromQL expression. Alert values only as quoted string
+	// literals (promQuote).
+	SinkPromQL = "promql"
+	// SinkName: what a step acts on (a Kubernetes namespace, name,
+	// selector or cluster; a notification target). Constrained parameters
+	// only.
+	SinkName = "name"
+	// SinkSecret: a Vault secret path. The runbook's text or enum
+	// parameters only.
+	SinkSecret = "secret"
+)
 
 // ParamSchema lists a step kind's parameters. Unknown parameters are errors:
 // a typo in a runbook must fail at load, not be ignored mid-incident.

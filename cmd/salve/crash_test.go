@@ -134,7 +134,7 @@ spec:
     matchers: ['alertname="Crashy"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: first, action: http.request, with: {url: '{{ .Params.url }}/first', method: POST}}
     - {name: hold, action: sleep, with: {duration: 6s}}
@@ -160,7 +160,7 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{"dev", "--data-dir", dataDir, "--runbooks", rbDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--temporal-port", "-1", "--nats-port", "-1", "--ui-port", "-1", "--webhook-token", "tok"}
+		"--temporal-port", "-1", "--nats-port", "-1", "--ui-port", "-1", "--webhook-token", "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1"}
 
 	first := startSalve(t, args...)
 	waitReady(t, base)
@@ -172,7 +172,7 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 "labels":{"alertname":"Crashy","instance":"api-1"},"annotations":{"target":%q},
 "startsAt":"2026-11-24T08:00:00Z","fingerprint":"c0ffee"}]}`, target.URL)
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -40,12 +40,12 @@ spec:
     matchers: ['alertname="Storm"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   safety: {cooldown: 1h}
   steps:
-    - {name: act, action: http.request, with: {url: '{{ .Params.url }}/act/{{ .Labels.instance }}', method: POST}}
+    - {name: act, action: http.request, with: {url: '{{ .Params.url }}/act/{{ .Labels.instance | pathEscape }}', method: POST}}
     - {name: hold, action: sleep, with: {duration: 2s}}
-    - {name: verify, action: http.request, with: {url: '{{ .Params.url }}/verify/{{ .Labels.instance }}'}}
+    - {name: verify, action: http.request, with: {url: '{{ .Params.url }}/verify/{{ .Labels.instance | pathEscape }}'}}
 `
 
 // idempotentTarget is the system runs act on. Like a careful real API, it
@@ -152,7 +152,7 @@ func TestCrashMatrix(t *testing.T) {
 	waitPort(t, temporalPort)
 	natsURL, temporalAddr := fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", temporalPort)
 	ext := []string{"--nats-url", natsURL, "--temporal-address", temporalAddr, "--runbooks", rbDir, "--config", cfgFile,
-		"--webhook-token", "tok", "--log-level", "warn"}
+		"--webhook-token", "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", "--log-level", "warn"}
 	portA, portB := freePort(t), freePort(t)
 	serverA := &role{name: "server A (ingest,trigger,api)", args: append([]string{"server", "--roles", "ingest,trigger,api", "--data-dir", t.TempDir(),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", portA)}, ext...)}
@@ -491,7 +491,7 @@ func webhookBody(batch []stormAlert) []byte {
 
 func postStorm(base string, body []byte) bool {
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 	req.Header.Set("Content-Type", "application/json")
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Do(req)

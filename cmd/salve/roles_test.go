@@ -51,7 +51,7 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 		"--runbooks", rbDir, "--config", cfgFile}
 
 	server := startSalve(t, append([]string{"server", "--roles", "ingest,trigger,api", "--data-dir", t.TempDir(),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--webhook-token", "tok"}, ext...)...)
+		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--webhook-token", "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1"}, ext...)...)
 	worker1 := startSalve(t, append([]string{"worker", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, ext...)...)
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitReady(t, base) // readiness includes a worker polling Temporal
@@ -60,7 +60,7 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 "labels":{"alertname":"Crashy","instance":"api-7"},"annotations":{"target":%q},
 "startsAt":"2026-11-24T08:00:00Z","fingerprint":"beef"}]}`, target.URL)
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -417,8 +417,8 @@ spec:
     incidentKey: '{{ .Labels.namespace }}/{{ .Labels.deployment }}'
     onResolved: finish
   params:
-    namespace: {fromLabel: namespace, required: true, pattern: '[a-z0-9-]+'}
-    deployment: {fromLabel: deployment, required: true, description: the Deployment}
+    namespace: {fromLabel: namespace, required: true, type: enum, values: [shop, payments]}
+    deployment: {fromLabel: deployment, required: true, type: k8sName, description: the Deployment}
     replicas: {type: int, default: "3", min: 1, max: 20}
     env: {type: enum, values: [staging, production], default: staging}
     verifyFor: {type: duration, default: 2m, max: 30m, fromAnnotation: salve_verify_for}

@@ -575,11 +575,15 @@ func hasPollers(ctx context.Context, tc client.Client, namespace string) error {
 
 func webhookToken(dataDir, given string) (string, error) {
 	if given != "" {
-		return given, nil
+		return given, auth.CheckWebhookToken(given)
 	}
 	path := filepath.Join(dataDir, "webhook-token")
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
+		tok := strings.TrimSpace(string(b))
+		if err := auth.CheckWebhookToken(tok); err != nil {
+			return "", fmt.Errorf("%s: %w (delete the file to have a new one generated)", path, err)
+		}
+		return tok, nil
 	}
 	buf := make([]byte, 24)
 	if _, err := rand.Read(buf); err != nil {

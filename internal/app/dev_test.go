@@ -23,7 +23,7 @@ spec:
     matchers: ['alertname="Flappy"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: act, action: http.request, with: {url: '{{ .Params.url }}/act', method: POST}}
     - {name: hold, action: sleep, with: {duration: 3s}}
@@ -128,7 +128,7 @@ spec:
   trigger:
     matchers: ['alertname="SalveE2E"']
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: fix, action: http.request, with: {url: '{{ .Params.url }}/fix', method: POST}}
 `

@@ -71,7 +71,7 @@ func startDevWith(t *testing.T, runbookDir, auditDB string) *app.Dev {
 	d, err := app.StartDev(ctx, app.DevConfig{
 		DataDir:      t.TempDir(),
 		Listen:       "127.0.0.1:0",
-		WebhookToken: "test-token",
+		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",
 		RunbooksDir:  runbookDir,
 		AuditDB:      auditDB,
 		TemporalPort: -1,

@@ -25,7 +25,7 @@ spec:
     matchers: ['alertname="Many"']
     incidentKey: '{{ .Labels.service }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: hold, action: http.request, with: {url: '{{ .Params.url }}/hold', method: POST}, timeout: 10m}
     - {name: done, action: http.request, with: {url: '{{ .Params.url }}/done', method: POST}}

@@ -28,7 +28,7 @@ spec:
     matchers: ['alertname="Saturated"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    deployment: {fromAnnotation: deployment, required: true}
+    deployment: {fromAnnotation: deployment, required: true, type: k8sName}
   steps:
     - {name: scale, action: kubernetes.scale, with: {namespace: default, name: '{{ .Params.deployment }}', delta: 1, max: 5}}
     - {name: rollout, action: kubernetes.wait_rollout, with: {namespace: default, name: '{{ .Params.deployment }}'}, timeout: 2m}
@@ -46,7 +46,7 @@ func TestDevWithKube(t *testing.T) {
 	d, err := app.StartDev(ctx, app.DevConfig{
 		DataDir:      dataDir,
 		Listen:       "127.0.0.1:0",
-		WebhookToken: "test-token",
+		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",
 		RunbooksDir:  rbDir,
 		WithKube:     true,
 		TemporalPort: -1,

@@ -23,7 +23,7 @@ spec:
     matchers: ['alertname="DiskFull"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   toil: {manualMinutes: 20}
   steps:
     - {name: clean, action: http.request, with: {url: '{{ .Params.url }}/clean', method: POST}}

@@ -40,7 +40,7 @@ spec:
     matchers: ['alertname="Guarded"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    target: {fromAnnotation: target, required: true}
+    target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
     replicas: {type: int, min: 1, max: 5, default: "2"}
   access: {approvers: ["group:sre", "bob"]}
   steps:
@@ -58,7 +58,7 @@ kind: Runbook
 metadata: {name: quick}
 spec:
   params:
-    target: {required: true}
+    target: {required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: ping, action: http.request, with: {url: '{{ .Params.target }}/ping'}}
     - {name: tell, action: notify, with: {target: ops, text: 'pinged {{ .Params.target }}'}}
@@ -69,7 +69,7 @@ kind: Runbook
 metadata: {name: hasty}
 spec:
   params:
-    target: {required: true}
+    target: {required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   safety: {approval: {required: true, timeout: 2s}}
   steps:
     - {name: act, action: http.request, with: {url: '{{ .Params.target }}/hasty', method: POST}}
@@ -80,7 +80,7 @@ kind: Runbook
 metadata: {name: slow}
 spec:
   params:
-    target: {required: true}
+    target: {required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: act, action: http.request, with: {url: '{{ .Params.target }}/act', method: POST}}
     - {name: settle, action: sleep, with: {duration: 1h}}
@@ -152,7 +152,7 @@ publicURL: https://salve.example.com
 	d, err := app.StartDev(ctx, app.DevConfig{
 		DataDir:      t.TempDir(),
 		Listen:       "127.0.0.1:0",
-		WebhookToken: "test-token",
+		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",
 		RunbooksDir:  rbDir,
 		ConfigFile:   cfgPath,
 		TemporalPort: -1,

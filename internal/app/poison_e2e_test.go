@@ -26,9 +26,9 @@ spec:
     matchers: ['alertname="Poison"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    url: {fromAnnotation: target, required: true}
+    url: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
-    - {name: fix, action: http.request, with: {url: '{{ .Params.url }}/fix/{{ .Labels.n }}', method: POST}}
+    - {name: fix, action: http.request, with: {url: '{{ .Params.url }}/fix/{{ .Labels.n | pathEscape }}', method: POST}}
 `
 
 // An attacker's webhook: 1,000 alerts whose incident key cannot render

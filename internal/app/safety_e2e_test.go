@@ -24,7 +24,7 @@ kind: Runbook
 metadata: {name: cool}
 spec:
   trigger: {matchers: ['alertname="Cool"'], incidentKey: '{{ .Labels.instance }}'}
-  params: {target: {fromAnnotation: target, required: true}}
+  params: {target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}}
   safety: {cooldown: 1h}
   steps:
     - {name: act, action: http.request, with: {url: '{{ .Params.target }}/cool', method: POST}}
@@ -34,11 +34,11 @@ kind: Runbook
 metadata: {name: flaky}
 spec:
   trigger: {matchers: ['alertname="Flaky"'], incidentKey: '{{ .Labels.instance }}'}
-  params: {target: {fromAnnotation: target, required: true}}
+  params: {target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}}
   safety: {circuitBreaker: {failures: 2, window: 1h}}
   steps:
     - {name: act, action: http.request, with: {url: '{{ .Params.target }}/flaky', method: POST}}
-    - {name: verify, action: http.request, with: {url: '{{ .Params.target }}/verify-{{ .Labels.instance }}', expectStatus: [299]}, retry: {maxAttempts: 1}}
+    - {name: verify, action: http.request, with: {url: '{{ .Params.target }}/verify-{{ .Labels.instance | pathEscape }}', expectStatus: [299]}, retry: {maxAttempts: 1}}
 `)
 	// Two runbooks acting on the same target: the second waits for the
 	// first to finish (the default policy), a third is suppressed.
@@ -52,7 +52,7 @@ kind: Runbook
 metadata: {name: `+rb.name+`}
 spec:
   trigger: {matchers: ['alertname="Locked"'], incidentKey: '{{ .Labels.instance }}'}
-  params: {target: {fromAnnotation: target, required: true}}
+  params: {target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}}
   safety: {target: 'db/{{ .Labels.instance }}'`+rb.policy+`}
   steps:
     `+rb.steps+`

@@ -64,7 +64,7 @@ func TestDevServesTLS(t *testing.T) {
 	require.ErrorContains(t, err, "TLS needs both a certificate and a key")
 
 	d, err := app.StartDev(ctx, app.DevConfig{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token", RunbooksDir: t.TempDir(),
+		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: t.TempDir(),
 		TLSCertFile: certFile, TLSKeyFile: keyFile,
 		TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "test",
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),

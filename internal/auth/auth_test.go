@@ -82,3 +82,16 @@ func TestRoles(t *testing.T) {
 	require.Less(t, auth.RoleViewer, auth.RoleOperator)
 	require.Less(t, auth.RoleOperator, auth.RoleAdmin)
 }
+
+func TestCheckWebhookToken(t *testing.T) {
+	for _, weak := range []string{"", "tok", "test-token", "storm", strings.Repeat("a", 100), strings.Repeat("abc123", 20), "0123456789abcdef0123456789ab"} {
+		err := auth.CheckWebhookToken(weak)
+		require.Error(t, err, "%q", weak)
+		require.Contains(t, err.Error(), "openssl rand -hex 32")
+	}
+	tok, _, err := auth.NewToken()
+	require.NoError(t, err)
+	for _, strong := range []string{tok, "3f9c2a7e5b1d4c8f9a0e6b2d7c1f4a8e", "Xk9#mP2$vL7@qR4!wN8&zT5"} {
+		require.NoError(t, auth.CheckWebhookToken(strong), strong)
+	}
+}

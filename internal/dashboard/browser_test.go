@@ -45,7 +45,7 @@ spec:
     matchers: ['alertname="DiskFull"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    target: {fromAnnotation: target, required: true}
+    target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   toil: {manualMinutes: 15}
   steps:
     - {name: clean, action: http.request, with: {url: '{{ .Params.target }}/clean', method: POST}}
@@ -61,7 +61,7 @@ spec:
     matchers: ['alertname="WebStuck"']
     incidentKey: '{{ .Labels.instance }}'
   params:
-    target: {fromAnnotation: target, required: true}
+    target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: diagnose, action: http.request, with: {url: '{{ .Params.target }}/diagnose'}}
     - name: restart
@@ -77,7 +77,7 @@ metadata:
   description: Scale a service to a number of replicas and check its health.
 spec:
   params:
-    target: {required: true, description: base URL of the service}
+    target: {required: true, description: base URL of the service, pattern: 'http://127\.0\.0\.1:[0-9]+'}
     replicas: {type: int, min: 1, max: 10, default: "2"}
     strategy: {type: enum, values: [rolling, recreate], default: rolling}
     drain: {type: bool, default: "false"}
@@ -94,7 +94,7 @@ kind: Runbook
 metadata: {name: slow-drain, owner: team-web}
 spec:
   params:
-    target: {required: true}
+    target: {required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}
   steps:
     - {name: drain, action: http.request, with: {url: '{{ .Params.target }}/drain', method: POST}}
     - {name: wait, action: sleep, with: {duration: 1h}}
@@ -217,7 +217,7 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	d, err := app.StartDev(ctx, app.DevConfig{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-webhook-token", RunbooksDir: rbDir, ConfigFile: cfgPath,
+		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: rbDir, ConfigFile: cfgPath,
 		TemporalPort: -1, NATSPort: -1, UIPort: -1, DisableUI: true, Version: "test",
 		Log: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -242,7 +242,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	} {
 		req, err := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
 		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer test-webhook-token")
+		req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()

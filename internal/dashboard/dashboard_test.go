@@ -344,7 +344,7 @@ func TestPagesForAnOperator(t *testing.T) {
 			`id="runbook-description">Rollout-restart`, "owned by <strong>platform</strong>",
 			`<code class="matcher">severity=~&#34;warning|critical&#34;</code>`,
 			`<dt>cooldown</dt><dd>30m0s</dd>`, `<dt>max runs per hour</dt><dd>3</dd>`, "3 failures within 1h0m0s (not enforced in this version)",
-			`<dt>approvers</dt><dd>bob, group:sre</dd>`, `<dt>kubernetes</dt><dd>Vault role salve-{{ .Params.namespace }}, TTL 10m0s</dd>`,
+			`<dt>approvers</dt><dd>bob, group:sre</dd>`, `<dt>kubernetes</dt><dd>Vault role salve-{{ .Params.env }}, TTL 10m0s</dd>`,
 			`id="rb-runs">2</div>`, `id="rb-success">50%</div>`, `id="rb-toil">0.5 h</div>`,
 			`id="launch-form"`, `data-runbook="restart-crashlooping"`,
 			// enum → select with the default chosen

@@ -276,7 +276,7 @@ spec:
     incidentKey: '{{ .Labels.namespace }}/{{ .Labels.deployment }}'
   params:
     namespace: {fromLabel: namespace, required: true, pattern: '[a-z0-9-]+'}
-    deployment: {fromLabel: deployment, required: true, description: the Deployment}
+    deployment: {fromLabel: deployment, required: true, type: k8sName, description: the Deployment}
     replicas: {type: int, default: "3", min: 1, max: 20}
     env: {type: enum, values: [staging, production], default: staging}
     verifyFor: {type: duration, default: 2m, max: 30m}
@@ -289,7 +289,7 @@ spec:
   access:
     approvers: [bob, group:sre]
   credentials:
-    kubernetes: {vaultRole: 'salve-{{ .Params.namespace }}', ttl: 10m}
+    kubernetes: {vaultRole: 'salve-{{ .Params.env }}', ttl: 10m}
   steps:
     - name: before
       action: kubernetes.get

@@ -25,10 +25,11 @@ const hashMark = '~'
 // Incident keys come from alert labels, so they may hold anything: Unicode,
 // control characters, spaces, 10,000 characters. Temporal refuses some of
 // these, and a refused ID must never stop an incident from being handled.
-// A key of at most MaxPlainKey printable ASCII characters (no space, no
-// '~') is used as it is, so the IDs of existing runs do not change; any
-// other key becomes a readable prefix plus '~' and a SHA-256 of the whole
-// key: still one ID per key, always valid, at most ~150 bytes. The
+// A key of at most MaxPlainKey printable ASCII characters (no space, '~',
+// '?', '#', '%' or '\\', and no empty, "." or ".." segment between slashes,
+// so the ID stays one path under /v1/runs/) is used as it is; any other
+// key becomes a readable prefix plus '~' and a SHA-256 of the whole key:
+// still one ID per key, always valid, at most ~150 bytes. The
 // original key travels in the run's input and memo, which is what people
 // see.
 func WorkflowID(runbook, incidentKey string) string {
@@ -48,7 +49,17 @@ func plainKey(k string) bool {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		if c := k[i]; c <= ' ' || c > '~' || c == hashMark {
+		switch c := k[i]; {
+		case c <= ' ' || c > '~' || c == hashMark:
+			return false
+		case c == '?' || c == '#' || c == '%' || c == '\\':
+			return false // would end or change a URL path (/v1/runs/{id})
+		}
+	}
+	// Segments an HTTP server cleans away ("a/../b", "a//b", "a/./b", a
+	// trailing '/') would make the run unreachable by its ID's URL.
+	for _, seg := range strings.Split(k, "/") {
+		if seg == "" || seg == "." || seg == ".." {
 			return false
 		}
 	}
@@ -61,8 +72,8 @@ func readable(k string, n int) string {
 	var b strings.Builder
 	for i := 0; i < len(k) && b.Len() < n; i++ {
 		c := k[i]
-		if c <= ' ' || c >= hashMark {
-			c = '_'
+		if c <= ' ' || c >= hashMark || c == '?' || c == '#' || c == '%' || c == '\\' || c == '/' {
+			c = '_' // one path segment, nothing a URL would read
 		}
 		b.WriteByte(c)
 	}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"path"
 	"strings"
 	"testing"
 )
@@ -61,7 +62,7 @@ func TestWorkflowIDHashesEverythingElse(t *testing.T) {
 }
 
 func FuzzWorkflowID(f *testing.F) {
-	for _, s := range []string{"", "shop/web", "café", "a~b", "\x00", strings.Repeat("z", 300)} {
+	for _, s := range []string{"", "shop/web", "café", "a~b", "\x00", strings.Repeat("z", 300), "a/../b", "x?y", "a//b", "/lead", "%2F"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, k string) {
@@ -77,5 +78,32 @@ func FuzzWorkflowID(f *testing.F) {
 		if !HashedKey(part) && part != k {
 			t.Fatalf("plain ID %q does not carry key %q", id, k)
 		}
+		addressable(t, id)
 	})
+}
+
+// addressable fails unless id, put in a URL path as it is, reaches the
+// API as itself: nothing a server would clean or a URL would end.
+func addressable(t *testing.T, id string) {
+	t.Helper()
+	if strings.ContainsAny(id, "?#%\\") {
+		t.Fatalf("ID %q holds a character that ends or changes a URL path", id)
+	}
+	if path.Clean("/v1/runs/"+id) != "/v1/runs/"+id {
+		t.Fatalf("ID %q is not a clean URL path", id)
+	}
+}
+
+func TestWorkflowIDsAreAddressable(t *testing.T) {
+	for _, k := range []string{"a/../b", "x?y", "a//b", "/lead", "trail/", "./x", "a/.", "50%", "a#b", `a\b`} {
+		id := WorkflowID("rb", k)
+		if !HashedKey(strings.TrimPrefix(id, "salve/rb/")) {
+			t.Errorf("key %q kept plain in %q", k, id)
+		}
+		addressable(t, id)
+	}
+	addressable(t, WorkflowID("rb", "shop/web"))
+	if WorkflowID("rb", "shop/web") != "salve/rb/shop/web" {
+		t.Error("an ordinary key must keep its plain ID (existing runs)")
+	}
 }

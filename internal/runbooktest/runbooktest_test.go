@@ -85,12 +85,12 @@ spec:
   params:
     service: {fromLabel: service, required: true}
   steps:
-    - {name: scale, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/scale', method: POST}}
-    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous }}'}}
+    - {name: scale, action: http.request, with: {url: 'http://ops/{{ .Params.service | pathEscape }}/scale', method: POST}}
+    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous | queryEscape }}'}}
     - {name: wait, action: sleep, with: {duration: 10m}}
-    - {name: verify, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/health'}}
+    - {name: verify, action: http.request, with: {url: 'http://ops/{{ .Params.service | pathEscape }}/health'}}
   onFailure:
-    - {name: undo, action: http.request, with: {url: 'http://ops/{{ .Params.service }}/scale?to={{ .Steps.scale.Output.previous }}'}}
+    - {name: undo, action: http.request, with: {url: 'http://ops/{{ .Params.service | pathEscape }}/scale?to={{ .Steps.scale.Output.previous | queryEscape }}'}}
 `)
 	write("approval.yaml", `apiVersion: salve/v1
 kind: Runbook
@@ -107,7 +107,7 @@ spec:
   safety: {mode: dry-run, approval: {required: true}}
   steps:
     - {name: scale, action: http.request, with: {url: 'http://ops/scale', method: POST}}
-    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous }}'}}
+    - {name: report, action: http.request, with: {url: 'http://ops/report?was={{ .Steps.scale.Output.previous | queryEscape }}'}}
 `)
 	path := write("rb.test.yaml", `runbooks: [rb.yaml, approval.yaml, dry.yaml]
 tests:
@@ -172,7 +172,7 @@ tests:
       state: succeeded
       steps:
         - {name: scale, state: succeeded}
-        - {name: report, with: {url: "http://ops/report?was=<no value>"}}
+        - {name: report, with: {url: "http://ops/report?was="}}
   - name: a resolved alert starts nothing
     alert: {labels: {alertname: Busy, service: cart}, status: resolved}
     expect:

@@ -61,7 +61,7 @@ kind: Runbook
 metadata: {name: storm, owner: bench}
 spec:
   trigger: {matchers: ['alertname="Storm"'], incidentKey: '{{ .Labels.instance }}'}
-  params: {target: {fromAnnotation: target, required: true}}
+  params: {target: {fromAnnotation: target, required: true, pattern: 'http://127\.0\.0\.1:[0-9]+'}}
   toil: {manualMinutes: 10}
   safety: {cooldown: 1h}
   steps:
@@ -113,7 +113,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	d, err := app.StartDev(ctx, app.DevConfig{
-		DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", WebhookToken: "storm", RunbooksDir: rbDir,
+		DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: rbDir,
 		RunbookReload: -1, TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "storm", Log: c.Log,
 	})
 	if err != nil {
@@ -166,7 +166,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				body := `{"version":"4","groupKey":"storm","status":"firing","receiver":"salve","alerts":[` + strings.Join(batch, ",") + `]}`
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.URL+"/v1/alertmanager", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer storm")
+				req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					sendErr.Store(err)
