@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/step"
 )
 
@@ -71,7 +72,9 @@ type Options struct {
 // mutating: they only read.
 func Specs(opts Options) []step.Spec {
 	if opts.Client == nil {
-		opts.Client = &http.Client{}
+		// The prometheus parameter is a URL a runbook sets: the same
+		// egress guard as http.request (activities/egress).
+		opts.Client = &http.Client{Transport: egress.Transport()}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -180,6 +180,18 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 		}
 	}
 	require.NotContains(t, places["salve logs"], v.RootToken, "Salve's own Vault token is not logged")
+
+	// A forged label cannot reach another Vault role: the runbook lists the
+	// namespaces (an enum), so kube-system fails before any credential.
+	before, _ := proxy.Counts()
+	forged := strings.NewReplacer(`"b00b"`, `"f0rg"`, `"namespace":"shop"`, `"namespace":"kube-system"`).Replace(body)
+	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, forged))
+	bad := waitRunStatus(t, d.URL, "salve/vault-scale/kube-system", runs.StatusFailed, time.Minute)
+	require.NotNil(t, bad.Run, bad.RunError)
+	require.Contains(t, bad.Run.Error, `parameter "namespace"`)
+	require.Empty(t, bad.Run.Steps)
+	after, _ := proxy.Counts()
+	require.Equal(t, before, after, "no credential was requested for the forged namespace")
 }
 
 func history(t *testing.T, temporalAddr, workflowID, runID string) string {
