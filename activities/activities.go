@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/salve-sre/salve/runbooks"
 	"log/slog"
 	"strconv"
 	"time"
@@ -94,6 +95,22 @@ type Activities struct {
 	// Targets, when set, takes targets for runs that wait for one
 	// (step.TargetActivity).
 	Targets func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error)
+	// VerifySnapshot checks a run's runbook snapshot against its signature
+	// (internal/snapshot). Nil: every run is refused, since nothing can
+	// tell Salve's runbooks from forged ones.
+	VerifySnapshot func(rb runbooks.Runbook, signature string) error
+}
+
+// VerifyRunbook is the local activity behind workflows.VerifyActivity. A
+// failed check is final: a retry cannot make a forged runbook genuine.
+func (a *Activities) VerifyRunbook(ctx context.Context, rb runbooks.Runbook, signature string) error {
+	if a.VerifySnapshot == nil {
+		return temporal.NewNonRetryableApplicationError("this worker has no runbook signing key: it runs no runbook", "RunbookNotSigned", nil)
+	}
+	if err := a.VerifySnapshot(rb, signature); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "RunbookNotSigned", nil)
+	}
+	return nil
 }
 
 // AcquireTarget is the activity behind step.TargetActivity.

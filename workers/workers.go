@@ -29,6 +29,7 @@ func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities
 	r.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
 	r.RegisterActivityWithOptions(acts.AcquireTarget, activity.RegisterOptions{Name: step.TargetActivity})
+	r.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
 	if hook == nil {
 		hook = func(context.Context, step.HookEvent) error { return nil }
 	}

@@ -23,9 +23,12 @@ const (
 	SignalAlert = "alert"
 	// SignalAlerts carries a batch of compact alert references: one
 	// history event per batch, never the alerts' annotations.
-	SignalAlerts        = "alerts"
-	QueryStatus         = "status"
-	AuditActivity       = "audit.record"
+	SignalAlerts  = "alerts"
+	QueryStatus   = "status"
+	AuditActivity = "audit.record"
+	// VerifyActivity is the local activity that checks the snapshot's
+	// signature (internal/snapshot) before a run does anything.
+	VerifyActivity      = "runbook.verify"
 	StepStateSucceeded  = "succeeded"
 	StepStateFailed     = "failed"
 	StepStateSkipped    = "skipped"
@@ -47,16 +50,23 @@ const (
 	// versionApprovals waits for approvals (instead of refusing runbooks
 	// that need them) and calls notification hooks.
 	versionApprovals workflow.Version = 1
+	// verifyChangeID: runs check their runbook's signature first. Runs
+	// started before this version replay without the check.
+	verifyChangeID                  = "salve-runbook-verify"
+	versionVerify  workflow.Version = 1
 )
 
 // Input starts a run. It carries the runbook snapshot: the run never reads
 // runbook files.
 type Input struct {
-	Runbook     runbooks.Runbook   `json:"runbook"`
-	IncidentKey string             `json:"incidentKey"`
-	Alert       *domain.AlertEvent `json:"alert,omitempty"` // nil for a manual launch
-	Params      map[string]string  `json:"params,omitempty"`
-	Actor       domain.Actor       `json:"actor"`
+	Runbook runbooks.Runbook `json:"runbook"`
+	// RunbookSignature is Salve's signature of Runbook (internal/snapshot):
+	// a worker runs no step of a snapshot it cannot verify.
+	RunbookSignature string             `json:"runbookSignature,omitempty"`
+	IncidentKey      string             `json:"incidentKey"`
+	Alert            *domain.AlertEvent `json:"alert,omitempty"` // nil for a manual launch
+	Params           map[string]string  `json:"params,omitempty"`
+	Actor            domain.Actor       `json:"actor"`
 	// Reason is why a person launched the run.
 	Reason string `json:"reason,omitempty"`
 	// DryRun makes this run a plan that changes nothing, whatever the
@@ -196,6 +206,15 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 		}
 	})
 
+	if workflow.GetVersion(ctx, verifyChangeID, workflow.DefaultVersion, versionVerify) >= versionVerify {
+		if err := verify(ctx, in); err != nil {
+			// Not a runbook Salve loaded (or changed on the way): nothing
+			// runs, not even a hook, and the refusal is audited.
+			r.status.State, r.status.Error = RunStateFailed, err.Error()
+			r.audit(ctx, domain.ActionRunRefused, "", RunStateFailed, errString(err))
+			return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunbookNotSigned", nil)
+		}
+	}
 	r.audit(ctx, domain.ActionRunStarted, "", "", nil)
 	r.hook(ctx, step.HookStarted, "", in.DryRunReason, in.Actor.Name)
 	err := r.execute(execCtx)
@@ -242,6 +261,19 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 		return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunFailed", nil)
 	}
 	return r.status, nil
+}
+
+// verify checks the snapshot's signature in a local activity: the worker's
+// key stays out of workflow code, and replays read the recorded answer.
+func verify(ctx workflow.Context, in Input) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, VerifyActivity, in.Runbook, in.RunbookSignature).Get(ctx, nil); err != nil {
+		return fmt.Errorf("refused: %s", errorMessage(err))
+	}
+	return nil
 }
 
 // finishDetail is what the dashboard and metrics need of a finished run:

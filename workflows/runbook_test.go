@@ -22,6 +22,7 @@ import (
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -137,6 +138,9 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	env.RegisterActivityWithOptions(func(context.Context, step.TargetRequest) (step.TargetResult, error) {
 		return step.TargetResult{}, errors.New("the real target lock must not run in unit tests")
 	}, activity.RegisterOptions{Name: step.TargetActivity})
+	acts := activities.New(step.NewRegistry(), nil, slog.New(slog.DiscardHandler))
+	acts.VerifySnapshot = testKey.Verify
+	env.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
 
 	rec := &recorder{}
 	env.OnActivity(step.HookActivity, mock.Anything, mock.Anything).Return(
@@ -190,8 +194,17 @@ func firing() *domain.AlertEvent {
 	}
 }
 
+// testKey signs the snapshots of unit-test runs, as Salve's own key does.
+var testKey = snapshot.Random()
+
+// run signs in's snapshot (unless the test set a signature) and runs it.
 func run(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.Input) (workflows.Status, error) {
 	t.Helper()
+	if in.RunbookSignature == "" {
+		sig, err := testKey.Sign(in.Runbook)
+		require.NoError(t, err)
+		in.RunbookSignature = sig
+	}
 	env.ExecuteWorkflow(workflows.Runbook, in)
 	require.True(t, env.IsWorkflowCompleted())
 	werr := env.GetWorkflowError()
@@ -894,4 +907,54 @@ spec:
 	_, err := run(t, env, workflows.Input{Runbook: rb, IncidentKey: "k"})
 	require.NoError(t, err)
 	require.Equal(t, map[string]step.CredentialRef{"kubernetes": {Role: "salve-shop", TTL: 10 * time.Minute}}, rec.request(t, "a").Credentials)
+}
+
+// A run whose runbook snapshot Salve did not sign — started straight in
+// Temporal, or changed on the way — runs nothing: no step, no hook, one
+// run.refused audit record.
+func TestRunbookRefusesUnsignedOrAlteredSnapshots(t *testing.T) {
+	rb := parseRunbook(t, `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: signed}
+spec:
+  steps:
+    - {name: a, action: http.request, with: {url: "http://x/a", method: POST}}
+`)
+	sig, err := testKey.Sign(rb)
+	require.NoError(t, err)
+	altered := rb
+	altered.Spec.Steps = append([]runbooks.Step(nil), rb.Spec.Steps...)
+	altered.Spec.Steps[0].With = map[string]any{"url": "http://attacker.example/a", "method": "POST"}
+
+	for name, in := range map[string]workflows.Input{
+		"unsigned":    {Runbook: rb, RunbookSignature: "00", IncidentKey: "k"},
+		"altered":     {Runbook: altered, RunbookSignature: sig, IncidentKey: "k"},
+		"another key": {Runbook: rb, RunbookSignature: mustSign(t, snapshot.Random(), rb), IncidentKey: "k"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env, rec := newEnv(t, func(context.Context, step.Request) (step.Result, error) {
+				t.Error("a step ran")
+				return step.Result{}, nil
+			})
+			st, err := run(t, env, in)
+			require.Error(t, err)
+			require.Equal(t, workflows.RunStateFailed, st.State)
+			require.Contains(t, st.Error, "not signed by Salve")
+			require.Empty(t, rec.steps())
+			require.Empty(t, rec.hookEvents())
+			require.Equal(t, []string{domain.ActionRunRefused}, rec.auditActions())
+		})
+	}
+
+	env, rec := newEnv(t, func(context.Context, step.Request) (step.Result, error) { return step.Result{}, nil })
+	_, err = run(t, env, workflows.Input{Runbook: rb, RunbookSignature: sig, IncidentKey: "k"})
+	require.NoError(t, err, "the signed snapshot runs")
+	require.Equal(t, []string{"a"}, rec.steps())
+}
+
+func mustSign(t *testing.T, k *snapshot.Key, rb runbooks.Runbook) string {
+	t.Helper()
+	sig, err := k.Sign(rb)
+	require.NoError(t, err)
+	return sig
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
@@ -108,6 +109,9 @@ type DevConfig struct {
 	StreamReplicas int
 	// AlertsMaxAge is how long ALERTS keeps accepted alerts (default 7d).
 	AlertsMaxAge time.Duration
+	// RunbookKey signs runbook snapshots (at least 32 bytes), shared by
+	// every role; "" = one generated once in NATS (internal/snapshot).
+	RunbookKey string
 
 	Version string
 	Log     *slog.Logger
@@ -341,6 +345,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		guard.Silences = &safety.Alertmanager{URL: am.URL, BearerTokenFile: am.BearerTokenFile}
 	}
 	acts.Safety = guard
+	key, err := snapshot.Load(ctx, js, cfg.RunbookKey, cfg.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	acts.VerifySnapshot = key.Verify
 	acts.Targets = func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error) {
 		ok, h, err := guard.AcquireTarget(ctx, req.Target, req.Runbook, req.WorkflowID)
 		return step.TargetResult{Acquired: ok, HolderWorkflowID: h.WorkflowID, HolderRunbook: h.Runbook, HolderSince: h.Since}, err
@@ -356,6 +365,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		d.closers = append(d.closers, w.Stop)
 	}
 	rs := runs.New(tc, namespace, runs.DefaultTaskQueue, "salve-trigger@"+hostname())
+	rs.Signer = key
 	failed, err := triggers.OpenFailedAlerts(ctx, js, cfg.StreamReplicas)
 	if err != nil {
 		return nil, err

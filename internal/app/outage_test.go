@@ -20,6 +20,7 @@ import (
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/internal/testenv"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -78,12 +79,16 @@ func TestTemporalOutageRedeliversUntilTheRunStarts(t *testing.T) {
 	require.NoError(t, err)
 	set, err := runbooks.NewSet(rb)
 	require.NoError(t, err)
-	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, activities.New(reg, pub, log), nil)
+	key := snapshot.Random()
+	acts := activities.New(reg, pub, log)
+	acts.VerifySnapshot = key.Verify
+	w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, nil)
 	require.NoError(t, err)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
 	rs := runs.New(tc, ts.Namespace(), runs.DefaultTaskQueue, "test")
+	rs.Signer = key
 	starter := &countingStarter{Starter: rs}
 	ctx, cancel := context.WithCancel(context.Background())
 	consumerDone := make(chan struct{})

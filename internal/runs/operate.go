@@ -45,6 +45,9 @@ var (
 func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error) {
 	workflowID = domain.WorkflowID(rb.Name(), incidentKey)
 	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason}
+	if err := r.sign(&in); err != nil {
+		return "", "", false, fmt.Errorf("sign runbook %s: %w", rb.Name(), err)
+	}
 	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
 	if err != nil {
 		return "", "", false, fmt.Errorf("encode run input: %w", err)

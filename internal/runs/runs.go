@@ -32,6 +32,28 @@ type Runs struct {
 	namespace string
 	taskQueue string
 	identity  string
+	// Signer signs every runbook snapshot a run is started with
+	// (internal/snapshot); workers refuse unsigned ones.
+	Signer Signer
+}
+
+// Signer signs runbook snapshots.
+type Signer interface {
+	Sign(rb runbooks.Runbook) (string, error)
+}
+
+// sign signs in's snapshot; without a signer it fails, since no worker
+// would run the snapshot.
+func (r *Runs) sign(in *workflows.Input) error {
+	if r.Signer == nil {
+		return errors.New("no runbook signing key: runs cannot be started")
+	}
+	sig, err := r.Signer.Sign(in.Runbook)
+	if err != nil {
+		return err
+	}
+	in.RunbookSignature = sig
+	return nil
 }
 
 // New returns a Runs for a namespace and task queue.
@@ -71,6 +93,9 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		Target:         req.Target,
 		TargetWait:     req.TargetWait,
 		ApprovalReason: req.ApprovalReason,
+	}
+	if err := r.sign(&in); err != nil {
+		return triggers.StartResult{}, triggers.Permanent(fmt.Errorf("sign runbook %s: %w", rb.Name(), err))
 	}
 	payloads, err := converter.GetDefaultDataConverter().ToPayloads(in)
 	if err != nil {
