@@ -439,10 +439,18 @@ func TestOperateEndToEnd(t *testing.T) {
 
 	t.Run("runs filter, runbook detail and approvals list", func(t *testing.T) {
 		var list struct{ Runs []runs.Summary }
-		getJSON(t, base+"/v1/runs?runbook=guarded&status=succeeded", &list)
+		// Filters are Temporal visibility queries, which lag a run's
+		// closing a little.
+		require.Eventually(t, func() bool {
+			getJSON(t, base+"/v1/runs?runbook=guarded&status=succeeded", &list)
+			return len(list.Runs) >= 1
+		}, 30*time.Second, 100*time.Millisecond)
 		require.Len(t, list.Runs, 1)
 		require.Equal(t, "salve/guarded/web-1", list.Runs[0].WorkflowID)
-		getJSON(t, base+"/v1/runs?runbook=guarded&incidentKey=manual-a", &list)
+		require.Eventually(t, func() bool {
+			getJSON(t, base+"/v1/runs?runbook=guarded&incidentKey=manual-a", &list)
+			return len(list.Runs) >= 1
+		}, 30*time.Second, 100*time.Millisecond)
 		require.Len(t, list.Runs, 1)
 		code, body := call(t, "GET", base+"/v1/runs?status=bogus", ops.viewer, nil)
 		require.Equal(t, http.StatusBadRequest, code, body)

@@ -83,7 +83,12 @@ func TestPoisonAlertsNeverStallTheTrigger(t *testing.T) {
 	var list struct {
 		Runs []runs.Summary `json:"runs"`
 	}
-	getJSON(t, d.URL+"/v1/runs?runbook=by-instance", &list)
+	// Listing goes through Temporal's visibility store, which lags the
+	// runs a little (more on a busy machine).
+	require.Eventually(t, func() bool {
+		getJSON(t, d.URL+"/v1/runs?runbook=by-instance", &list)
+		return len(list.Runs) >= len(oddKeys)+1
+	}, 30*time.Second, 100*time.Millisecond)
 	keys := map[string]string{}
 	for _, r := range list.Runs {
 		keys[r.IncidentKey] = r.WorkflowID

@@ -56,6 +56,9 @@ func plainKey(k string) bool {
 			return false // would end or change a URL path (/v1/runs/{id})
 		}
 	}
+	if k == "" {
+		return true // WorkflowID(runbook, "") is the prefix of its runs' IDs
+	}
 	// Segments an HTTP server cleans away ("a/../b", "a//b", "a/./b", a
 	// trailing '/') would make the run unreachable by its ID's URL.
 	for _, seg := range strings.Split(k, "/") {

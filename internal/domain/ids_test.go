@@ -107,3 +107,10 @@ func TestWorkflowIDsAreAddressable(t *testing.T) {
 		t.Error("an ordinary key must keep its plain ID (existing runs)")
 	}
 }
+
+// The runs of a runbook are listed by the prefix WorkflowID(runbook, "").
+func TestEmptyKeyIsTheRunbooksPrefix(t *testing.T) {
+	if got := WorkflowID("rb", ""); got != "salve/rb/" {
+		t.Fatalf("WorkflowID(rb, \"\") = %q, want the prefix salve/rb/", got)
+	}
+}

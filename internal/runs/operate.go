@@ -169,7 +169,7 @@ func (f ListFilter) query() (string, error) {
 	case f.Runbook != "" && f.IncidentKey != "":
 		conds = append(conds, "WorkflowId = "+quote(domain.WorkflowID(f.Runbook, f.IncidentKey)))
 	case f.Runbook != "":
-		conds = append(conds, "WorkflowId STARTS_WITH "+quote(domain.WorkflowID(f.Runbook, "")))
+		conds = append(conds, "WorkflowId STARTS_WITH "+quote(domain.WorkflowIDPrefix+f.Runbook+"/"))
 	case f.IncidentKey != "":
 		return "", fmt.Errorf("%w: incidentKey needs runbook too (an incident key is per runbook)", ErrBadRequest)
 	}
