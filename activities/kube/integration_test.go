@@ -26,6 +26,7 @@ import (
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/internal/testenv"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/workflows"
@@ -371,7 +372,13 @@ spec:
 		require.NoError(t, err)
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: step.ActivityName(kind)})
 	}
-	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{Runbook: *rb, IncidentKey: ns})
+	// The run verifies its snapshot first, as every run does.
+	key := snapshot.Random()
+	acts.VerifySnapshot = key.Verify
+	env.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
+	sig, err := key.Sign(*rb)
+	require.NoError(t, err)
+	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{Runbook: *rb, RunbookSignature: sig, IncidentKey: ns})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	return attempts[kube.KindScale], attempts[kube.KindRestart]
