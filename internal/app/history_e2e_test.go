@@ -38,9 +38,6 @@ spec:
 // run mid-step), the run must finish normally, and every alert must still
 // be recorded as a join.
 func TestRunJoinedBy100000AlertsCompletes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends 100,000 alerts")
-	}
 	release := make(chan struct{})
 	var hits sync.Map
 	tg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
