@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/httpreq"
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/notify"
@@ -43,6 +44,9 @@ type Config struct {
 	// Notify sends notify steps; nil = no targets configured (notify
 	// steps fail and say so).
 	Notify *notify.Notifier
+	// Egress limits the hosts http.request and prometheus.* steps call;
+	// nil = any host but link-local and metadata addresses.
+	Egress *egress.Policy
 }
 
 // NewRegistry builds the registry of every step kind this build knows,
@@ -53,8 +57,8 @@ func NewRegistry() (*step.Registry, error) { return NewRegistryWith(Config{}) }
 // package and one line here.
 func NewRegistryWith(cfg Config) (*step.Registry, error) {
 	reg := step.NewRegistry()
-	specs := []step.Spec{httpreq.SpecWith(httpreq.Options{Secrets: cfg.Secrets})}
-	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Heartbeat: activity.RecordHeartbeat})...)
+	specs := []step.Spec{httpreq.SpecWith(httpreq.Options{Client: cfg.Egress.Client(), Secrets: cfg.Secrets})}
+	specs = append(specs, promql.Specs(promql.Options{URL: cfg.PrometheusURL, Client: cfg.Egress.Client(), Heartbeat: activity.RecordHeartbeat})...)
 	specs = append(specs, kube.Specs(kube.Options{Clients: cfg.Kube, Heartbeat: activity.RecordHeartbeat})...)
 	specs = append(specs, cfg.Notify.Spec())
 	for _, s := range specs {

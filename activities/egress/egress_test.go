@@ -3,8 +3,10 @@ package egress_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,4 +40,55 @@ func TestRedirectToMetadataIsRefused(t *testing.T) {
 	// with each resolved address: a name is checked by what it resolves to.
 	_, err = egress.Dialer().DialContext(context.Background(), "tcp", "169.254.169.254:80")
 	require.ErrorIs(t, err, egress.ErrRefused)
+}
+
+func TestPolicy(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer ok.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ok.URL, "http://"))
+
+	get := func(p *egress.Policy, url string) error {
+		resp, err := p.Client().Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	// No policy: anything but link-local and metadata.
+	require.NoError(t, get(nil, ok.URL))
+
+	// Allowed by CIDR, refused outside it, allowed by name.
+	p, err := egress.NewPolicy([]string{"127.0.0.0/8"})
+	require.NoError(t, err)
+	require.NoError(t, get(p, ok.URL))
+	p, err = egress.NewPolicy([]string{"10.0.0.0/8"})
+	require.NoError(t, err)
+	require.ErrorIs(t, get(p, ok.URL), egress.ErrRefused)
+	p, err = egress.NewPolicy([]string{"localhost"})
+	require.NoError(t, err)
+	require.NoError(t, get(p, "http://localhost:"+port+"/"))
+	require.ErrorIs(t, get(p, ok.URL), egress.ErrRefused, "127.0.0.1 is not allowed by the name localhost")
+	p, err = egress.NewPolicy([]string{"*.localhost", "10.1.2.3"})
+	require.NoError(t, err)
+	require.ErrorIs(t, get(p, "http://localhost:"+port+"/"), egress.ErrRefused)
+
+	// A redirect from an allowed host to one not allowed is refused.
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, ok.URL, http.StatusFound) // to 127.0.0.1
+	}))
+	defer redirect.Close()
+	_, rport, _ := net.SplitHostPort(strings.TrimPrefix(redirect.URL, "http://"))
+	p, err = egress.NewPolicy([]string{"localhost"})
+	require.NoError(t, err)
+	require.ErrorIs(t, get(p, "http://localhost:"+rport+"/"), egress.ErrRefused)
+
+	// Metadata stays refused even when allowed.
+	p, err = egress.NewPolicy([]string{"169.254.0.0/16"})
+	require.NoError(t, err)
+	require.ErrorIs(t, get(p, "http://169.254.169.254/"), egress.ErrRefused)
+
+	for _, bad := range []string{"", "http://x", "a/b", "*x"} {
+		_, err := egress.NewPolicy([]string{bad})
+		require.Error(t, err, bad)
+	}
 }

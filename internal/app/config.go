@@ -36,6 +36,11 @@ type FileConfig struct {
 	// concurrent runs across runbooks, defaults for runbooks, maintenance
 	// windows and Alertmanager silences.
 	Safety safety.Config `yaml:"safety"`
+	// Egress limits the hosts http.request and prometheus.* steps may
+	// call (activities/egress): CIDRs, IPs, host names, *.domain.
+	Egress struct {
+		Allow []string `yaml:"allow"`
+	} `yaml:"egress"`
 }
 
 // LoadFileConfig reads a config file strictly: an unknown key is an

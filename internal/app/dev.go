@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/activities/step"
@@ -307,6 +309,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		cfg.Kubeconfig = d.Kubeconfig
 	}
 	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL, Notify: notifier}
+	if acfg.Egress, err = egressPolicy(fc, cfg, log); err != nil {
+		return nil, err
+	}
 	leases := &vault.LeaseCounters{}
 	m.Leases(leaseTotals(leases))
 	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg, leases)
@@ -724,4 +729,26 @@ func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher
 		log.Info("kubernetes.* steps use per-step Vault credentials", "vault", cfg.Vault.Addr, "cluster", cluster.Host, "login", cfg.Vault.Method())
 	}
 	return api.Check{Name: "vault", Check: vc.Health}, nil
+}
+
+// egressPolicy is where runbook steps may call (egress.allow). Unset, dev
+// mode allows this machine and its Prometheus only; production allows any
+// host (but never link-local or metadata addresses), and says so, since a
+// default that refused every host would stop every runbook on upgrade.
+func egressPolicy(fc FileConfig, cfg DevConfig, log *slog.Logger) (*egress.Policy, error) {
+	allow := fc.Egress.Allow
+	if len(allow) == 0 && !cfg.Production {
+		allow = []string{"127.0.0.0/8", "::1/128", "localhost"}
+		if u, err := url.Parse(cfg.PrometheusURL); err == nil && u.Hostname() != "" {
+			allow = append(allow, u.Hostname())
+		}
+	}
+	p, err := egress.NewPolicy(allow)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if p == nil {
+		log.Warn("egress.allow is not set: runbook steps may call any host except link-local and cloud metadata addresses; list the hosts and CIDRs they need in the config file")
+	}
+	return p, nil
 }

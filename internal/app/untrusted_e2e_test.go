@@ -37,6 +37,17 @@ spec:
     - {name: count, action: prometheus.query, with: {query: 'count(up{job={{ .Labels.job | promQuote }}}) or vector(0)'}}
 `
 
+// outboundRunbook calls a host outside salve dev's default egress.allow.
+const outboundRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: outbound}
+spec:
+  trigger:
+    matchers: ['alertname="Outbound"']
+  steps:
+    - {name: call, action: http.request, with: {url: 'http://192.0.2.1/x'}, retry: {maxAttempts: 1}}
+`
+
 // The attacks found against the shipped runbooks, tried again against a
 // real salve dev with those runbooks, a real Prometheus and a loopback
 // "attacker" listener: alert contents steer no request to the attacker,
@@ -67,6 +78,7 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600))
 	}
 	writeRunbook(t, dir, "probe", probeRunbook)
+	writeRunbook(t, dir, "outbound", outboundRunbook)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, err := app.StartDev(ctx, app.DevConfig{
@@ -96,6 +108,9 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 	fire("a5", `{"alertname":"KubeDeploymentCrashLooping","severity":"critical","namespace":"kube-system/../x","deployment":"cart"}`, `{}`)
 	// A label written to break out of a PromQL string, against real Prometheus.
 	fire("a6", `{"alertname":"Probe","job":"x\"}) or vector(scalar(some_secret_metric)) or up{job=\"y"}`, `{}`)
+	// A host outside the egress allow-list (salve dev: this machine and its
+	// Prometheus).
+	fire("a7", `{"alertname":"Outbound"}`, `{}`)
 
 	want := map[string]string{ // runbook -> how its run ends
 		"demo-http-check":          "", // runs, against its own URL
@@ -104,6 +119,7 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 		"diagnose-and-notify":      runs.StatusFailed,
 		"restart-crashlooping":     runs.StatusFailed,
 		"probe":                    runs.StatusSucceeded,
+		"outbound":                 runs.StatusFailed,
 	}
 	done := map[string]runs.Summary{}
 	require.Eventually(t, func() bool {
@@ -137,6 +153,8 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 		case "feature-flag-kill-switch":
 			require.NotEmpty(t, det.Run.Steps)
 			require.Contains(t, det.Run.Steps[0].Error, "flags.internal", "the call went to the runbook's flag service, not the alert's")
+		case "outbound":
+			require.Contains(t, det.Run.Steps[0].Error, "egress.allow", "refused before connecting")
 		case "probe":
 			require.Equal(t, "succeeded", det.Run.Steps[0].State, det.Run.Steps[0].Error)
 			require.EqualValues(t, 0, det.Run.Steps[0].Output["value"], "the quoted label matched no job: no injected vector(42)")
