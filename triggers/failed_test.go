@@ -11,23 +11,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/bus"
-	"github.com/salve-sre/salve/internal/devnats"
+	"github.com/salve-sre/salve/internal/testenv"
 	"github.com/salve-sre/salve/triggers"
 )
 
 func openFailed(t *testing.T) (*triggers.FailedAlerts, jetstream.JetStream, *nats.Conn) {
 	t.Helper()
-	ns, err := devnats.Start(devnats.Options{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(ns.Stop)
+	ns, js := testenv.NATS(t)
 	nc, err := nats.Connect(ns.URL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
-	store, err := triggers.OpenFailedAlerts(ctx, js, 1)
+	store, err := triggers.OpenFailedAlerts(context.Background(), js, 1)
 	require.NoError(t, err)
 	return store, js, nc
 }
