@@ -21,50 +21,82 @@ func refs(text string) ([][]string, error) {
 		return nil, err
 	}
 	var out [][]string
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Nodes {
-				walk(c)
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Cmds {
-				walk(c)
-			}
-		case *parse.CommandNode:
-			for _, a := range n.Args {
-				walk(a)
-			}
-		case *parse.FieldNode:
-			out = append(out, n.Ident)
-		case *parse.ChainNode:
-			walk(n.Node)
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			// Inside range and with, dot changes: fields there are not
-			// the template data's, so they are not checked.
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.ElseList)
-		}
-	}
 	if t.Tree != nil {
-		walk(t.Tree.Root)
+		walkFields(t.Tree.Root, false, func(p []string) { out = append(out, p) })
 	}
 	return out, nil
+}
+
+// walkFields calls add with every data field path node reads. Inside range
+// and with, dot changes, so their bodies are not the template data's: with
+// all false they are skipped, and variables and a bare dot are ignored
+// (reference checks); with all true everything is reported — bodies,
+// variables as "(variable $x)", dot as "(the whole data)" — for the
+// untrusted-input rules, which must assume the worst.
+func walkFields(n parse.Node, all bool, add func([]string)) {
+	walk := func(n parse.Node) { walkFields(n, all, add) }
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(c)
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walk(c)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(a)
+		}
+	case *parse.FieldNode:
+		add(n.Ident)
+	case *parse.ChainNode:
+		walk(n.Node)
+	case *parse.IfNode:
+		walk(n.Pipe)
+		walk(n.List)
+		walk(n.ElseList)
+	case *parse.RangeNode:
+		walk(n.Pipe)
+		if all {
+			walk(n.List)
+			walk(n.ElseList)
+		}
+	case *parse.WithNode:
+		walk(n.Pipe)
+		if all {
+			walk(n.List)
+		}
+		walk(n.ElseList)
+	case *parse.TemplateNode:
+		if all {
+			walk(n.Pipe)
+		}
+	case *parse.VariableNode:
+		if !all {
+			return
+		}
+		switch {
+		case n.Ident[0] != "$":
+			add([]string{"(variable " + n.Ident[0] + ")"})
+		case len(n.Ident) > 1:
+			add(n.Ident[1:])
+		default:
+			add([]string{"(the whole data)"})
+		}
+	case *parse.DotNode:
+		if all {
+			add([]string{"(the whole data)"})
+		}
+	}
 }
 
 // scope is what a template may refer to where it is used.

@@ -97,64 +97,11 @@ func (r taintRef) String() string {
 	return "." + strings.Join(r.path, ".")
 }
 
-// fieldsIn lists the data fields node reads (not through variables).
+// fieldsIn lists every data field, variable and dot node reads
+// (walkFields with all: the worst case).
 func fieldsIn(n parse.Node) [][]string {
 	var out [][]string
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Nodes {
-				walk(c)
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n == nil {
-				return
-			}
-			for _, c := range n.Cmds {
-				walk(c)
-			}
-		case *parse.CommandNode:
-			for _, a := range n.Args {
-				walk(a)
-			}
-		case *parse.FieldNode:
-			out = append(out, n.Ident)
-		case *parse.ChainNode:
-			walk(n.Node)
-		case *parse.VariableNode:
-			// $.x.y is the data's field; any other variable may hold
-			// anything, so it counts as untrusted.
-			switch {
-			case n.Ident[0] != "$":
-				out = append(out, []string{"(variable " + n.Ident[0] + ")"})
-			case len(n.Ident) > 1:
-				out = append(out, n.Ident[1:])
-			default:
-				out = append(out, []string{"(the whole data)"})
-			}
-		case *parse.DotNode:
-			out = append(out, []string{"(the whole data)"})
-		case *parse.BranchNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.IfNode:
-			walk(&n.BranchNode)
-		case *parse.RangeNode:
-			walk(&n.BranchNode)
-		case *parse.WithNode:
-			walk(&n.BranchNode)
-		case *parse.TemplateNode:
-			walk(n.Pipe)
-		}
-	}
-	walk(n)
+	walkFields(n, true, func(p []string) { out = append(out, p) })
 	return out
 }
 
