@@ -103,6 +103,9 @@ type Activities struct {
 	// (internal/snapshot). Nil: every run is refused, since nothing can
 	// tell Salve's runbooks from forged ones.
 	VerifySnapshot func(rb runbooks.Runbook, signature string) error
+	// HookEvents says which run-level events some notification hook
+	// wants for a runbook. Nil: every event (hooks are always called).
+	HookEvents func(runbook string) []string
 }
 
 // VerifyRunbook is the local activity behind workflows.VerifyActivity. A
@@ -115,6 +118,19 @@ func (a *Activities) VerifyRunbook(ctx context.Context, rb runbooks.Runbook, sig
 		return temporal.NewNonRetryableApplicationError(err.Error(), "RunbookNotSigned", nil)
 	}
 	return nil
+}
+
+// Prepare is the local activity behind workflows.PrepareActivity: the
+// signature check of VerifyRunbook, and the hook events the run must
+// report.
+func (a *Activities) Prepare(ctx context.Context, rb runbooks.Runbook, signature string) (step.Prepared, error) {
+	if err := a.VerifyRunbook(ctx, rb, signature); err != nil {
+		return step.Prepared{}, err
+	}
+	if a.HookEvents == nil {
+		return step.Prepared{HookEvents: step.HookEvents}, nil
+	}
+	return step.Prepared{HookEvents: a.HookEvents(rb.Name())}, nil
 }
 
 // AcquireTarget is the activity behind step.TargetActivity.

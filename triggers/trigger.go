@@ -41,7 +41,15 @@ type StartRequest struct {
 	// Quiet joins a running run without telling it of the alert (it has
 	// heard MaxToldPerRun already): nothing is added to its history.
 	Quiet bool
+	// JoinOnly: the alert may join the incident's run but not start a
+	// new one when an earlier run of the incident has ended: the starter
+	// then answers ErrRunEnded.
+	JoinOnly bool
 }
+
+// ErrRunEnded is StartOrJoin's answer to a JoinOnly request whose run has
+// ended: the alert must be decided again.
+var ErrRunEnded = errors.New("the incident's admitted run has ended")
 
 // StartResult says what happened.
 type StartResult struct {
@@ -325,58 +333,75 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 		return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
 	}
 
-	req := StartRequest{WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID}
-	var adm safety.Admission
-	if t.Guard != nil {
+	var (
+		req StartRequest
+		adm safety.Admission
+		res StartResult
+	)
+	// At most three admissions: the run an alert was to join may end
+	// between its admission and its start (ErrRunEnded), and then the
+	// alert is admitted again.
+	for attempt := 1; ; attempt++ {
+		req = StartRequest{WorkflowID: wfID, Runbook: rb, IncidentKey: key, Alert: ev, RequestID: ev.ID}
+		adm = safety.Admission{}
+		if t.Guard != nil {
+			var err error
+			if adm, err = t.Guard.Admit(ctx, rb, &ev, key, wfID); err != nil {
+				return false, fmt.Errorf("safety check for %s: %w", wfID, err)
+			}
+			if !adm.Allowed {
+				// No new run. A run already going for the incident still
+				// hears of the alert.
+				delivered, err := t.Starter.Notify(ctx, wfID, ev)
+				if err != nil {
+					return false, fmt.Errorf("notify run %s: %w", wfID, err)
+				}
+				a := base
+				a.ID = "trigger/" + ev.ID + "/" + rb.Name()
+				if delivered {
+					a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
+				} else {
+					a.Action, a.Outcome, a.Error = domain.ActionTriggerSuppressed, adm.Check, adm.Reason
+					log.Info("alert suppressed by the safety envelope", "check", adm.Check, "reason", adm.Reason)
+				}
+				decision := DecisionSuppressed
+				if delivered {
+					decision = DecisionJoined
+				}
+				err = t.decided(rb.Name(), decision, t.record(ctx, a))
+				if err == nil && !delivered && t.Metrics != nil {
+					t.Metrics.SafetyCheck(rb.Name(), adm.Check)
+				}
+				return delivered, err
+			}
+			req.Target = adm.Target
+			switch {
+			case adm.DryRun:
+				req.DryRun, req.DryRunReason = true, adm.Reason
+			case adm.RequireApproval:
+				req.ApprovalReason = adm.Reason
+			}
+			if adm.WaitForTarget {
+				req.TargetWait = adm.TargetWait
+			}
+			req.JoinOnly = adm.JoinOnly
+		}
+		if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
+			req.Quiet = true
+		}
 		var err error
-		if adm, err = t.Guard.Admit(ctx, rb, &ev, key, wfID); err != nil {
-			return false, fmt.Errorf("safety check for %s: %w", wfID, err)
+		res, err = t.Starter.StartOrJoin(ctx, req)
+		if errors.Is(err, ErrRunEnded) && attempt < 3 {
+			log.Debug("the run to join has ended; deciding again")
+			continue
 		}
-		if !adm.Allowed {
-			// No new run. A run already going for the incident still
-			// hears of the alert.
-			delivered, err := t.Starter.Notify(ctx, wfID, ev)
-			if err != nil {
-				return false, fmt.Errorf("notify run %s: %w", wfID, err)
+		if err != nil {
+			if adm.Reserved {
+				_ = t.Guard.Release(context.WithoutCancel(ctx), rb.Name(), wfID)
 			}
-			a := base
-			a.ID = "trigger/" + ev.ID + "/" + rb.Name()
-			if delivered {
-				a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
-			} else {
-				a.Action, a.Outcome, a.Error = domain.ActionTriggerSuppressed, adm.Check, adm.Reason
-				log.Info("alert suppressed by the safety envelope", "check", adm.Check, "reason", adm.Reason)
-			}
-			decision := DecisionSuppressed
-			if delivered {
-				decision = DecisionJoined
-			}
-			err = t.decided(rb.Name(), decision, t.record(ctx, a))
-			if err == nil && !delivered && t.Metrics != nil {
-				t.Metrics.SafetyCheck(rb.Name(), adm.Check)
-			}
-			return delivered, err
+			return false, fmt.Errorf("start or join run %s: %w", wfID, err)
 		}
-		req.Target = adm.Target
-		switch {
-		case adm.DryRun:
-			req.DryRun, req.DryRunReason = true, adm.Reason
-		case adm.RequireApproval:
-			req.ApprovalReason = adm.Reason
-		}
-		if adm.WaitForTarget {
-			req.TargetWait = adm.TargetWait
-		}
-	}
-	if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
-		req.Quiet = true
-	}
-	res, err := t.Starter.StartOrJoin(ctx, req)
-	if err != nil {
-		if adm.Reserved {
-			_ = t.Guard.Release(context.WithoutCancel(ctx), rb.Name(), wfID)
-		}
-		return false, fmt.Errorf("start or join run %s: %w", wfID, err)
+		break
 	}
 	if !res.Started && adm.Reserved {
 		// Joined a run already going: this admission started nothing.
@@ -422,7 +447,7 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	} else {
 		log.Debug("alert joined a run", "run_id", res.RunID)
 	}
-	err = t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
+	err := t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
 	if err == nil && adm.Check != "" && res.Started && t.Metrics != nil {
 		t.Metrics.SafetyCheck(rb.Name(), adm.Check)
 	}

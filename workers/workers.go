@@ -30,6 +30,7 @@ func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities
 	r.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
 	r.RegisterActivityWithOptions(acts.AcquireTarget, activity.RegisterOptions{Name: step.TargetActivity})
 	r.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
+	r.RegisterActivityWithOptions(acts.Prepare, activity.RegisterOptions{Name: workflows.PrepareActivity})
 	if hook == nil {
 		hook = func(context.Context, step.HookEvent) error { return nil }
 	}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -13,7 +14,7 @@ import (
 // does not wait: a slow or broken chat webhook must never hold up a
 // remediation. Run waits for outstanding hooks before it returns.
 func (r *run) hook(ctx workflow.Context, event, stepName, errText, actor string) {
-	if r.version < versionApprovals {
+	if r.version < versionApprovals || (r.lean && !slices.Contains(r.hookEvents, event)) {
 		return
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

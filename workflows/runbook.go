@@ -28,7 +28,11 @@ const (
 	AuditActivity = "audit.record"
 	// VerifyActivity is the local activity that checks the snapshot's
 	// signature (internal/snapshot) before a run does anything.
-	VerifyActivity      = "runbook.verify"
+	VerifyActivity = "runbook.verify"
+	// PrepareActivity is the local activity that runs of CurrentRevision
+	// call instead: it checks the signature too, and says which
+	// run-level events the worker's notification hooks want.
+	PrepareActivity     = "runbook.prepare"
 	StepStateSucceeded  = "succeeded"
 	StepStateFailed     = "failed"
 	StepStateSkipped    = "skipped"
@@ -56,6 +60,18 @@ const (
 	versionVerify  workflow.Version = 1
 )
 
+// CurrentRevision is the shape of run new starts ask for (Input.Revision).
+// A run's shape is fixed by its input, so it needs no GetVersion markers:
+// each of those costs history events and a search-attribute write per run.
+// Revision 1 (the zero value: runs started before revisions existed) is
+// decided by GetVersion as it always was. Revision 2 runs approvals,
+// checks the signature and writes run-level audit events in local
+// activities (no task round trip of their own), and schedules a hook
+// activity only for events some hook wants.
+const CurrentRevision = 2
+
+const revisionLean = 2
+
 // Input starts a run. It carries the runbook snapshot: the run never reads
 // runbook files.
 type Input struct {
@@ -81,6 +97,9 @@ type Input struct {
 	// ApprovalReason is why the safety envelope made this run wait for
 	// approval (its runbook then carries a required approval).
 	ApprovalReason string `json:"approvalReason,omitempty"`
+	// Revision is the shape of run the starter asked for (see
+	// CurrentRevision); 0 for runs started by older versions.
+	Revision int `json:"revision,omitempty"`
 }
 
 // Status is the run's live state (query "status") and its result.
@@ -169,7 +188,11 @@ func truncate(s string, n int) string {
 // returns an error so Temporal marks the execution failed.
 func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	r := newRun(ctx, in)
-	r.version = workflow.GetVersion(ctx, versionChangeID, workflow.DefaultVersion, versionApprovals)
+	if r.lean {
+		r.version = versionApprovals
+	} else {
+		r.version = workflow.GetVersion(ctx, versionChangeID, workflow.DefaultVersion, versionApprovals)
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
 		return r.status, err
 	}
@@ -206,7 +229,13 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 		}
 	})
 
-	if workflow.GetVersion(ctx, verifyChangeID, workflow.DefaultVersion, versionVerify) >= versionVerify {
+	if r.lean {
+		if err := r.prepare(ctx); err != nil {
+			r.status.State, r.status.Error = RunStateFailed, err.Error()
+			r.audit(ctx, domain.ActionRunRefused, "", RunStateFailed, errString(err))
+			return r.status, temporal.NewNonRetryableApplicationError(r.status.Error, "RunbookNotSigned", nil)
+		}
+	} else if workflow.GetVersion(ctx, verifyChangeID, workflow.DefaultVersion, versionVerify) >= versionVerify {
 		if err := verify(ctx, in); err != nil {
 			// Not a runbook Salve loaded (or changed on the way): nothing
 			// runs, not even a hook, and the refusal is audited.
@@ -276,6 +305,21 @@ func verify(ctx workflow.Context, in Input) error {
 	return nil
 }
 
+// prepare checks the snapshot's signature and learns which run-level
+// events the worker's hooks want, in one local activity.
+func (r *run) prepare(ctx workflow.Context) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+	})
+	var p step.Prepared
+	if err := workflow.ExecuteLocalActivity(lctx, PrepareActivity, r.in.Runbook, r.in.RunbookSignature).Get(ctx, &p); err != nil {
+		return fmt.Errorf("refused: %s", errorMessage(err))
+	}
+	r.hookEvents = p.HookEvents
+	return nil
+}
+
 // finishDetail is what the dashboard and metrics need of a finished run:
 // its duration, the time it waited for people, and the toil it saved (an
 // automated run that succeeded saves the runbook's manual minutes, minus
@@ -316,9 +360,13 @@ type run struct {
 	finish bool // stop before the next step: the alert resolved
 	creds  map[string]step.CredentialRef
 
-	version  workflow.Version
-	decision *Decision // the answer to the approval waited for now
-	rejected bool      // a person rejected an approval
+	version workflow.Version
+	// lean: a run of revisionLean or later (see CurrentRevision).
+	lean bool
+	// hookEvents are the run-level events some hook wants (lean runs).
+	hookEvents []string
+	decision   *Decision // the answer to the approval waited for now
+	rejected   bool      // a person rejected an approval
 	// approvalWait is the time spent waiting for people's decisions.
 	approvalWait time.Duration
 	hooks        []workflow.Future
@@ -329,6 +377,7 @@ func newRun(ctx workflow.Context, in Input) *run {
 	r := &run{
 		in:   in,
 		info: info,
+		lean: in.Revision >= revisionLean,
 		seen: map[string]bool{},
 		status: Status{
 			Runbook:        in.Runbook.Name(),
@@ -608,13 +657,25 @@ func (r *run) auditWith(ctx workflow.Context, action, stepName, outcome string, 
 	if err != nil {
 		ev.Error = *err
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		// Unlimited attempts: an audit outage delays the run, it never
-		// drops the record.
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
-	})
-	if aerr := workflow.ExecuteActivity(actx, AuditActivity, ev).Get(ctx, nil); aerr != nil {
+	// Unlimited attempts: an audit outage delays the run, it never drops
+	// the record.
+	retry := &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute}
+	var f workflow.Future
+	if r.lean {
+		// A local activity: one publish needs no task round trip of its
+		// own. Run again after a worker crash, it is stored once (the
+		// event ID is the audit stream's message ID).
+		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         retry,
+		}), AuditActivity, ev)
+	} else {
+		f = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         retry,
+		}), AuditActivity, ev)
+	}
+	if aerr := f.Get(ctx, nil); aerr != nil {
 		workflow.GetLogger(ctx).Error("audit event not recorded", "action", action, "error", aerr)
 	}
 }

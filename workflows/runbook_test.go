@@ -141,6 +141,7 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	acts := activities.New(step.NewRegistry(), nil, slog.New(slog.DiscardHandler))
 	acts.VerifySnapshot = testKey.Verify
 	env.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
+	env.RegisterActivityWithOptions(acts.Prepare, activity.RegisterOptions{Name: workflows.PrepareActivity})
 
 	rec := &recorder{}
 	env.OnActivity(step.HookActivity, mock.Anything, mock.Anything).Return(
@@ -200,6 +201,9 @@ var testKey = snapshot.Random()
 // run signs in's snapshot (unless the test set a signature) and runs it.
 func run(t *testing.T, env *testsuite.TestWorkflowEnvironment, in workflows.Input) (workflows.Status, error) {
 	t.Helper()
+	if in.Revision == 0 {
+		in.Revision = workflows.CurrentRevision // as every start does now
+	}
 	if in.RunbookSignature == "" {
 		sig, err := testKey.Sign(in.Runbook)
 		require.NoError(t, err)
@@ -957,4 +961,51 @@ func mustSign(t *testing.T, k *snapshot.Key, rb runbooks.Runbook) string {
 	sig, err := k.Sign(rb)
 	require.NoError(t, err)
 	return sig
+}
+
+const oneStepRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: one-step}
+spec:
+  steps:
+    - {name: act, action: http.request, with: {url: "http://x/act"}}
+`
+
+// A run of the current revision asks its worker which run-level events
+// some hook wants, and schedules a hook activity for those only; its
+// run-level audit events are still all written.
+func TestRunSchedulesOnlyTheHooksSomeoneWants(t *testing.T) {
+	env, rec := newEnv(t, nil)
+	env.OnActivity(workflows.PrepareActivity, mock.Anything, mock.Anything, mock.Anything).Return(
+		step.Prepared{HookEvents: []string{step.HookFailed}}, nil)
+	st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k"})
+	require.NoError(t, err)
+	require.Equal(t, workflows.RunStateSucceeded, st.State)
+	require.Empty(t, rec.hookEvents(), "no hook wants started or succeeded")
+	rec.audit(t, domain.ActionRunStarted)
+	rec.audit(t, domain.ActionRunFinished)
+
+	env, rec = newEnv(t, failNonRetryableStep)
+	env.OnActivity(workflows.PrepareActivity, mock.Anything, mock.Anything, mock.Anything).Return(
+		step.Prepared{HookEvents: []string{step.HookFailed}}, nil)
+	_, err = run(t, env, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k"})
+	require.Error(t, err)
+	require.Equal(t, []string{step.HookFailed}, rec.hookEvents())
+}
+
+// Runs started before revisions existed (Revision 0 or 1) run as they
+// always did: every hook event is scheduled, whatever the worker's hooks.
+func TestLegacyRevisionCallsEveryHook(t *testing.T) {
+	env, rec := newEnv(t, nil)
+	env.OnActivity(workflows.PrepareActivity, mock.Anything, mock.Anything, mock.Anything).Return(
+		step.Prepared{}, nil).Maybe()
+	st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k", Revision: 1})
+	require.NoError(t, err)
+	require.Equal(t, workflows.RunStateSucceeded, st.State)
+	require.Equal(t, []string{step.HookStarted, step.HookSucceeded}, rec.hookEvents())
+	rec.audit(t, domain.ActionRunFinished)
+}
+
+func failNonRetryableStep(context.Context, step.Request) (step.Result, error) {
+	return failNonRetryable("target refused")
 }

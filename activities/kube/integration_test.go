@@ -376,9 +376,10 @@ spec:
 	key := snapshot.Random()
 	acts.VerifySnapshot = key.Verify
 	env.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
+	env.RegisterActivityWithOptions(acts.Prepare, activity.RegisterOptions{Name: workflows.PrepareActivity})
 	sig, err := key.Sign(*rb)
 	require.NoError(t, err)
-	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{Runbook: *rb, RunbookSignature: sig, IncidentKey: ns})
+	env.ExecuteWorkflow(workflows.Runbook, workflows.Input{Runbook: *rb, RunbookSignature: sig, IncidentKey: ns, Revision: workflows.CurrentRevision})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	return attempts[kube.KindScale], attempts[kube.KindRestart]

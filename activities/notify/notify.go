@@ -257,6 +257,24 @@ func (n *Notifier) Hook(ctx context.Context, ev step.HookEvent) error {
 	return errors.Join(failed...)
 }
 
+// HookEvents lists the run-level events some hook wants for runbook, in
+// step.HookEvents order: a run schedules no hook activity for the others.
+func (n *Notifier) HookEvents(runbook string) []string {
+	if n == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range step.HookEvents {
+		for _, h := range n.hooks {
+			if h.matches(step.HookEvent{Event: e, Runbook: runbook}) {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func (h Hook) matches(ev step.HookEvent) bool {
 	return (len(h.Events) == 0 || slices.Contains(h.Events, ev.Event)) &&
 		(len(h.Runbooks) == 0 || slices.Contains(h.Runbooks, ev.Runbook))

@@ -42,3 +42,11 @@ type HookEvent struct {
 	// Summary is one human line, e.g. "needs approval before step scale".
 	Summary string `json:"summary,omitempty"`
 }
+
+// Prepared is what a run learns from its worker before it starts
+// (workflows.PrepareActivity): the run-level events some notification
+// hook wants for its runbook. A run schedules no hook activity for the
+// others.
+type Prepared struct {
+	HookEvents []string `json:"hookEvents,omitempty"`
+}

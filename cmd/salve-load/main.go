@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ func stormMain(ctx context.Context, args []string) int {
 	fs.IntVar(&c.Senders, "senders", 8, "concurrent webhook senders")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	floorConc := fs.Int("floor-concurrency", 16, "concurrent starters for the raw Temporal floor (0 = skip the floor)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the storm (salve dev and the senders, not the floor) to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile taken after the storm to this file")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `Usage: salve-load storm [flags]
 
@@ -60,7 +63,16 @@ Exit code 1 if a run repeated, an incident ran twice, or the storm did not drain
 		}
 		return 2
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "salve-load storm: %v\n", err)
+		return 2
+	}
 	rep, err := storm.Run(ctx, c)
+	stopProfile()
+	if perr := writeHeapProfile(*memProfile); perr != nil {
+		fmt.Fprintf(os.Stderr, "salve-load storm: %v\n", perr)
+	}
 	if rep != nil {
 		rep.Print(os.Stdout)
 	}
@@ -83,4 +95,38 @@ Exit code 1 if a run repeated, an incident ran twice, or the storm did not drain
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts a CPU profile into path ("" = none) and returns
+// the function that stops it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes the allocation profile ("allocs": every
+// allocation since start, and what is still live) to path ("" = none).
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memory profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("memory profile: %w", err)
+	}
+	return nil
 }

@@ -355,6 +355,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	acts.VerifySnapshot = key.Verify
+	acts.HookEvents = notifier.HookEvents
 	acts.Targets = func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error) {
 		ok, h, err := guard.AcquireTarget(ctx, req.Target, req.Runbook, req.WorkflowID)
 		return step.TargetResult{Acquired: ok, HolderWorkflowID: h.WorkflowID, HolderRunbook: h.Runbook, HolderSince: h.Since}, err

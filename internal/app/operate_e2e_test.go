@@ -282,7 +282,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.Equal(t, "alice", body["by"])
 		final := waitRunStatus(t, base, wfID, runs.StatusSucceeded, time.Minute)
 		require.Equal(t, 1, tg.count("/fix"))
-		saveHistory(t, d.TemporalAddr, wfID, final.RunID, "../../workflows/testdata/history-approval.json")
+		saveHistory(t, d.TemporalAddr, wfID, final.RunID, "../../workflows/testdata/history-approval-rev2.json")
 		require.Equal(t, []workflows.ApprovalRecord{{Step: "fix", Decision: "approved", By: "alice", Reason: "checked the dashboards", At: final.Run.Approvals[0].At}}, final.Run.Approvals)
 
 		// The stream delivered the run's events in order and ended.

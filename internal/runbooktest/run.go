@@ -233,6 +233,9 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	signer := snapshot.Random()
 	env.RegisterActivityWithOptions(func(_ context.Context, rb runbooks.Runbook, sig string) error { return signer.Verify(rb, sig) },
 		activity.RegisterOptions{Name: workflows.VerifyActivity})
+	env.RegisterActivityWithOptions(func(_ context.Context, rb runbooks.Runbook, sig string) (step.Prepared, error) {
+		return step.Prepared{HookEvents: step.HookEvents}, signer.Verify(rb, sig)
+	}, activity.RegisterOptions{Name: workflows.PrepareActivity})
 	sig, err := signer.Sign(*rb)
 	if err != nil {
 		return err
@@ -257,6 +260,7 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 		Alert:            alert,
 		Params:           c.Params,
 		Actor:            domain.Actor{Kind: domain.ActorUser, Name: "runbook-test"},
+		Revision:         workflows.CurrentRevision,
 	})
 	if !env.IsWorkflowCompleted() {
 		return errors.New("the run did not complete")

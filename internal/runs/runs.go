@@ -93,6 +93,7 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		Target:         req.Target,
 		TargetWait:     req.TargetWait,
 		ApprovalReason: req.ApprovalReason,
+		Revision:       workflows.CurrentRevision,
 	}
 	if err := r.sign(&in); err != nil {
 		return triggers.StartResult{}, triggers.Permanent(fmt.Errorf("sign runbook %s: %w", rb.Name(), err))
@@ -107,6 +108,12 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		// adds nothing to the run's history.
 		onConflict = nil
 	}
+	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	if req.JoinOnly {
+		// Join the running run, or start the admitted one if it never
+		// started; never start after an ended run.
+		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	}
 	resp, err := r.c.WorkflowService().StartWorkflowExecution(ctx, &workflowservice.StartWorkflowExecutionRequest{
 		Namespace:                r.namespace,
 		WorkflowId:               req.WorkflowID,
@@ -116,10 +123,14 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		Memo:                     keyMemo(req.IncidentKey),
 		Identity:                 r.identity,
 		RequestId:                req.RequestID,
-		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIdReusePolicy:    reuse,
 		WorkflowIdConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		OnConflictOptions:        onConflict,
 	})
+	var ended *serviceerror.WorkflowExecutionAlreadyStarted
+	if req.JoinOnly && errors.As(err, &ended) {
+		return triggers.StartResult{}, triggers.ErrRunEnded
+	}
 	if err != nil {
 		return triggers.StartResult{}, classify(fmt.Errorf("start workflow %s: %w", req.WorkflowID, err))
 	}

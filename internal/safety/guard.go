@@ -46,28 +46,34 @@ const (
 var Checks = []string{CheckCooldown, CheckRate, CheckDailyRate, CheckConcurrency, CheckGlobalConcurrency,
 	CheckBreakerOpen, CheckTargetLocked, CheckNoTarget, CheckBlastRadius, CheckSilenced, CheckMaintenance}
 
-// Admission is the answer to "may this run start now?".
+// Admission is the answer to "may this run start now?". It is stored in
+// the bucket (activeRun) under its Go field names, as it always was.
 type Admission struct {
-	Allowed bool
+	Allowed bool `json:"Allowed,omitempty"`
 	// Reserved: this call took a place that Release gives back if nothing
 	// starts (false when the run was already admitted, e.g. a redelivery).
-	Reserved bool
+	Reserved bool `json:"Reserved,omitempty"`
 	// DryRun: the run may start, but only as a plan that changes nothing
 	// (the runbook's circuit breaker is open).
-	DryRun bool
+	DryRun bool `json:"DryRun,omitempty"`
 	// Check and Reason say which rule decided and why, for the audit log.
-	Check  string
-	Reason string
+	Check  string `json:"Check,omitempty"`
+	Reason string `json:"Reason,omitempty"`
 	// Target is what the run acts on ("" when its runbook names none).
-	Target string
+	Target string `json:"Target,omitempty"`
 	// WaitForTarget: another run holds Target; the run must acquire it
 	// (AcquireTarget) before acting, waiting at most TargetWait.
-	WaitForTarget bool
-	TargetWait    time.Duration
+	WaitForTarget bool          `json:"WaitForTarget,omitempty"`
+	TargetWait    time.Duration `json:"TargetWait,omitempty"`
 	// RequireApproval: the run must wait for a person's approval before
 	// acting (blast radius exceeded under onExceed: approve); Reason says
 	// why.
-	RequireApproval bool
+	RequireApproval bool `json:"RequireApproval,omitempty"`
+	// JoinOnly: a run of the incident was admitted for another alert, so
+	// this one may only join that run. If that run has ended by the time
+	// the alert reaches Temporal, no new run may start on this admission:
+	// the alert is admitted again (and then meets the cooldown).
+	JoinOnly bool `json:"-"`
 }
 
 // Guard decides admissions against the shared state.
@@ -78,11 +84,8 @@ type Guard struct {
 	// Silences, when set, is asked before runs of runbooks that respect
 	// Alertmanager's silences.
 	Silences SilenceChecker
-	// keyLocks serialises this process's updates of one state document:
-	// the trigger admits many incidents at once, and without it they
-	// would mostly lose their compare-and-set to each other. CAS still
-	// decides between processes.
-	keyLocks sync.Map // key -> *sync.Mutex
+	// docs are this process's copies of the state documents (docSlot).
+	docs sync.Map // key -> *docSlot
 }
 
 // Configure sets the global part of the envelope (from the config file).
@@ -126,11 +129,13 @@ type runbookState struct {
 // activeRun remembers what the run's finish must apply: the settings of
 // the runbook as it was admitted.
 type activeRun struct {
-	IncidentKey string        `json:"incidentKey"`
-	Since       time.Time     `json:"since"`
-	Cooldown    time.Duration `json:"cooldown,omitempty"`
-	Failures    int           `json:"breakerFailures,omitempty"`
-	Window      time.Duration `json:"breakerWindow,omitempty"`
+	IncidentKey string `json:"incidentKey"`
+	// AlertID is the alert admitted ("" for a launch without one).
+	AlertID  string        `json:"alertId,omitempty"`
+	Since    time.Time     `json:"since"`
+	Cooldown time.Duration `json:"cooldown,omitempty"`
+	Failures int           `json:"breakerFailures,omitempty"`
+	Window   time.Duration `json:"breakerWindow,omitempty"`
 	// Admission is what was decided, for a redelivered alert whose run
 	// did not start before a crash: it must start the same way.
 	Admission Admission `json:"admission"`
@@ -152,17 +157,8 @@ func cooldownKey(runbook, incident string) string {
 func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.AlertEvent, incidentKey, workflowID string) (Admission, error) {
 	s := g.effective(rb.Spec.Safety)
 	now := g.now().UTC()
-	if s.Cooldown > 0 {
-		e, err := g.kv.Get(ctx, cooldownKey(rb.Name(), incidentKey))
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return Admission{}, fmt.Errorf("read cooldown: %w", err)
-		}
-		if err == nil {
-			var until time.Time
-			if json.Unmarshal(e.Value(), &until) == nil && now.Before(until) {
-				return Admission{Check: CheckCooldown, Reason: fmt.Sprintf("a run for incident %q finished recently: cooldown %s, until %s", incidentKey, s.Cooldown, until.Format(time.RFC3339))}, nil
-			}
-		}
+	if cool, err := g.cooling(ctx, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
+		return deref(cool), err
 	}
 	if (s.RespectSilences || g.cfg.Alertmanager.CheckSilences) && alert != nil && g.Silences != nil {
 		sil, err := g.Silences.Matching(ctx, alert.Labels)
@@ -182,11 +178,16 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 
 	var adm Admission
 	var again bool
+	global := g.cfg.MaxConcurrentRuns > 0
 	err = g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+		again = false
 		st.trim(now, s)
 		if a, ok := st.Active[workflowID]; ok {
-			adm, again = a.Admission, true // a redelivered alert: already admitted
+			adm, again = a.Admission, true // already admitted
 			adm.Reserved = false
+			// The same alert again is a redelivery (its run may not have
+			// started before a crash); another alert may only join.
+			adm.JoinOnly = alert != nil && a.AlertID != "" && a.AlertID != alert.ID
 			return false
 		}
 		starts := 0
@@ -234,7 +235,12 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		if st.Active == nil {
 			st.Active = map[string]activeRun{}
 		}
-		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D(), Admission: adm}
+		// Global is set before the global place is taken, so that one
+		// write suffices; releasing a place never taken changes nothing.
+		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D(), Admission: adm, Global: global}
+		if alert != nil {
+			a.AlertID = alert.ID
+		}
 		if cb := s.CircuitBreaker; cb != nil {
 			a.Failures, a.Window = cb.Failures, cb.Window.D()
 		}
@@ -252,9 +258,22 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		}
 		return refused, nil
 	}
+	if adm.Reserved {
+		// The incident's last run may have finished between the cooldown
+		// check above and the reservation: Finished starts the cooldown
+		// before it frees the run's place, so it shows now.
+		if cool, err := g.cooling(ctx, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
+			if err != nil {
+				_, _ = undo(Admission{})
+				return Admission{}, err
+			}
+			return undo(*cool)
+		}
+	}
 	if limit := g.cfg.MaxConcurrentRuns; limit > 0 && !again {
 		var refused *Admission
 		err := g.update(ctx, globalKey, func(st *runbookState) bool {
+			refused = nil
 			st.trim(now, runbooks.Safety{})
 			if len(st.Active) >= limit {
 				refused = &Admission{Check: CheckGlobalConcurrency, Reason: fmt.Sprintf("%d alert-triggered runs are going across all runbooks (safety.maxConcurrentRuns %d)", len(st.Active), limit)}
@@ -273,18 +292,6 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		if refused != nil {
 			return undo(*refused)
 		}
-		if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
-			a, ok := st.Active[workflowID]
-			if !ok {
-				return false
-			}
-			a.Global = true
-			st.Active[workflowID] = a
-			return true
-		}); err != nil {
-			_, _ = undo(Admission{})
-			return Admission{}, err
-		}
 	}
 	if target != "" {
 		lock := s.LockPolicy()
@@ -302,20 +309,47 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 			if adm.Check == "" {
 				adm.Check, adm.Reason = CheckTargetLocked, busy+fmt.Sprintf(": the run waits up to %s for it before acting", lock.MaxWait)
 			}
-		}
-		if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
-			a, ok := st.Active[workflowID]
-			if !ok {
-				return false
+			// Remembered for a redelivery: the run must start the same way.
+			if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+				a, ok := st.Active[workflowID]
+				if !ok {
+					return false
+				}
+				a.Admission = adm
+				st.Active[workflowID] = a
+				return true
+			}); err != nil {
+				return Admission{}, err
 			}
-			a.Admission = adm
-			st.Active[workflowID] = a
-			return true
-		}); err != nil {
-			return Admission{}, err
 		}
 	}
 	return adm, nil
+}
+
+// cooling returns the refusal of an incident still in its cooldown, or nil.
+func (g *Guard) cooling(ctx context.Context, runbook, incidentKey string, s runbooks.Safety, now time.Time) (*Admission, error) {
+	if s.Cooldown <= 0 {
+		return nil, nil
+	}
+	e, err := g.kv.Get(ctx, cooldownKey(runbook, incidentKey))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read cooldown: %w", err)
+	}
+	var until time.Time
+	if json.Unmarshal(e.Value(), &until) != nil || !now.Before(until) {
+		return nil, nil
+	}
+	return &Admission{Check: CheckCooldown, Reason: fmt.Sprintf("a run for incident %q finished recently: cooldown %s, until %s", incidentKey, s.Cooldown, until.Format(time.RFC3339))}, nil
+}
+
+func deref(a *Admission) Admission {
+	if a == nil {
+		return Admission{}
+	}
+	return *a
 }
 
 // TargetHolder is the run holding a target.
@@ -442,11 +476,23 @@ func (g *Guard) freePlaces(ctx context.Context, a activeRun, workflowID string) 
 // It is idempotent: a run not (or no longer) admitted changes nothing.
 func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome string, at time.Time) error {
 	var done activeRun
-	var found bool
+	var found, cooled bool
+	var coolErr error
 	err := g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
+		coolErr = nil
 		done, found = st.Active[workflowID]
 		if !found {
 			return false
+		}
+		// The cooldown starts before the place is freed: an admission
+		// that finds the place free then finds the cooldown too.
+		if done.Cooldown > 0 && !cooled {
+			until, _ := json.Marshal(at.UTC().Add(done.Cooldown))
+			if _, err := g.kv.Put(ctx, cooldownKey(runbook, done.IncidentKey), until); err != nil {
+				coolErr = fmt.Errorf("start cooldown: %w", err)
+				return false
+			}
+			cooled = true
 		}
 		delete(st.Active, workflowID)
 		if outcome == "failed" && done.Failures > 0 {
@@ -464,20 +510,13 @@ func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome strin
 		}
 		return true
 	})
+	if err == nil {
+		err = coolErr
+	}
 	if err != nil || !found {
 		return err
 	}
-	if err := g.freePlaces(ctx, done, workflowID); err != nil {
-		return err
-	}
-	if done.Cooldown <= 0 {
-		return nil
-	}
-	until, _ := json.Marshal(at.UTC().Add(done.Cooldown))
-	if _, err := g.kv.Put(ctx, cooldownKey(runbook, done.IncidentKey), until); err != nil {
-		return fmt.Errorf("start cooldown: %w", err)
-	}
-	return nil
+	return g.freePlaces(ctx, done, workflowID)
 }
 
 // BreakerState is a runbook's circuit breaker as shown to people.
@@ -568,30 +607,62 @@ func (g *Guard) read(ctx context.Context, key string) (runbookState, uint64, err
 	return st, e.Revision(), nil
 }
 
+// docSlot is this process's copy of one state document. Its mutex
+// serialises this process's updates of the document: the trigger admits
+// many incidents at once, and without it they would mostly lose their
+// compare-and-set to each other. CAS still decides between processes.
+type docSlot struct {
+	mu  sync.Mutex
+	st  *runbookState // last value this process read or wrote; nil = unknown
+	rev uint64
+}
+
 // update applies change with compare-and-set, retrying when another
 // replica wrote in between. change returns false to write nothing.
+//
+// The document this process last wrote is kept decoded: a storm of
+// admissions of one runbook would otherwise re-read and re-decode a
+// document that grows with its active runs for every one of them. A
+// stale copy cannot do harm: a write based on it fails its
+// compare-and-set, and a change that writes nothing (a refusal, a
+// redelivery) is decided again on a fresh read before it counts.
 func (g *Guard) update(ctx context.Context, key string, change func(*runbookState) bool) error {
-	mu, _ := g.keyLocks.LoadOrStore(key, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	v, _ := g.docs.LoadOrStore(key, &docSlot{})
+	slot := v.(*docSlot)
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
 	for range maxCASAttempts {
-		st, rev, err := g.read(ctx, key)
-		if err != nil {
-			return err
+		fresh := slot.st == nil
+		if fresh {
+			st, rev, err := g.read(ctx, key)
+			if err != nil {
+				return err
+			}
+			slot.st, slot.rev = &st, rev
 		}
-		if !change(&st) {
+		// change may modify the copy in place: from here on it is only
+		// kept if it is what the bucket holds.
+		st := slot.st
+		slot.st = nil
+		if !change(st) {
+			if !fresh {
+				continue // decide again on what the bucket holds now
+			}
+			slot.st = st // unchanged but for trimming, which changes nothing that counts
 			return nil
 		}
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
 		}
-		if rev == 0 {
-			_, err = g.kv.Create(ctx, key, b)
+		var rev uint64
+		if slot.rev == 0 {
+			rev, err = g.kv.Create(ctx, key, b)
 		} else {
-			_, err = g.kv.Update(ctx, key, b, rev)
+			rev, err = g.kv.Update(ctx, key, b, slot.rev)
 		}
 		if err == nil {
+			slot.st, slot.rev = st, rev
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {

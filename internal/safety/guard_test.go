@@ -167,3 +167,41 @@ func TestConcurrentAdmissionsRespectTheLimit(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, 5, admitted)
 }
+
+// A guard keeps its own copy of a runbook's state between admissions; a
+// refusal must never rest on that copy when another replica has changed
+// the state since: here replica B frees a place that replica A's copy
+// still counts as taken.
+func TestRefusalIsDecidedOnTheCurrentState(t *testing.T) {
+	_, open := openGuard(t)
+	ctx := context.Background()
+	rb := runbook(t, "{maxConcurrent: 2}")
+	a, b := open(), open()
+	for _, id := range []string{"wf1", "wf2"} {
+		adm, err := a.Admit(ctx, rb, nil, id, id)
+		require.NoError(t, err)
+		require.True(t, adm.Allowed)
+	}
+	adm, err := a.Admit(ctx, rb, nil, "wf3", "wf3")
+	require.NoError(t, err)
+	require.False(t, adm.Allowed, "two runs going: the third is refused")
+
+	require.NoError(t, b.Finished(ctx, "guarded", "wf1", "succeeded", time.Now()))
+	adm, err = a.Admit(ctx, rb, nil, "wf3", "wf3")
+	require.NoError(t, err)
+	require.True(t, adm.Allowed, "replica B freed a place; replica A must see it")
+
+	// And a write based on a stale copy loses its compare-and-set and is
+	// redone: B admits wf4 (the limit is reached again), then A's next
+	// admission must be refused although A's copy shows a free place.
+	require.NoError(t, a.Finished(ctx, "guarded", "wf2", "succeeded", time.Now()))
+	adm, err = b.Admit(ctx, rb, nil, "wf4", "wf4")
+	require.NoError(t, err)
+	require.True(t, adm.Allowed)
+	adm, err = a.Admit(ctx, rb, nil, "wf5", "wf5")
+	require.NoError(t, err)
+	require.False(t, adm.Allowed, "wf3 and wf4 are going")
+	st, err := a.State(ctx, "guarded")
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Active)
+}

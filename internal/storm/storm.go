@@ -203,11 +203,19 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 
 	// Drain: every alert processed (each has a trigger record) and every
 	// run finished.
+	// The log is read incrementally: re-reading all of it every poll would
+	// cost Salve more than the storm does and distort what is measured.
+	var recs []audit.Record
 	for {
-		recs, err := records(ctx, d.URL, d.AdminToken)
+		var after int64
+		if len(recs) > 0 {
+			after = recs[len(recs)-1].Seq
+		}
+		more, err := records(ctx, d.URL, d.AdminToken, after)
 		if err != nil {
 			return rep, err
 		}
+		recs = append(recs, more...)
 		rep.RunsStarted, rep.RunsFinished, rep.Suppressed, rep.Joined = 0, 0, 0, 0
 		decided := 0
 		for _, r := range recs {
@@ -297,9 +305,9 @@ func firstStep(recs []audit.Record) (p50, p99 time.Duration) {
 	return pct(ds, 0.5), pct(ds, 0.99)
 }
 
-func records(ctx context.Context, base, token string) ([]audit.Record, error) {
+// records reads the audit records after seq after.
+func records(ctx context.Context, base, token string, after int64) ([]audit.Record, error) {
 	var out []audit.Record
-	after := int64(0)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/audit?limit=10000&after=%d", base, after), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
