@@ -39,6 +39,7 @@ func registered(t *testing.T) map[string]dto.MetricType {
 	m.StepKinds([]string{"http.request"})
 	m.ApprovalsPending(func() float64 { return 0 })
 	m.AlertsParked(func() float64 { return 0 })
+	m.Backlogs(func() []metrics.Backlog { return []metrics.Backlog{{Consumer: "trigger"}} })
 	mfs, err := m.Gatherer().Gather()
 	require.NoError(t, err)
 	names := map[string]dto.MetricType{}

@@ -24,7 +24,7 @@ func FuzzDecodeWebhook(f *testing.F) {
 	for _, name := range files {
 		f.Add(whReadFixture(f, filepath.Base(name)))
 	}
-	okAlert := whAlertJSON("fp1", domain.StatusFiring, "2026-11-24T09:00:00Z")
+	okAlert := whAlertJSON("00000000000000f1", domain.StatusFiring, "2026-11-24T09:00:00Z")
 	for _, s := range []string{
 		"",
 		"null",
@@ -35,7 +35,7 @@ func FuzzDecodeWebhook(f *testing.F) {
 		whBody("3", okAlert),
 		whBody("4"),
 		whBody("4", whAlertJSON("a|b", "firing", "2026-11-24T09:00:00Z")),
-		whBody("4", whAlertJSON("fp", "resolved", "2026-11-24T11:00:00.999999999+02:00")),
+		whBody("4", whAlertJSON("00000000000000f0", "resolved", "2026-11-24T11:00:00.999999999+02:00")),
 		`{"version":"4","alerts":[{"status":"firing","labels":{"":""},"startsAt":"2026-11-24T09:00:00Z","fingerprint":"\u2028"}]}`,
 	} {
 		f.Add([]byte(s))

@@ -57,6 +57,17 @@ type Ingest struct {
 	// the answer is 503 and Alertmanager retries. 0 = 10s.
 	PublishTimeout time.Duration
 	Metrics        IngestMetrics // nil = none
+	// MaxAlertBytes is the largest alert stored, as JSON; 0 =
+	// MaxAlertBytes. Lower it to fit a NATS server whose max_payload is
+	// under 1 MiB (MaxAlertFor).
+	MaxAlertBytes int
+}
+
+// MaxAlertFor is the largest alert a NATS server that takes messages of
+// up to maxPayload bytes can store, with room for headers: MaxAlertBytes
+// or less.
+func MaxAlertFor(maxPayload int64) int {
+	return int(min(int64(MaxAlertBytes), maxPayload-4<<10))
 }
 
 func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -95,10 +106,18 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if h.Now != nil {
 		now = h.Now
 	}
-	msg, evs, err := DecodeWebhook(body, now())
+	maxAlert := h.MaxAlertBytes
+	if maxAlert <= 0 {
+		maxAlert = MaxAlertBytes
+	}
+	msg, evs, err := decodeWebhook(body, now(), maxAlert)
 	if err != nil {
 		h.Log.Warn("webhook rejected", "error", err, "remote", r.RemoteAddr)
-		WriteError(w, http.StatusBadRequest, err.Error(), nil)
+		code := http.StatusBadRequest
+		if errors.Is(err, ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		WriteError(w, code, err.Error(), nil)
 		return
 	}
 	timeout := h.PublishTimeout

@@ -94,6 +94,7 @@ func TestIngest(t *testing.T) {
 		{name: "GET", method: http.MethodGet, auth: "Bearer " + token, wantCode: 405},
 		{name: "too large", auth: "Bearer " + token, body: demo, maxBody: 100, wantCode: 413, wantInBody: "max_alerts"},
 		{name: "not JSON", auth: "Bearer " + token, body: "{nope", wantCode: 400, wantInBody: "not valid JSON"},
+		{name: "one alert too large to store", auth: "Bearer " + token, body: strings.Replace(demo, `"annotations": {`, `"annotations": {"huge": "`+strings.Repeat("x", triggers.MaxAlertBytes)+`", `, 1), wantCode: 413, wantInBody: "Salve stores alerts up to"},
 		{name: "wrong version", auth: "Bearer " + token, body: strings.Replace(demo, `"version": "4"`, `"version": "3"`, 1), wantCode: 400, wantInBody: `version is \"3\"`},
 		{name: "JetStream cannot store", auth: "Bearer " + token, body: demo, storeErr: errors.New("no responders"), wantCode: 503, wantInBody: "retry"},
 		{name: "audit cannot store", auth: "Bearer " + token, body: demo, auditErr: errors.New("timeout"), wantCode: 503, wantStored: 1},
@@ -156,4 +157,24 @@ func TestIngestStoresEventsWithDedupIDs(t *testing.T) {
 	require.Equal(t, "5e1f6f2b7a0c9d3e|firing|2026-11-24T09:00:00Z", ev.ID)
 	require.Equal(t, "salve", ev.Receiver)
 	require.Equal(t, "demo-1", ev.Labels["instance"])
+}
+
+// A NATS server with a small max_payload lowers the largest alert the
+// webhook accepts: such an alert gets 413 at once, never 503 for ever.
+func TestIngestFitsTheNATSPayloadLimit(t *testing.T) {
+	require.Equal(t, triggers.MaxAlertBytes, triggers.MaxAlertFor(1<<20))
+	require.Equal(t, 60<<10, triggers.MaxAlertFor(64<<10))
+	demo, err := os.ReadFile("testdata/webhook-demo.json")
+	require.NoError(t, err)
+	body := strings.Replace(string(demo), `"annotations": {`, `"annotations": {"big": "`+strings.Repeat("x", 70<<10)+`", `, 1)
+	store := &fakeStore{}
+	h := &triggers.Ingest{Store: store, Audit: &fakeAudit{}, Token: "t0k3n-0123456789abcdef0123456789ab", Log: slog.New(slog.DiscardHandler),
+		MaxAlertBytes: triggers.MaxAlertFor(64 << 10)}
+	req := httptest.NewRequest(http.MethodPost, "/v1/alertmanager", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t0k3n-0123456789abcdef0123456789ab")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusRequestEntityTooLarge, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "Salve stores alerts up to 61440 bytes")
+	require.Empty(t, store.stored)
 }

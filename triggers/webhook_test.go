@@ -147,13 +147,13 @@ func whBody(version string, alerts ...string) string {
 func whManyAlerts(n int) string {
 	alerts := make([]string, n)
 	for i := range alerts {
-		alerts[i] = whAlertJSON(fmt.Sprintf("fp%04d", i), domain.StatusFiring, "2026-11-24T09:00:00Z")
+		alerts[i] = whAlertJSON(fmt.Sprintf("%016x", i), domain.StatusFiring, "2026-11-24T09:00:00Z")
 	}
 	return whBody("4", alerts...)
 }
 
 func TestDecodeWebhookAccepts(t *testing.T) {
-	okAlert := whAlertJSON("fp1", domain.StatusFiring, "2026-11-24T09:00:00Z")
+	okAlert := whAlertJSON("00000000000000f1", domain.StatusFiring, "2026-11-24T09:00:00Z")
 	tests := []struct {
 		name    string
 		body    string
@@ -161,28 +161,28 @@ func TestDecodeWebhookAccepts(t *testing.T) {
 	}{
 		{
 			name:    "minimal",
-			body:    `{"version":"4","alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-11-24T09:00:00Z","fingerprint":"fp1"}]}`,
-			wantIDs: []string{"fp1|firing|2026-11-24T09:00:00Z"},
+			body:    `{"version":"4","alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-11-24T09:00:00Z","fingerprint":"00000000000000f1"}]}`,
+			wantIDs: []string{"00000000000000f1|firing|2026-11-24T09:00:00Z"},
 		},
 		{
 			name:    "unknown fields at every level",
-			body:    `{"version":"4","notification_reason":"first notification","routeLabels":{"team":"x"},"future":{"nested":[1,2]},"alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-11-24T09:00:00Z","fingerprint":"fp1","silencedBy":[],"extra":true}]}`,
-			wantIDs: []string{"fp1|firing|2026-11-24T09:00:00Z"},
+			body:    `{"version":"4","notification_reason":"first notification","routeLabels":{"team":"x"},"future":{"nested":[1,2]},"alerts":[{"status":"firing","labels":{"a":"b"},"startsAt":"2026-11-24T09:00:00Z","fingerprint":"00000000000000f1","silencedBy":[],"extra":true}]}`,
+			wantIDs: []string{"00000000000000f1|firing|2026-11-24T09:00:00Z"},
 		},
 		{
 			name:    "surrounding whitespace",
 			body:    "\n  " + whBody("4", okAlert) + "\n\n",
-			wantIDs: []string{"fp1|firing|2026-11-24T09:00:00Z"},
+			wantIDs: []string{"00000000000000f1|firing|2026-11-24T09:00:00Z"},
 		},
 		{
 			name:    "startsAt with an offset is normalized to UTC in the ID",
-			body:    whBody("4", whAlertJSON("fp1", domain.StatusResolved, "2026-11-24T11:00:00.5+02:00")),
-			wantIDs: []string{"fp1|resolved|2026-11-24T09:00:00.5Z"},
+			body:    whBody("4", whAlertJSON("00000000000000f1", domain.StatusResolved, "2026-11-24T11:00:00.5+02:00")),
+			wantIDs: []string{"00000000000000f1|resolved|2026-11-24T09:00:00.5Z"},
 		},
 		{
 			name:    "same alert firing and resolved are two events",
-			body:    whBody("4", okAlert, whAlertJSON("fp1", domain.StatusResolved, "2026-11-24T09:00:00Z")),
-			wantIDs: []string{"fp1|firing|2026-11-24T09:00:00Z", "fp1|resolved|2026-11-24T09:00:00Z"},
+			body:    whBody("4", okAlert, whAlertJSON("00000000000000f1", domain.StatusResolved, "2026-11-24T09:00:00Z")),
+			wantIDs: []string{"00000000000000f1|firing|2026-11-24T09:00:00Z", "00000000000000f1|resolved|2026-11-24T09:00:00Z"},
 		},
 	}
 	for _, tt := range tests {
@@ -205,7 +205,7 @@ func TestDecodeWebhookAccepts(t *testing.T) {
 }
 
 func TestDecodeWebhookRejects(t *testing.T) {
-	okAlert := whAlertJSON("fp1", domain.StatusFiring, "2026-11-24T09:00:00Z")
+	okAlert := whAlertJSON("00000000000000f1", domain.StatusFiring, "2026-11-24T09:00:00Z")
 	valid := whBody("4", okAlert)
 	tests := []struct {
 		name string
@@ -219,7 +219,7 @@ func TestDecodeWebhookRejects(t *testing.T) {
 		{name: "truncated JSON", body: valid[:len(valid)/2], want: []string{"not valid JSON"}},
 		{name: "alerts is not a list", body: `{"version":"4","alerts":{}}`, want: []string{"not valid JSON"}},
 		{name: "labels of the wrong type", body: `{"version":"4","alerts":[{"status":"firing","labels":["a"],"startsAt":"2026-11-24T09:00:00Z","fingerprint":"f"}]}`, want: []string{"not valid JSON"}},
-		{name: "startsAt not a time", body: whBody("4", whAlertJSON("fp1", "firing", "yesterday")), want: []string{"not valid JSON"}},
+		{name: "startsAt not a time", body: whBody("4", whAlertJSON("00000000000000f1", "firing", "yesterday")), want: []string{"not valid JSON"}},
 		{name: "trailing garbage", body: valid + "garbage", want: []string{"trailing data after the JSON object"}},
 		{name: "a second object", body: valid + valid, want: []string{"trailing data after the JSON object"}},
 		{name: "a second object after a newline", body: valid + "\n{}", want: []string{"trailing data after the JSON object"}},
@@ -235,12 +235,12 @@ func TestDecodeWebhookRejects(t *testing.T) {
 		{name: "JSON null", body: `null`, want: []string{`version is ""`, "alerts: empty"}},
 		{
 			name: "bad status",
-			body: whBody("4", whAlertJSON("fp1", "pending", "2026-11-24T09:00:00Z")),
+			body: whBody("4", whAlertJSON("00000000000000f1", "pending", "2026-11-24T09:00:00Z")),
 			want: []string{`alerts[0]: status is "pending", want "firing" or "resolved"`},
 		},
 		{
 			name: "status is case-sensitive",
-			body: whBody("4", whAlertJSON("fp1", "Firing", "2026-11-24T09:00:00Z")),
+			body: whBody("4", whAlertJSON("00000000000000f1", "Firing", "2026-11-24T09:00:00Z")),
 			want: []string{`alerts[0]: status is "Firing"`},
 		},
 		{
@@ -250,7 +250,7 @@ func TestDecodeWebhookRejects(t *testing.T) {
 		},
 		{
 			name: "zero startsAt is missing",
-			body: whBody("4", whAlertJSON("fp1", "firing", "0001-01-01T00:00:00Z")),
+			body: whBody("4", whAlertJSON("00000000000000f1", "firing", "0001-01-01T00:00:00Z")),
 			want: []string{"alerts[0]: startsAt is missing"},
 		},
 		{
@@ -261,11 +261,11 @@ func TestDecodeWebhookRejects(t *testing.T) {
 		{
 			name: "fingerprint that would break the dedup ID",
 			body: whBody("4", whAlertJSON("fp|1", "firing", "2026-11-24T09:00:00Z"), whAlertJSON("fp\n2", "firing", "2026-11-24T09:00:00Z")),
-			want: []string{"alerts[0]: fingerprint contains '|' or a newline", "alerts[1]: fingerprint contains '|' or a newline"},
+			want: []string{`alerts[0]: fingerprint "fp|1" is not an Alertmanager fingerprint (16 lowercase hex digits)`, `alerts[1]: fingerprint "fp\n2" is not`},
 		},
 		{
 			name: "problems across the whole payload are reported together",
-			body: whBody("3", whAlertJSON("", "firing", "2026-11-24T09:00:00Z"), okAlert, whAlertJSON("fp3", "unknown", "0001-01-01T00:00:00Z")),
+			body: whBody("3", whAlertJSON("", "firing", "2026-11-24T09:00:00Z"), okAlert, whAlertJSON("00000000000000f3", "unknown", "0001-01-01T00:00:00Z")),
 			want: []string{`version is "3"`, "alerts[0]: fingerprint is missing", `alerts[2]: status is "unknown"`, "alerts[2]: startsAt is missing"},
 			not:  []string{"alerts[1]"},
 		},
@@ -286,6 +286,68 @@ func TestDecodeWebhookRejects(t *testing.T) {
 			for _, n := range tt.not {
 				require.NotContains(t, err.Error(), n)
 			}
+		})
+	}
+}
+
+// Only what Alertmanager can send gets in: what no store can keep (a NUL,
+// invalid UTF-8) is refused at the door with the field named, and what
+// every store keeps (any Unicode, large values) is accepted as sent.
+func TestDecodeWebhookDoor(t *testing.T) {
+	alertWith := func(labels, annotations string) string {
+		return whBody("4", fmt.Sprintf(`{"status":"firing","labels":%s,"annotations":%s,"startsAt":"2026-11-24T09:00:00Z","fingerprint":"00000000000000f1"}`, labels, annotations))
+	}
+	refused := []struct{ name, body, want string }{
+		{"NUL in a label value", alertWith(`{"alertname":"X","instance":"a\u0000b"}`, `{}`), `alerts[0]: labels["instance"]: contains a NUL character`},
+		{"NUL in a label name", alertWith(`{"alertname":"X","a\u0000":"b"}`, `{}`), `alerts[0]: labels: the name "a\x00" contains a NUL character`},
+		{"empty label name", alertWith(`{"alertname":"X","":"b"}`, `{}`), "alerts[0]: labels: a label has an empty name"},
+		{"NUL in an annotation", alertWith(`{"alertname":"X"}`, `{"summary":"\u0000"}`), `alerts[0]: annotations["summary"]: contains a NUL character`},
+		{"NUL in the receiver", `{"version":"4","receiver":"s\u0000","alerts":[` + whAlertJSON("00000000000000f1", "firing", "2026-11-24T09:00:00Z") + `]}`, "receiver: contains a NUL character"},
+		{"upper-case fingerprint", whBody("4", whAlertJSON("00000000000000F1", "firing", "2026-11-24T09:00:00Z")), `fingerprint "00000000000000F1" is not an Alertmanager fingerprint`},
+		{"fingerprint too long", whBody("4", whAlertJSON("000000000000000f1", "firing", "2026-11-24T09:00:00Z")), "is not an Alertmanager fingerprint"},
+		{"invalid UTF-8", alertWith(`{"alertname":"X`+"\xff"+`"}`, `{}`), "the body is not valid UTF-8 (first bad byte at offset"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, evs, err := triggers.DecodeWebhook([]byte(tt.body), whReceivedAt)
+			require.ErrorIs(t, err, triggers.ErrBadPayload)
+			require.ErrorContains(t, err, tt.want)
+			require.Nil(t, evs)
+		})
+	}
+
+	t.Run("a thousand bad alerts get a short answer", func(t *testing.T) {
+		alerts := make([]string, triggers.MaxAlertsPerWebhook)
+		for i := range alerts {
+			alerts[i] = whAlertJSON(fmt.Sprintf("bad-%d", i), "firing", "2026-11-24T09:00:00Z")
+		}
+		_, _, err := triggers.DecodeWebhook([]byte(whBody("4", alerts...)), whReceivedAt)
+		require.ErrorContains(t, err, "and 990 more problems")
+		require.Less(t, len(err.Error()), 2000)
+	})
+
+	t.Run("an alert over MaxAlertBytes is too large", func(t *testing.T) {
+		big := strings.Repeat("x", triggers.MaxAlertBytes)
+		_, evs, err := triggers.DecodeWebhook([]byte(alertWith(`{"alertname":"Big"}`, `{"description":"`+big+`"}`)), whReceivedAt)
+		require.ErrorIs(t, err, triggers.ErrTooLarge)
+		require.ErrorContains(t, err, `alerts[0] ("Big") is 524`)
+		require.Nil(t, evs)
+	})
+
+	accepted := map[string]string{
+		"emoji":               "🔥 disk on fire 🚒",
+		"right-to-left marks": "\u202eevil\u202c \u200f",
+		"64 KiB value":        strings.Repeat("é", 32<<10),
+		"control characters":  "bell\a tab\t escape\x1b[31m",
+	}
+	for name, v := range accepted {
+		t.Run(name, func(t *testing.T) {
+			ann, _ := json.Marshal(map[string]string{"summary": v})
+			lab, _ := json.Marshal(map[string]string{"alertname": "X", "detail": v})
+			_, evs, err := triggers.DecodeWebhook([]byte(alertWith(string(lab), string(ann))), whReceivedAt)
+			require.NoError(t, err)
+			require.Equal(t, v, evs[0].Annotations["summary"])
+			require.Equal(t, v, evs[0].Labels["detail"])
 		})
 	}
 }

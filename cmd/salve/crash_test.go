@@ -170,7 +170,7 @@ func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
 	t.Setenv("SALVE_TOKEN", apiToken) // for the CLI commands below
 	body := fmt.Sprintf(`{"version":"4","status":"firing","receiver":"salve","alerts":[{"status":"firing",
 "labels":{"alertname":"Crashy","instance":"api-1"},"annotations":{"target":%q},
-"startsAt":"2026-11-24T08:00:00Z","fingerprint":"c0ffee"}]}`, target.URL)
+"startsAt":"2026-11-24T08:00:00Z","fingerprint":"0000000000c0ffee"}]}`, target.URL)
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1")
 	resp, err := http.DefaultClient.Do(req)

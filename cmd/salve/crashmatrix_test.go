@@ -431,7 +431,7 @@ func stormPlan(incidents, perIncident int, target string) []stormAlert {
 	var out []stormAlert
 	for i := range incidents {
 		inst := fmt.Sprintf("i-%03d", i)
-		fp := fmt.Sprintf("storm%05d", i)
+		fp := fmt.Sprintf("%016x", 0x5700000+i)
 		mk := func(status string, occurrence int) stormAlert {
 			starts := t0.Add(time.Duration(occurrence) * time.Minute)
 			return stormAlert{incident: i, target: target, ev: domain.AlertEvent{

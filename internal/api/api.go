@@ -74,6 +74,9 @@ type Check struct {
 	// Warning, when set, is shown in /readyz even when healthy (e.g. an
 	// insecure dev-only setting).
 	Warning string
+	// Warn, when set, adds a warning found at each request (e.g. a
+	// consumer falling behind); "" = none.
+	Warn func(ctx context.Context) string
 }
 
 // Server holds what the handlers need.
@@ -252,6 +255,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res := result{Name: c.Name, OK: true, Warning: c.Warning}
+		if c.Warn != nil {
+			if w := c.Warn(ctx); w != "" {
+				res.Warning = strings.TrimPrefix(res.Warning+"; "+w, "; ")
+			}
+		}
 		if err := c.Check(ctx); err != nil {
 			res.OK, res.Error, ready = false, err.Error(), false
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/metrics"
 )
 
 // auditLog runs the audit recorder and serves the API's audit reads.
@@ -17,7 +18,7 @@ type auditLog struct {
 	close   func()
 }
 
-func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, log *slog.Logger) (*auditLog, error) {
+func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, m *metrics.Metrics, log *slog.Logger) (*auditLog, error) {
 	store, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -31,14 +32,14 @@ func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replica
 	done := make(chan struct{}, 2)
 	go func() {
 		defer func() { done <- struct{}{} }()
-		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log}
+		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log, Metrics: m}
 		if err := r.Run(rctx); err != nil {
 			log.Error("audit recorder stopped", "error", err)
 		}
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()
-		p := &audit.AlertProjector{JS: js, Store: store, Log: log}
+		p := &audit.AlertProjector{JS: js, Store: store, Log: log, Metrics: m}
 		if err := p.Run(rctx); err != nil {
 			log.Error("incidents read model stopped", "error", err)
 		}
@@ -66,6 +67,9 @@ func (a *auditLog) Verify(ctx context.Context) (audit.VerifyResult, error) {
 	res, err := audit.Verify(ctx, a.store, a.anchors)
 	if err != nil {
 		return res, fmt.Errorf("verify audit chain: %w", err)
+	}
+	if n, err := audit.Unrecorded(ctx, a.anchors.JS); err == nil {
+		res.Unrecorded = &n
 	}
 	return res, nil
 }

@@ -385,6 +385,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}
 		return float64(n)
 	})
+	m.Backlogs(backlogMetrics(js))
 	if roles.Trigger {
 		trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard, Failed: failed}
 		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -398,7 +399,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		}()
 		d.closers = append(d.closers, func() { cancel(); <-consumerDone })
 	}
-	ingest := &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m}
+	// An alert NATS could never store is refused with 413, not 503 for ever.
+	ingest := &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m,
+		MaxAlertBytes: triggers.MaxAlertFor(nc.MaxPayload())}
+	if ingest.MaxAlertBytes < triggers.MaxAlertBytes {
+		log.Warn("the NATS server's max_payload is under 1 MiB: the webhook refuses alerts over it with 413", "max_payload", nc.MaxPayload(), "max_alert_bytes", ingest.MaxAlertBytes)
+	}
 	if !roles.API {
 		if ln != nil {
 			if !roles.Ingest {
@@ -425,7 +431,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if auditDB == "" {
 		auditDB = filepath.Join(cfg.DataDir, "audit.db")
 	}
-	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, log.With("component", "audit"))
+	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, m, log.With("component", "audit"))
 	if err != nil {
 		return nil, err
 	}
@@ -460,6 +466,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 				return err
 			}},
 			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, namespace) }},
+			{Name: "backlog", Check: func(context.Context) error { return nil },
+				Warn: func(ctx context.Context) string { return backlogWarning(ctx, js) }},
 		},
 	}
 	srv.Safety = guard

@@ -24,6 +24,7 @@ import (
 	"github.com/salve-sre/salve/internal/app"
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/testenv"
 )
 
 // target is a local HTTP endpoint that runbook steps call; it counts hits
@@ -110,12 +111,24 @@ func postWebhook(t *testing.T, url, token, body string) int {
 	return resp.StatusCode
 }
 
+// webhook is one alert's webhook; fingerprint names the alert and is made
+// an Alertmanager fingerprint (testenv.Fingerprint) unless it is one.
 func webhook(status, alertname, instance, fingerprint string, startsAt time.Time, annotations map[string]string) string {
 	ann, _ := json.Marshal(annotations)
+	fingerprint = fingerprintOf(fingerprint)
 	return fmt.Sprintf(`{"version":"4","groupKey":"g","status":%q,"receiver":"salve","externalURL":"http://am",
 "alerts":[{"status":%q,"labels":{"alertname":%q,"instance":%q},"annotations":%s,
 "startsAt":%q,"endsAt":"0001-01-01T00:00:00Z","fingerprint":%q}]}`,
 		status, status, alertname, instance, ann, startsAt.UTC().Format(time.RFC3339Nano), fingerprint)
+}
+
+// fingerprintOf keeps an Alertmanager fingerprint and turns any other
+// test name into one.
+func fingerprintOf(name string) string {
+	if len(name) == 16 && strings.Trim(name, "0123456789abcdef") == "" {
+		return name
+	}
+	return testenv.Fingerprint(name)
 }
 
 func listRuns(t *testing.T, url string) []runs.Summary {

@@ -62,7 +62,7 @@ func TestRunJoinedBy100000AlertsCompletes(t *testing.T) {
 
 	t0 := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
 	alert := func(i int) string {
-		return fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Many","service":"checkout","pod":"p%06d"},"annotations":{"target":%q},"startsAt":%q,"fingerprint":"m%06d"}`, i, tg.URL, t0, i)
+		return fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Many","service":"checkout","pod":"p%06d"},"annotations":{"target":%q},"startsAt":%q,"fingerprint":"%016x"}`, i, tg.URL, t0, 0x6d000000+i)
 	}
 	send := func(alerts []string) {
 		body := `{"version":"4","groupKey":"g","status":"firing","receiver":"salve","alerts":[` + strings.Join(alerts, ",") + `]}`

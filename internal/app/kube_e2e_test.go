@@ -106,7 +106,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 
 	t.Run("restart-crashlooping", func(t *testing.T) {
 		createDeployment(t, c, "shop", "cart", 2)
-		fire(t, "c0ffee", `{"alertname":"KubeDeploymentCrashLooping","severity":"critical","namespace":"shop","deployment":"cart"}`)
+		fire(t, "0000000000c0ffee", `{"alertname":"KubeDeploymentCrashLooping","severity":"critical","namespace":"shop","deployment":"cart"}`)
 		const wfID = "salve/restart-crashlooping/shop/cart"
 		succeeded(t, wfID, "before:succeeded", "restart:succeeded", "verify:succeeded")
 		dep, err := c.AppsV1().Deployments("shop").Get(ctx, "cart", metav1.GetOptions{})
@@ -120,7 +120,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 
 	t.Run("scale-out-on-saturation", func(t *testing.T) {
 		createDeployment(t, c, "search", "api", 2)
-		fire(t, "5ca1e", `{"alertname":"DeploymentCPUSaturated","namespace":"search","deployment":"api"}`)
+		fire(t, "000000000005ca1e", `{"alertname":"DeploymentCPUSaturated","namespace":"search","deployment":"api"}`)
 		succeeded(t, "salve/scale-out-on-saturation/search/api", "scale:succeeded", "rollout:succeeded", "verify:succeeded")
 		dep, err := c.AppsV1().Deployments("search").Get(ctx, "api", metav1.GetOptions{})
 		require.NoError(t, err)
@@ -139,7 +139,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 			d, err := c.AppsV1().Deployments("pay").Get(ctx, "checkout", metav1.GetOptions{})
 			return err == nil && d.Annotations["deployment.kubernetes.io/revision"] == "2" && d.Status.UpdatedReplicas == 1 && d.Status.AvailableReplicas == 1
 		}, 90*time.Second, 200*time.Millisecond)
-		fire(t, "badd", `{"alertname":"HighErrorRateAfterDeploy","namespace":"pay","deployment":"checkout"}`)
+		fire(t, "000000000000badd", `{"alertname":"HighErrorRateAfterDeploy","namespace":"pay","deployment":"checkout"}`)
 		succeeded(t, "salve/rollback-bad-rollout/pay/checkout", "before:succeeded", "rollback:succeeded", "verify:succeeded", "announce:skipped")
 		dep, err = c.AppsV1().Deployments("pay").Get(ctx, "checkout", metav1.GetOptions{})
 		require.NoError(t, err)

@@ -46,7 +46,7 @@ func groupWebhook(status, alertname, target string, startsAt time.Time, instance
 	var alerts []string
 	for _, in := range instances {
 		alerts = append(alerts, fmt.Sprintf(`{"status":%q,"labels":{"alertname":%q,"instance":%q},"annotations":{"target":%q},
-"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z","fingerprint":%q}`, status, alertname, in, target, startsAt.UTC().Format(time.RFC3339Nano), "fp-"+in))
+"startsAt":%q,"endsAt":"0001-01-01T00:00:00Z","fingerprint":%q}`, status, alertname, in, target, startsAt.UTC().Format(time.RFC3339Nano), fingerprintOf("fp-"+in)))
 	}
 	return fmt.Sprintf(`{"version":"4","groupKey":"g","status":%q,"receiver":"salve","externalURL":"http://am","alerts":[%s]}`,
 		status, strings.Join(alerts, ","))

@@ -47,7 +47,7 @@ func TestPoisonAlertsNeverStallTheTrigger(t *testing.T) {
 	alert := func(n int, labels map[string]string) string {
 		labels["alertname"], labels["n"] = "Poison", fmt.Sprint(n)
 		l, _ := json.Marshal(labels)
-		return fmt.Sprintf(`{"status":"firing","labels":%s,"annotations":{"target":%q},"startsAt":%q,"fingerprint":"f%04d"}`, l, tg.URL, t0, n)
+		return fmt.Sprintf(`{"status":"firing","labels":%s,"annotations":{"target":%q},"startsAt":%q,"fingerprint":"%016x"}`, l, tg.URL, t0, 0xf0000+n)
 	}
 	webhook := func(alerts []string) string {
 		return `{"version":"4","groupKey":"g","status":"firing","receiver":"salve","alerts":[` + strings.Join(alerts, ",") + `]}`

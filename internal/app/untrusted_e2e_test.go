@@ -92,7 +92,7 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 
 	fire := func(fp, labels, annotations string) {
 		t.Helper()
-		body := fmt.Sprintf(`{"version":"4","groupKey":"g","status":"firing","receiver":"salve","alerts":[{"status":"firing","labels":%s,"annotations":%s,"startsAt":"2026-12-06T01:00:00Z","fingerprint":%q}]}`, labels, annotations, fp)
+		body := fmt.Sprintf(`{"version":"4","groupKey":"g","status":"firing","receiver":"salve","alerts":[{"status":"firing","labels":%s,"annotations":%s,"startsAt":"2026-12-06T01:00:00Z","fingerprint":%q}]}`, labels, annotations, fingerprintOf(fp))
 		require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
 	}
 	// SSRF through the demo's old remediation_url annotation.

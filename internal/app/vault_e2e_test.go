@@ -109,7 +109,7 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 	// Vault goes away before the alert arrives.
 	proxy.Down.Store(true)
 	body := fmt.Sprintf(`{"version":"4","groupKey":"g","status":"firing","receiver":"salve","externalURL":"http://am",
-"alerts":[{"status":"firing","fingerprint":"b00b","labels":{"alertname":"Busy","namespace":"shop"},"annotations":{},
+"alerts":[{"status":"firing","fingerprint":"000000000000b00b","labels":{"alertname":"Busy","namespace":"shop"},"annotations":{},
 "startsAt":%q,"endsAt":"0001-01-01T00:00:00Z"}]}`, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
 	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, body))
 	const wfID = "salve/vault-scale/shop"

@@ -76,7 +76,7 @@ func (s *Store) RecordAlert(ctx context.Context, ev domain.AlertEvent) error {
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (fingerprint, starts_at_ns) DO UPDATE SET
 			resolved_at_ns = COALESCE(excluded.resolved_at_ns, alert_states.resolved_at_ns)`),
-		ev.Fingerprint, ev.StartsAt.UnixNano(), ev.Name(), string(labels), ev.ReceivedAt.UnixNano(), resolved)
+		columnKey(ev.Fingerprint), ev.StartsAt.UnixNano(), columnText(ev.Name()), string(labels), ev.ReceivedAt.UnixNano(), resolved)
 	if err != nil {
 		return fmt.Errorf("record alert %s: %w", ev.ID, err)
 	}
@@ -97,7 +97,7 @@ func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]AlertState, error)
 		args  []any
 	)
 	if f.Alertname != "" {
-		where, args = append(where, "alertname = ?"), append(args, f.Alertname)
+		where, args = append(where, "alertname = ?"), append(args, columnText(f.Alertname))
 	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "starts_at_ns >= ?"), append(args, f.Since.UnixNano())

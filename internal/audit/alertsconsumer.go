@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,7 +15,7 @@ import (
 )
 
 // AlertsDurable is the consumer that feeds the incidents read model.
-const AlertsDurable = "salve-incidents"
+const AlertsDurable = bus.IncidentsDurable
 
 // AlertProjector reads ALERTS into the incidents read model. It has its own
 // durable consumer, so it never competes with the trigger for messages.
@@ -22,6 +23,8 @@ type AlertProjector struct {
 	JS    jetstream.JetStream
 	Store *Store
 	Log   *slog.Logger
+	// Metrics, when set, counts alerts left out.
+	Metrics IsolationMetrics
 }
 
 // Run projects until ctx ends.
@@ -56,6 +59,18 @@ func (p *AlertProjector) Run(ctx context.Context) error {
 				continue
 			}
 			if err := p.Store.RecordAlert(ctx, ev); err != nil {
+				if p.Store.Ping(ctx) == nil {
+					// The store answers but refuses this alert: retrying it
+					// would stop the read model for ever. The trigger
+					// handles the alert itself; only its timeline entry is
+					// missing, which the log and the metric say.
+					p.Log.Error("incidents: an alert the store cannot keep is left out of the read model", "alert_id", strconv.Quote(ev.ID), "error", err)
+					if p.Metrics != nil {
+						p.Metrics.EventIsolated("incidents")
+					}
+					_ = m.Term()
+					continue
+				}
 				p.Log.Warn("incidents: record alert; will retry", "error", err)
 				_ = m.NakWithDelay(time.Second)
 				continue

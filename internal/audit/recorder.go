@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,7 +24,7 @@ import (
 const (
 	StreamAnchors  = "AUDIT_ANCHORS"
 	SubjectAnchors = "salve.anchors.audit"
-	RecorderName   = "salve-audit-recorder"
+	RecorderName   = bus.RecorderDurable
 )
 
 // JetStreamAnchors reads and writes anchors in JetStream.
@@ -132,6 +134,8 @@ type Recorder struct {
 	// AckWait is how long a fetched, unacknowledged event (its recorder
 	// died before committing) waits before redelivery. Default 1m.
 	AckWait time.Duration
+	// Metrics, when set, counts events set aside.
+	Metrics IsolationMetrics
 }
 
 // Run records until ctx ends.
@@ -196,7 +200,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 		if len(got) == 0 {
 			continue
 		}
-		if _, err := r.Store.Append(ctx, evs); err != nil {
+		_, err = r.Store.Append(ctx, evs)
+		if err != nil && r.Store.Ping(ctx) == nil {
+			// The store answers, yet refused the batch: one of its events
+			// is one it cannot keep. Store the others, and that one as an
+			// audit.unstorable record, rather than retry it for ever.
+			err = r.appendIsolating(ctx, evs, got)
+		}
+		if err != nil {
 			// Nothing acked: every message of the batch comes back.
 			r.Log.Error("audit recorder: append failed; will retry", "error", err, "events", len(evs))
 			for _, m := range got {
@@ -221,6 +232,63 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// appendIsolating appends evs one at a time; an event the store refuses
+// while it answers other queries is replaced by an audit.unstorable record
+// naming its stream sequence, its ID and the store's reason, so the chain
+// keeps a trace of it and goes on.
+func (r *Recorder) appendIsolating(ctx context.Context, evs []domain.AuditEvent, msgs []jetstream.Msg) error {
+	for i, ev := range evs {
+		_, err := r.Store.Append(ctx, []domain.AuditEvent{ev})
+		if err == nil {
+			continue
+		}
+		if perr := r.Store.Ping(ctx); perr != nil {
+			return err // the store went away: retry the batch later
+		}
+		seq := uint64(0)
+		if meta, _ := msgs[i].Metadata(); meta != nil {
+			seq = meta.Sequence.Stream
+		}
+		r.Log.Error("audit recorder: an event the store cannot keep is recorded as audit.unstorable", "seq", seq, "event_id", strconv.Quote(ev.ID), "error", err)
+		if r.Metrics != nil {
+			r.Metrics.EventIsolated("recorder")
+		}
+		orig, _ := json.Marshal(ev)
+		rec := domain.AuditEvent{
+			ID: fmt.Sprintf("audit.unstorable/%d", seq), Time: time.Now().UTC(),
+			Actor:  domain.Actor{Kind: domain.ActorSystem, Name: "audit-recorder"},
+			Action: ActionUnstorable, Runbook: ev.Runbook, WorkflowID: ev.WorkflowID, IncidentKey: ev.IncidentKey,
+			Error:  fmt.Sprintf("message %d on the AUDIT stream could not be stored: %v", seq, err),
+			Detail: map[string]string{"eventId": strconv.Quote(ev.ID), "action": strconv.Quote(ev.Action), "eventJSON": truncateUTF8(string(orig), 16<<10)},
+		}
+		if _, err := r.Store.Append(ctx, []domain.AuditEvent{rec}); err != nil {
+			return fmt.Errorf("record audit.unstorable for message %d: %w", seq, err)
+		}
+	}
+	return nil
+}
+
+// ActionUnstorable marks an event the audit store refused: its ID, action
+// and JSON (cut to 16 KiB) are kept, quoted, in the record's detail.
+const ActionUnstorable = "audit.unstorable"
+
+// IsolationMetrics counts events a consumer set aside; internal/metrics
+// implements it.
+type IsolationMetrics interface {
+	EventIsolated(consumer string)
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -32,18 +32,20 @@ type recorderEnv struct {
 	store   *audit.Store
 	anchors *audit.JetStreamAnchors
 	pub     *bus.Publisher
+	path    string // of the SQLite store
 }
 
 func newRecorderEnv(t *testing.T) *recorderEnv {
 	t.Helper()
 	_, js := testenv.NATS(t)
 	ctx := context.Background()
-	store, err := audit.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	path := filepath.Join(t.TempDir(), "audit.db")
+	store, err := audit.Open(ctx, path)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
 	anchors := &audit.JetStreamAnchors{JS: js}
 	require.NoError(t, anchors.Ensure(ctx, 1))
-	return &recorderEnv{t: t, js: js, store: store, anchors: anchors, pub: bus.NewPublisher(js)}
+	return &recorderEnv{t: t, js: js, store: store, anchors: anchors, pub: bus.NewPublisher(js), path: path}
 }
 
 // logWriter sends the recorder's log to t.Log: visible only on failure.
@@ -57,6 +59,11 @@ func (w logWriter) Write(p []byte) (int, error) {
 // start runs a recorder in a goroutine and returns a function that cancels
 // it and waits for Run to return. The test's cleanup stops it too.
 func (e *recorderEnv) start(batch int) (stop func()) {
+	return e.startWith(batch, nil)
+}
+
+// startWith is start with metrics for the events the recorder sets aside.
+func (e *recorderEnv) startWith(batch int, m audit.IsolationMetrics) (stop func()) {
 	t := e.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,6 +74,7 @@ func (e *recorderEnv) start(batch int) (stop func()) {
 		Log:     slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Batch:   batch,
 		AckWait: 2 * time.Second, // so a "crashed" fetch comes back quickly
+		Metrics: m,
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -120,7 +120,7 @@ func (s *Store) Append(ctx context.Context, evs []domain.AuditEvent) (int, error
 	added := 0
 	for _, ev := range evs {
 		var one int
-		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM audit_events WHERE event_id = ?`), ev.ID).Scan(&one)
+		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM audit_events WHERE event_id = ?`), columnKey(ev.ID)).Scan(&one)
 		if err == nil {
 			continue // already recorded: a redelivery or a republish
 		}
@@ -139,7 +139,7 @@ func (s *Store) Append(ctx context.Context, evs []domain.AuditEvent) (int, error
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit_events
 			(seq, event_id, time_ns, action, runbook, workflow_id, incident_key, event_json, prev_hash, hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			seq, ev.ID, ev.Time.UnixNano(), ev.Action, ev.Runbook, ev.WorkflowID, ev.IncidentKey, string(canon), prev, hash); err != nil {
+			seq, columnKey(ev.ID), ev.Time.UnixNano(), columnText(ev.Action), columnText(ev.Runbook), columnText(ev.WorkflowID), columnText(ev.IncidentKey), string(canon), prev, hash); err != nil {
 			return 0, fmt.Errorf("insert audit event %s: %w", ev.ID, err)
 		}
 		prev = hash
@@ -149,6 +149,13 @@ func (s *Store) Append(ctx context.Context, evs []domain.AuditEvent) (int, error
 		return 0, fmt.Errorf("commit audit append: %w", err)
 	}
 	return added, nil
+}
+
+// Ping reports whether the store answers a query: how a consumer tells an
+// event the store refuses from a store that is down.
+func (s *Store) Ping(ctx context.Context) error {
+	_, _, err := s.Head(ctx)
+	return err
 }
 
 // Head returns the last record's sequence number and hash (0 and
@@ -194,16 +201,16 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Record, error) {
 	)
 	add := func(cond string, arg any) { where = append(where, cond); args = append(args, arg) }
 	if f.WorkflowID != "" {
-		add("workflow_id = ?", f.WorkflowID)
+		add("workflow_id = ?", columnText(f.WorkflowID))
 	}
 	if f.Runbook != "" {
-		add("runbook = ?", f.Runbook)
+		add("runbook = ?", columnText(f.Runbook))
 	}
 	if f.IncidentKey != "" {
-		add("incident_key = ?", f.IncidentKey)
+		add("incident_key = ?", columnText(f.IncidentKey))
 	}
 	if f.Action != "" {
-		add("action = ?", f.Action)
+		add("action = ?", columnText(f.Action))
 	}
 	if !f.Since.IsZero() {
 		add("time_ns >= ?", f.Since.UnixNano())

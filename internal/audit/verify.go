@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 )
 
@@ -32,6 +36,49 @@ type VerifyResult struct {
 	Problem  string `json:"problem,omitempty"`
 	// Anchor is the anchor checked against, if any.
 	Anchor *Anchor `json:"anchor,omitempty"`
+	// Unrecorded counts the accepted events still in the AUDIT stream,
+	// not yet in the store: the chain is verified up to HeadSeq only.
+	// Nil when JetStream was not asked.
+	Unrecorded *uint64 `json:"unrecorded,omitempty"`
+}
+
+// Summary is the one-line verdict people read (salve audit verify).
+func (r VerifyResult) Summary() string {
+	if !r.OK {
+		return fmt.Sprintf("BROKEN at sequence %d: %s (%d rows checked)", r.BrokenAt, r.Problem, r.Checked)
+	}
+	anchor := "no anchors checked"
+	if r.Anchor != nil {
+		anchor = fmt.Sprintf("matches the anchor at %d", r.Anchor.Seq)
+	}
+	s := fmt.Sprintf("OK: verified to sequence %d (%d events, head %s), %s", r.HeadSeq, r.Checked, r.HeadHash, anchor)
+	switch {
+	case r.Unrecorded == nil:
+	case *r.Unrecorded == 0:
+		s += "; every accepted event is recorded"
+	default:
+		s += fmt.Sprintf("; %d accepted events not yet recorded (the recorder is behind)", *r.Unrecorded)
+	}
+	return s
+}
+
+// Unrecorded reads how many accepted events the recorder has not stored
+// yet (its consumer's backlog on AUDIT).
+func Unrecorded(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	b, err := bus.ReadBacklog(ctx, js, bus.Consumer{Name: "recorder", Stream: bus.StreamAudit, Durable: RecorderName}, time.Now())
+	if errors.Is(err, bus.ErrNoConsumer) {
+		// No recorder ever ran: everything in AUDIT is unrecorded.
+		st, serr := js.Stream(ctx, bus.StreamAudit)
+		if serr != nil {
+			return 0, serr
+		}
+		info, serr := st.Info(ctx)
+		if serr != nil {
+			return 0, serr
+		}
+		return info.State.Msgs, nil
+	}
+	return b.Pending, err
 }
 
 // ErrBroken is returned by Verify's callers to map a broken chain to exit 1.
@@ -64,8 +111,8 @@ func Verify(ctx context.Context, s *Store, anchors Anchors) (VerifyResult, error
 		if err := json.Unmarshal([]byte(r.eventJSON), &ev); err != nil {
 			return fail(r.seq, "event is not valid JSON")
 		}
-		if ev.ID != r.eventID || ev.Action != r.action || ev.Runbook != r.runbook || ev.WorkflowID != r.workflowID ||
-			ev.IncidentKey != r.incidentKey || ev.Time.UnixNano() != r.timeNS {
+		if columnKey(ev.ID) != r.eventID || columnText(ev.Action) != r.action || columnText(ev.Runbook) != r.runbook ||
+			columnText(ev.WorkflowID) != r.workflowID || columnText(ev.IncidentKey) != r.incidentKey || ev.Time.UnixNano() != r.timeNS {
 			return fail(r.seq, "indexed columns differ from the hashed event: the row was edited")
 		}
 		res.HeadSeq, res.HeadHash = r.seq, r.hash

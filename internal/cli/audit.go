@@ -21,12 +21,12 @@ import (
 	"github.com/salve-sre/salve/internal/audit"
 )
 
-func newAudit(stdout, stderr io.Writer) *cobra.Command {
+func newAudit(stdout, stderr, raw io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Read, export and verify the tamper-evident audit log",
 	}
-	cmd.AddCommand(newAuditVerify(stdout), newAuditTail(stdout, stderr), newAuditExport(stdout))
+	cmd.AddCommand(newAuditVerify(stdout), newAuditTail(stdout, stderr), newAuditExport(raw))
 	return cmd
 }
 
@@ -51,13 +51,14 @@ tail. Exit code 0: intact; 1: broken (the first bad sequence number is printed).
 			}
 			defer store.Close()
 			var anchors audit.Anchors
+			var js jetstream.JetStream
 			if natsURL != "" {
 				nc, err := nats.Connect(natsURL, nats.Name("salve-audit-verify"), nats.Timeout(5*time.Second))
 				if err != nil {
 					return fmt.Errorf("connect to NATS for the anchors (or pass --nats '' to skip them): %w", err)
 				}
 				defer nc.Close()
-				js, err := jetstream.New(nc)
+				js, err = jetstream.New(nc)
 				if err != nil {
 					return err
 				}
@@ -67,15 +68,15 @@ tail. Exit code 0: intact; 1: broken (the first bad sequence number is printed).
 			if err != nil {
 				return err
 			}
+			if js != nil && res.OK {
+				if n, err := audit.Unrecorded(ctx, js); err == nil {
+					res.Unrecorded = &n
+				}
+			}
+			fmt.Fprintln(stdout, res.Summary())
 			if !res.OK {
-				fmt.Fprintf(stdout, "BROKEN at sequence %d: %s (%d rows checked)\n", res.BrokenAt, res.Problem, res.Checked)
 				return errBrokenChain
 			}
-			anchor := "no anchors checked"
-			if res.Anchor != nil {
-				anchor = fmt.Sprintf("matches the anchor at %d", res.Anchor.Seq)
-			}
-			fmt.Fprintf(stdout, "OK: %d events, head %d %s, %s\n", res.Checked, res.HeadSeq, res.HeadHash, anchor)
 			return nil
 		},
 	}

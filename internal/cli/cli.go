@@ -31,7 +31,12 @@ func version() string {
 }
 
 // NewRoot builds the command tree.
+//
+// Everything it prints goes through safeWriter, but audit export, whose
+// CSV and JSON lines are data to be kept byte for byte.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	raw := stdout
+	stdout, stderr = safeWriter{stdout}, safeWriter{stderr}
 	root := &cobra.Command{
 		Use:   "salve",
 		Short: "Salve turns alerts into safe, audited, automatic fixes",
@@ -47,7 +52,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr), newIncident(stdout), newRunbook(stdout, stderr),
+	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr, raw), newIncident(stdout), newRunbook(stdout, stderr),
 		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newAlerts(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
 	return root
 }

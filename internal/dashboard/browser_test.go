@@ -236,9 +236,9 @@ func TestDashboardInABrowser(t *testing.T) {
 	// Two alerts that automation fixes (2 × 15 min), one that waits.
 	now := time.Now().Add(-30 * time.Second)
 	for _, body := range []string{
-		alertWebhook("DiskFull", "db-1", "aa01", tg.URL, now),
-		alertWebhook("DiskFull", "db-2", "aa02", tg.URL, now),
-		alertWebhook("WebStuck", "web-1", "bb01", tg.URL, now),
+		alertWebhook("DiskFull", "db-1", "00000000000000a1", tg.URL, now),
+		alertWebhook("DiskFull", "db-2", "00000000000000a2", tg.URL, now),
+		alertWebhook("WebStuck", "web-1", "00000000000000b1", tg.URL, now),
 	} {
 		req, err := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", strings.NewReader(body))
 		require.NoError(t, err)

@@ -90,6 +90,7 @@ type Metrics struct {
 	stepDuration       *prometheus.HistogramVec
 	approvalWait       prometheus.Histogram
 	runbooksLoaded     prometheus.Gauge
+	isolated           *prometheus.CounterVec
 
 	pendingOnce sync.Once
 	pending     atomic.Pointer[func() float64]
@@ -156,13 +157,20 @@ func New() *Metrics {
 		Name: "salve_runbooks_loaded",
 		Help: "Runbooks in the serving set.",
 	})
+	m.isolated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_consumer_isolated_events_total",
+		Help: "Events a consumer set aside because its store refuses them, instead of retrying them for ever: the recorder stores an audit.unstorable record in their place; the incidents read model leaves the alert out.",
+	}, []string{"consumer"})
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.alertsReceived, m.alertsDeduplicated, m.ingestPublish, m.ingestRequests,
 		m.triggerDecisions, m.safetyChecks, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
-		m.approvalWait, m.runbooksLoaded, leaseCollector{m},
+		m.approvalWait, m.runbooksLoaded, leaseCollector{m}, m.isolated,
 	)
+	for _, c := range isolatingConsumers {
+		m.isolated.WithLabelValues(c)
+	}
 	for _, s := range alertStatuses {
 		m.alertsReceived.WithLabelValues(s)
 	}

@@ -10,6 +10,8 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -69,4 +71,13 @@ func Binary(t testing.TB, name, install string) string {
 		t.Fatalf("%s is not installed; the README's test command installs it (%s)", name, install)
 	}
 	return path
+}
+
+// Fingerprint turns a readable test name into a fingerprint written as
+// Alertmanager writes one (16 lowercase hex digits), which the webhook
+// requires.
+func Fingerprint(name string) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return fmt.Sprintf("%016x", h.Sum64())
 }

@@ -141,9 +141,9 @@ func (tl Timeline) JSON(w io.Writer) error {
 // Markdown writes the timeline as a postmortem-ready Markdown section.
 func (tl Timeline) Markdown(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Incident timeline: %s\n\n", tl.Incident)
-	fmt.Fprintf(&b, "- Runbooks: %s\n", listOrNone(tl.Runbooks))
-	fmt.Fprintf(&b, "- Runs: %s\n", listOrNone(tl.Runs))
+	fmt.Fprintf(&b, "# Incident timeline: %s\n\n", mdEscape(tl.Incident))
+	fmt.Fprintf(&b, "- Runbooks: %s\n", mdEscape(listOrNone(tl.Runbooks)))
+	fmt.Fprintf(&b, "- Runs: %s\n", mdEscape(listOrNone(tl.Runs)))
 	if len(tl.Entries) > 0 {
 		first, last := tl.Entries[0].Time, tl.Entries[len(tl.Entries)-1].Time
 		fmt.Fprintf(&b, "- From %s to %s (%s)\n", first.Format(time.RFC3339), last.Format(time.RFC3339), last.Sub(first).Round(time.Second))
@@ -155,10 +155,31 @@ func (tl Timeline) Markdown(w io.Writer) error {
 			text += ": " + e.Error
 		}
 		fmt.Fprintf(&b, "| %s | +%s | %s | %d |\n", e.Time.Format("2006-01-02 15:04:05"), e.Time.Sub(tl.Entries[0].Time).Round(time.Second),
-			strings.ReplaceAll(text, "|", `\|`), e.Seq)
+			mdEscape(text), e.Seq)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// mdEscape makes untrusted text (alert names, incident keys, errors) one
+// line of literal Markdown: line breaks become spaces, so no text can end
+// the table row or start a heading, and the characters that make
+// emphasis, code, links, images, HTML or a table cell are backslash-
+// escaped (the rest of the punctuation stays readable).
+func mdEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\r' || r == '\n' || r == '\u2028' || r == '\u2029':
+			b.WriteByte(' ')
+		case strings.ContainsRune("\\`*_[]<>|~", r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func listOrNone(s []string) string {

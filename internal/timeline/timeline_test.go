@@ -59,3 +59,33 @@ func TestBuildAndMarkdownGolden(t *testing.T) {
 	require.NoError(t, err, "run with -update to create it")
 	require.Equal(t, string(want), md.String())
 }
+
+// Alert-controlled text (an incident key, an alert name, an error) can
+// neither break the table nor add markup: no new row, heading, link,
+// image or HTML.
+func TestMarkdownEscapesUntrustedText(t *testing.T) {
+	const wf = "salve/restart/x"
+	evil := "x |\n# owned\r\n[click](http://evil) ![i](http://evil/i.png) <img src=x> **b** `c`"
+	incident := []audit.Record{
+		rec(1, "2026-11-24T09:00:31Z", domain.AuditEvent{Action: domain.ActionRunStarted, Runbook: "restart", WorkflowID: wf, IncidentKey: evil, Actor: domain.Actor{Kind: "alert", Name: evil}}),
+		rec(2, "2026-11-24T09:00:33Z", domain.AuditEvent{Action: domain.ActionRunFinished, Runbook: "restart", WorkflowID: wf, IncidentKey: evil, Outcome: "failed", Error: evil}),
+	}
+	var b bytes.Buffer
+	require.NoError(t, timeline.Build(evil, incident, nil).Markdown(&b))
+	out := b.String()
+	for _, line := range bytes.Split(b.Bytes(), []byte("\n")) {
+		require.False(t, bytes.HasPrefix(line, []byte("# owned")), "no heading from the text: %q", line)
+	}
+	require.NotContains(t, out, "[click](")
+	require.NotRegexp(t, `(^|[^\\])<img`, out, "HTML only escaped")
+	require.NotContains(t, out, "**b**")
+	require.Contains(t, out, `\[click\](http://evil)`)
+	rows := 0
+	for _, line := range bytes.Split(b.Bytes(), []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("| 2026")) {
+			rows++
+			require.Equal(t, 5, bytes.Count(line, []byte("|"))-bytes.Count(line, []byte(`\|`)), "four cells: %q", line)
+		}
+	}
+	require.Equal(t, 2, rows)
+}
