@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 )
 
@@ -134,7 +135,11 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.Log.Error("webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
 		w.Header().Set("Retry-After", "5")
-		WriteError(w, http.StatusServiceUnavailable, "alerts could not be stored durably; retry later", nil)
+		reason := "alerts could not be stored durably; retry later"
+		if errors.Is(err, bus.ErrStreamFull) {
+			reason = "the ALERTS stream is full (its size limit): nothing was stored; it takes alerts again as old ones age out (raise --alerts-max-bytes or lower --alerts-max-age); retry later"
+		}
+		WriteError(w, http.StatusServiceUnavailable, reason, nil)
 		return
 	}
 	if err := h.Audit.RecordAll(ctx, h.auditEvents(msg, evs, now())); err != nil {
@@ -142,7 +147,11 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// retry; the stream deduplicates the alerts themselves.
 		h.Log.Error("webhook audit not stored; answering 503 so Alertmanager retries", "error", err)
 		w.Header().Set("Retry-After", "5")
-		WriteError(w, http.StatusServiceUnavailable, "audit records could not be stored; retry later", nil)
+		reason := "audit records could not be stored; retry later"
+		if errors.Is(err, bus.ErrStreamFull) {
+			reason = "the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later"
+		}
+		WriteError(w, http.StatusServiceUnavailable, reason, nil)
 		return
 	}
 	if msg.TruncatedAlerts > 0 {

@@ -104,6 +104,10 @@ type Server struct {
 	// EventsPoll is how often a run's event stream checks for new audit
 	// records; default 300ms.
 	EventsPoll time.Duration
+	// MaxStreams bounds the event streams one caller (token or session
+	// subject) holds open at once; default DefaultMaxStreams.
+	MaxStreams int
+	streams    streamCounter
 
 	// Metrics serves GET /metrics (Prometheus); nil = 404.
 	Metrics http.Handler
@@ -217,15 +221,39 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
 }
 
+// CheckResult is one dependency's state, as /readyz shows it.
+type CheckResult struct {
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Error   string `json:"error,omitempty"`
+	Warning string `json:"warning,omitempty"`
+}
+
+// Health runs the checks (those named in only, or all) and reports each;
+// /readyz and the dashboard both show it.
+func (s *Server) Health(ctx context.Context, only map[string]bool) (ready bool, out []CheckResult) {
+	ready = true
+	for _, c := range s.Checks {
+		if len(only) > 0 && !only[c.Name] {
+			continue
+		}
+		res := CheckResult{Name: c.Name, OK: true, Warning: c.Warning}
+		if c.Warn != nil {
+			if w := c.Warn(ctx); w != "" {
+				res.Warning = strings.TrimPrefix(res.Warning+"; "+w, "; ")
+			}
+		}
+		if err := c.Check(ctx); err != nil {
+			res.OK, res.Error, ready = false, err.Error(), false
+		}
+		out = append(out, res)
+	}
+	return ready, out
+}
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	type result struct {
-		Name    string `json:"name"`
-		OK      bool   `json:"ok"`
-		Error   string `json:"error,omitempty"`
-		Warning string `json:"warning,omitempty"`
-	}
 	// ?check=nats,temporal limits readiness to the named checks: the
 	// webhook's readiness needs only NATS, so a Temporal outage or a
 	// missing worker need not take the webhook out of a load balancer
@@ -248,22 +276,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			only[name] = true
 		}
 	}
-	ready := true
-	out := make([]result, 0, len(s.Checks))
-	for _, c := range s.Checks {
-		if len(only) > 0 && !only[c.Name] {
-			continue
-		}
-		res := result{Name: c.Name, OK: true, Warning: c.Warning}
-		if c.Warn != nil {
-			if w := c.Warn(ctx); w != "" {
-				res.Warning = strings.TrimPrefix(res.Warning+"; "+w, "; ")
-			}
-		}
-		if err := c.Check(ctx); err != nil {
-			res.OK, res.Error, ready = false, err.Error(), false
-		}
-		out = append(out, res)
+	ready, out := s.Health(ctx, only)
+	if out == nil {
+		out = []CheckResult{}
 	}
 	code := http.StatusOK
 	if !ready {

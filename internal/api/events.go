@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
@@ -16,6 +17,41 @@ import (
 // keepalive is how often an idle event stream sends a comment, so proxies
 // and load balancers do not close it.
 const keepalive = 15 * time.Second
+
+// DefaultMaxStreams is how many event streams one caller may hold open:
+// a dashboard tab holds one; each stream polls the audit store.
+const DefaultMaxStreams = 8
+
+// streamWriteTimeout drops a stream whose client stopped reading.
+const streamWriteTimeout = 30 * time.Second
+
+// streamCounter counts open event streams per caller.
+type streamCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take reserves a stream for who, or reports false at the limit.
+func (c *streamCounter) take(who string, limit int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	if c.n[who] >= limit {
+		return false
+	}
+	c.n[who]++
+	return true
+}
+
+func (c *streamCounter) give(who string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[who]--; c.n[who] <= 0 {
+		delete(c.n, who)
+	}
+}
 
 // runEvents serves GET /v1/runs/{id}/events: the run's audit records as
 // Server-Sent Events, in order, as they are written. Each event's id is
@@ -62,6 +98,22 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 		triggers.WriteError(w, http.StatusInternalServerError, "streaming is not supported by this connection", nil)
 		return
 	}
+	who := principal(r).Subject
+	limit := s.MaxStreams
+	if limit <= 0 {
+		limit = DefaultMaxStreams
+	}
+	if !s.streams.take(who, limit) {
+		w.Header().Set("Retry-After", "10")
+		triggers.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%s already holds %d open event streams (the limit): close one (a browser tab) and retry", who, limit), nil)
+		return
+	}
+	defer s.streams.give(who)
+	// The server's write timeout is for ordinary answers: a stream lives
+	// as long as its run, and is dropped only when its client stops
+	// reading for streamWriteTimeout.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -100,6 +152,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 		if len(recs) > 0 {
 			flusher.Flush()
 			lastWrite = time.Now()
+			_ = rc.SetWriteDeadline(lastWrite.Add(streamWriteTimeout))
 		}
 		if !finished && len(recs) == 0 && polls%10 == 9 {
 			// A terminated run writes no run.finished: ask Temporal, and end
@@ -126,6 +179,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, ": keepalive\n\n")
 			flusher.Flush()
 			lastWrite = time.Now()
+			_ = rc.SetWriteDeadline(lastWrite.Add(streamWriteTimeout))
 		}
 		select {
 		case <-ctx.Done():

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -566,4 +568,48 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// One caller cannot hold more than MaxStreams event streams open: each
+// polls the audit store for as long as it lives. Closing one frees its
+// place.
+func TestEventStreamsPerCallerAreCapped(t *testing.T) {
+	fx := newFixture(t)
+	fx.srv.MaxStreams = 2
+	ts := httptest.NewServer(fx.srv.Handler())
+	t.Cleanup(ts.Close)
+	open := func(tok string) (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/v1/runs/"+url.PathEscape(wfNoWorker)+"/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp, cancel
+	}
+	r1, c1 := open(fx.tok.viewer)
+	defer c1()
+	r2, c2 := open(fx.tok.viewer)
+	defer c2()
+	require.Equal(t, http.StatusOK, r1.StatusCode)
+	require.Equal(t, http.StatusOK, r2.StatusCode)
+	r3, c3 := open(fx.tok.viewer)
+	body, _ := io.ReadAll(r3.Body)
+	c3()
+	require.Equal(t, http.StatusTooManyRequests, r3.StatusCode)
+	require.Contains(t, string(body), "val already holds 2 open event streams")
+	require.NotEmpty(t, r3.Header.Get("Retry-After"))
+
+	// Another caller is not affected.
+	r4, c4 := open(fx.tok.operator)
+	defer c4()
+	require.Equal(t, http.StatusOK, r4.StatusCode)
+
+	c1()
+	_ = r1.Body.Close()
+	require.Eventually(t, func() bool {
+		r, c := open(fx.tok.viewer)
+		defer c()
+		return r.StatusCode == http.StatusOK
+	}, 5*time.Second, 20*time.Millisecond, "a closed stream frees its place")
 }

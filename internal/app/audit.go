@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,7 +19,7 @@ type auditLog struct {
 	close   func()
 }
 
-func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, m *metrics.Metrics, log *slog.Logger) (*auditLog, error) {
+func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, keepRecorded time.Duration, m *metrics.Metrics, log *slog.Logger) (*auditLog, error) {
 	store, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -32,7 +33,7 @@ func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replica
 	done := make(chan struct{}, 2)
 	go func() {
 		defer func() { done <- struct{}{} }()
-		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log, Metrics: m}
+		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log, Metrics: m, KeepRecorded: keepRecorded}
 		if err := r.Run(rctx); err != nil {
 			log.Error("audit recorder stopped", "error", err)
 		}

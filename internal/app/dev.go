@@ -111,6 +111,11 @@ type DevConfig struct {
 	StreamReplicas int
 	// AlertsMaxAge is how long ALERTS keeps accepted alerts (default 7d).
 	AlertsMaxAge time.Duration
+	// AlertsMaxBytes and AuditMaxBytes bound the streams (0 =
+	// bus.DefaultMaxBytes); AuditKeepRecorded is how long recorded events
+	// stay in AUDIT (0 = for ever).
+	AlertsMaxBytes, AuditMaxBytes int64
+	AuditKeepRecorded             time.Duration
 	// RunbookKey signs runbook snapshots (at least 32 bytes), shared by
 	// every role; "" = one generated once in NATS (internal/snapshot).
 	RunbookKey string
@@ -280,7 +285,8 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{Replicas: cfg.StreamReplicas, AlertsMaxAge: cfg.AlertsMaxAge}); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{Replicas: cfg.StreamReplicas, AlertsMaxAge: cfg.AlertsMaxAge,
+		AlertsMaxBytes: cfg.AlertsMaxBytes, AuditMaxBytes: cfg.AuditMaxBytes}); err != nil {
 		return nil, err
 	}
 	pub := bus.NewPublisher(js)
@@ -431,7 +437,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if auditDB == "" {
 		auditDB = filepath.Join(cfg.DataDir, "audit.db")
 	}
-	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, m, log.With("component", "audit"))
+	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, cfg.AuditKeepRecorded, m, log.With("component", "audit"))
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +501,17 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 // serve serves h on ln (TLS when configured) until Close.
 func (d *Dev) serve(ln net.Listener, h http.Handler, fc FileConfig) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A webhook body (at most 4 MiB) is read well within this; a
+		// client that trickles one is cut off.
+		ReadTimeout: time.Minute,
+		// Event streams set their own deadline (internal/api).
+		WriteTimeout: time.Minute,
+		// Idle keep-alive connections are closed, not held for ever.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+	}
 	go func() {
 		serve := func() error { return hs.Serve(ln) }
 		if fc.TLS.CertFile != "" {

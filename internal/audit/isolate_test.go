@@ -3,12 +3,14 @@ package audit_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 )
 
@@ -67,4 +69,34 @@ func TestRecorderSetsAsideAnEventTheStoreRefuses(t *testing.T) {
 		n, err := audit.Unrecorded(ctx, e.js)
 		return err == nil && n == 0
 	}, waitFor, tick, "the recorder's backlog drains")
+}
+
+// A full AUDIT stream refuses new events with ErrStreamFull (the webhook
+// then answers 503 and says why) and takes events again by itself once
+// the recorder has stored and dropped what it holds: nothing is lost.
+func TestFullAuditStreamRecoversWhenTheRecorderCatchesUp(t *testing.T) {
+	e := newRecorderEnv(t)
+	ctx := context.Background()
+	require.NoError(t, bus.EnsureStreams(ctx, e.js, bus.StreamOptions{AuditMaxBytes: 16 << 10}))
+	var sent []domain.AuditEvent
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		ev := events(1, fmt.Sprintf("full-%04d", i))[0]
+		if full = e.pub.RecordAll(ctx, []domain.AuditEvent{ev}); full == nil {
+			sent = append(sent, ev)
+		}
+	}
+	require.ErrorIs(t, full, bus.ErrStreamFull, "a small AUDIT stream fills up")
+	require.ErrorIs(t, full, bus.ErrNotStored)
+	require.NotEmpty(t, sent)
+
+	stop := e.startKeeping(time.Millisecond)
+	defer stop()
+	more := events(1, "after-full")[0]
+	require.Eventually(t, func() bool { return e.pub.RecordAll(ctx, []domain.AuditEvent{more}) == nil },
+		waitFor, 100*time.Millisecond, "AUDIT takes events again once recorded ones are dropped")
+	e.waitRows(len(sent) + 1)
+	res, err := audit.Verify(ctx, e.store, nil)
+	require.NoError(t, err)
+	require.True(t, res.OK, res.Problem)
 }

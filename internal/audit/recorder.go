@@ -136,6 +136,20 @@ type Recorder struct {
 	AckWait time.Duration
 	// Metrics, when set, counts events set aside.
 	Metrics IsolationMetrics
+	// KeepRecorded > 0 drops recorded messages from AUDIT this long after
+	// they were committed: the store is the record of truth, and a full
+	// AUDIT stream would refuse new events. 0 keeps them (tests).
+	// Truncation detection does not need them: it uses the anchors.
+	KeepRecorded time.Duration
+
+	committed []seqAt // batches committed, oldest first, not yet dropped
+	lastPurge time.Time
+}
+
+// seqAt is the last stream sequence of a committed batch and when.
+type seqAt struct {
+	seq uint64
+	at  time.Time
 }
 
 // Run records until ctx ends.
@@ -225,13 +239,58 @@ func (r *Recorder) Run(ctx context.Context) error {
 				}
 			}
 		}
+		var last uint64
 		for _, m := range got {
 			if err := m.Ack(); err != nil {
 				r.Log.Warn("audit recorder: ack (the event will be redelivered and deduplicated)", "error", err)
 			}
+			if meta, _ := m.Metadata(); meta != nil {
+				last = max(last, meta.Sequence.Stream)
+			}
+		}
+		if r.KeepRecorded > 0 {
+			r.committed = append(r.committed, seqAt{seq: last, at: time.Now()})
+			r.dropRecorded(ctx, cons)
 		}
 	}
 	return nil
+}
+
+// dropRecorded purges AUDIT up to the newest batch committed more than
+// KeepRecorded ago — never past the consumer's ack floor, below which
+// every message is recorded. At most once a minute (or per KeepRecorded).
+func (r *Recorder) dropRecorded(ctx context.Context, cons jetstream.Consumer) {
+	now := time.Now()
+	if now.Sub(r.lastPurge) < min(r.KeepRecorded, time.Minute) {
+		return
+	}
+	r.lastPurge = now
+	var upTo uint64
+	n := 0
+	for _, c := range r.committed {
+		if now.Sub(c.at) < r.KeepRecorded {
+			break
+		}
+		upTo, n = c.seq, n+1
+	}
+	if upTo == 0 {
+		return
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		r.Log.Warn("audit recorder: consumer info for the purge", "error", err)
+		return
+	}
+	upTo = min(upTo, info.AckFloor.Stream)
+	st, err := r.JS.Stream(ctx, bus.StreamAudit)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSequence(upTo+1))
+	}
+	if err != nil {
+		r.Log.Warn("audit recorder: drop recorded events from AUDIT", "error", err)
+		return
+	}
+	r.committed = r.committed[n:]
 }
 
 // appendIsolating appends evs one at a time; an event the store refuses

@@ -64,17 +64,28 @@ func (e *recorderEnv) start(batch int) (stop func()) {
 
 // startWith is start with metrics for the events the recorder sets aside.
 func (e *recorderEnv) startWith(batch int, m audit.IsolationMetrics) (stop func()) {
+	return e.run(batch, m, 0)
+}
+
+// startKeeping starts a recorder that drops recorded events from AUDIT
+// after keep.
+func (e *recorderEnv) startKeeping(keep time.Duration) (stop func()) {
+	return e.run(16, nil, keep)
+}
+
+func (e *recorderEnv) run(batch int, m audit.IsolationMetrics, keep time.Duration) (stop func()) {
 	t := e.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &audit.Recorder{
-		JS:      e.js,
-		Store:   e.store,
-		Anchors: e.anchors,
-		Log:     slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Batch:   batch,
-		AckWait: 2 * time.Second, // so a "crashed" fetch comes back quickly
-		Metrics: m,
+		JS:           e.js,
+		Store:        e.store,
+		Anchors:      e.anchors,
+		Log:          slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Batch:        batch,
+		AckWait:      2 * time.Second, // so a "crashed" fetch comes back quickly
+		Metrics:      m,
+		KeepRecorded: keep,
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -38,7 +38,20 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 	AlertsMaxAge    time.Duration // default 7 days: room to replay
 	AuditMaxAge     time.Duration // default 0 (forever): the audit store may lag
+	// AlertsMaxBytes and AuditMaxBytes bound each stream's size (default
+	// DefaultMaxBytes). A full stream refuses new messages (ErrStreamFull:
+	// the webhook answers 503) rather than drop old ones, which may not be
+	// processed yet; it takes messages again once alerts age out (ALERTS)
+	// or the recorder drops what it has recorded (AUDIT).
+	AlertsMaxBytes int64
+	AuditMaxBytes  int64
 }
+
+// DefaultMaxBytes is each stream's default size limit.
+const DefaultMaxBytes = 1 << 30
+
+// ErrStreamFull: the stream is at its size limit and refuses new messages.
+var ErrStreamFull = errors.New("stream full")
 
 // EnsureStreams creates or updates the streams Salve needs.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
@@ -51,6 +64,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	if o.AlertsMaxAge == 0 {
 		o.AlertsMaxAge = 7 * 24 * time.Hour
 	}
+	if o.AlertsMaxBytes == 0 {
+		o.AlertsMaxBytes = DefaultMaxBytes
+	}
+	if o.AuditMaxBytes == 0 {
+		o.AuditMaxBytes = DefaultMaxBytes
+	}
 	for _, cfg := range []jetstream.StreamConfig{
 		{
 			Name:        StreamAlerts,
@@ -60,6 +79,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Replicas:    o.Replicas,
 			Duplicates:  o.DuplicateWindow,
 			MaxAge:      o.AlertsMaxAge,
+			MaxBytes:    o.AlertsMaxBytes,
+			Discard:     jetstream.DiscardNew,
 		},
 		{
 			Name:        StreamAudit,
@@ -69,6 +90,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Replicas:    o.Replicas,
 			Duplicates:  o.DuplicateWindow,
 			MaxAge:      o.AuditMaxAge,
+			MaxBytes:    o.AuditMaxBytes,
+			Discard:     jetstream.DiscardNew,
 		},
 	} {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -156,6 +179,15 @@ func subjectToken(s string) string {
 	}, s)
 }
 
+// notStored wraps a publish failure: ErrNotStored always, and
+// ErrStreamFull when the stream is at its size limit.
+func notStored(subject string, err error) error {
+	if s := err.Error(); strings.Contains(s, "maximum bytes exceeded") || strings.Contains(s, "maximum messages exceeded") {
+		return fmt.Errorf("%w: %w: publish %s: %v", ErrNotStored, ErrStreamFull, subject, err)
+	}
+	return fmt.Errorf("%w: publish %s: %v", ErrNotStored, subject, err)
+}
+
 // publishAll returns how many messages JetStream answered as duplicates.
 func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ error) {
 	if len(msgs) == 1 {
@@ -163,7 +195,7 @@ func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ 
 		m := msgs[0]
 		ack, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}})
 		if err != nil {
-			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+			return 0, notStored(m.subject, err)
 		}
 		if ack != nil && ack.Duplicate {
 			dups++
@@ -186,7 +218,7 @@ func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ 
 				dups++
 			}
 		case err := <-f.Err():
-			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, f.Msg().Subject, err)
+			return 0, notStored(f.Msg().Subject, err)
 		case <-ctx.Done():
 			return 0, fmt.Errorf("%w: %v", ErrNotStored, ctx.Err())
 		}

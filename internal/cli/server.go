@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/salve-sre/salve/internal/app"
+	"github.com/salve-sre/salve/internal/bus"
 )
 
 // commonFlags are the flags of every command that runs Salve's roles.
@@ -34,6 +35,9 @@ func commonFlags(f *pflag.FlagSet, cfg *app.DevConfig, logLevel, logFormat *stri
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM), with --tls-key")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) for --tls-cert")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL people reach Salve at, for links in notifications (default: the listen address)")
+	f.Int64Var(&cfg.AlertsMaxBytes, "alerts-max-bytes", bus.DefaultMaxBytes, "size limit of the ALERTS stream in bytes; when full the webhook answers 503 until old alerts age out")
+	f.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", bus.DefaultMaxBytes, "size limit of the AUDIT stream in bytes; when full the webhook answers 503 until the recorder catches up")
+	f.DurationVar(&cfg.AuditKeepRecorded, "audit-keep-recorded", 24*time.Hour, "how long recorded events stay in the AUDIT stream after the audit store has them (0 = for ever)")
 	f.StringVar(logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(logFormat, "log-format", "text", "text or json")
 

@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -268,6 +269,22 @@ func TestPagesForAnOperator(t *testing.T) {
 		body = page(t, fx, "/ui/?window=30d", op, 200, `href="/ui/?window=30d" class="active"`, "4 runs, 1 failed, 5 alerts")
 		require.Equal(t, bars(30), strings.Count(body, `<rect class="bar" x=`))
 		page(t, fx, "/ui/?window=bogus", op, 200, `href="/ui/?window=7d" class="active"`)
+	})
+
+	t.Run("overview shows what is unwell", func(t *testing.T) {
+		fx := newFixture(t)
+		fx.srv.Checks = []api.Check{
+			{Name: "nats", Check: func(context.Context) error { return nil }},
+			{Name: "backlog", Check: func(context.Context) error { return nil },
+				Warn: func(context.Context) string {
+					return "recorder is behind: 12 accepted audit events not yet recorded, the oldest 2m0s old"
+				}},
+			{Name: "worker", Check: func(context.Context) error { return errors.New("no worker polls the task queue") }},
+		}
+		body := page(t, fx, "/ui/", fx.tok.operator, 200,
+			`<p class="msg msg-warn" data-check="backlog" role="status">backlog: recorder is behind: 12 accepted audit events not yet recorded, the oldest 2m0s old</p>`,
+			`<p class="msg msg-error" data-check="worker" role="status">worker: no worker polls the task queue</p>`)
+		require.NotContains(t, body, `data-check="nats"`, "a healthy check without warning is not shown")
 	})
 
 	t.Run("overview without stats says so", func(t *testing.T) {

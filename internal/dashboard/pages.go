@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/domain"
@@ -37,6 +38,9 @@ var windows = []struct {
 type overviewPage struct {
 	Window  string
 	Windows []string
+	// Health lists the checks that failed or warn (e.g. a consumer
+	// falling behind): the overview never looks fine when Salve is not.
+	Health []api.CheckResult
 	// StatsError is shown instead of the figures.
 	StatsError string
 	Report     stats.Report
@@ -67,6 +71,14 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	pg := overviewPage{Window: win, Windows: keys}
 	v.Title, v.Nav, v.Page = "Overview", "overview", &pg
+	hctx, hcancel := context.WithTimeout(r.Context(), 3*time.Second)
+	_, checks := d.o.API.Health(hctx, nil)
+	hcancel()
+	for _, c := range checks {
+		if !c.OK || c.Warning != "" {
+			pg.Health = append(pg.Health, c)
+		}
+	}
 	if d.o.API.Stats == nil {
 		pg.StatsError = "Statistics are not available on this server (no stats source is configured)."
 		d.render(w, http.StatusOK, "overview", v)

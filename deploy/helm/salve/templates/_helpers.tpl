@@ -248,6 +248,12 @@ Takes (dict "ctx" $ "component" "server"|"worker").
   value: {{ $v.nats.streamReplicas | quote }}
 - name: SALVE_ALERTS_MAX_AGE
   value: {{ $v.nats.alertsMaxAge | quote }}
+- name: SALVE_ALERTS_MAX_BYTES
+  value: {{ $v.nats.alertsMaxBytes | int64 | quote }}
+- name: SALVE_AUDIT_MAX_BYTES
+  value: {{ $v.nats.auditMaxBytes | int64 | quote }}
+- name: SALVE_AUDIT_KEEP_RECORDED
+  value: {{ $v.nats.auditKeepRecorded | quote }}
 - name: SALVE_TEMPORAL_ADDRESS
   value: {{ $v.temporal.address | quote }}
 - name: SALVE_TEMPORAL_NAMESPACE
