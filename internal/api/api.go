@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -104,6 +105,10 @@ type Server struct {
 	// EventsPoll is how often a run's event stream checks for new audit
 	// records; default 300ms.
 	EventsPoll time.Duration
+	// Sessions keeps the dashboard's sign-ins; nil = no cookie sign-in.
+	Sessions auth.SessionStore
+	// TrustedProxies may say a request came over TLS (X-Forwarded-Proto).
+	TrustedProxies []netip.Prefix
 	// MaxStreams bounds the event streams one caller (token or session
 	// subject) holds open at once; default DefaultMaxStreams.
 	MaxStreams int

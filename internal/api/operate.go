@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -32,8 +34,9 @@ const maxBody = 1 << 20
 
 type principalKey struct{}
 
-// SessionCookie holds the web dashboard's API token (HTTP-only), and
-// CSRFHeader must accompany cookie-authenticated POSTs.
+// SessionCookie holds the web dashboard's session ID (HTTP-only; the
+// session itself is kept server-side, auth.SessionStore), and CSRFHeader
+// must accompany cookie-authenticated POSTs.
 const (
 	SessionCookie = "salve_session"
 	CSRFHeader    = "X-Salve-Request"
@@ -66,6 +69,51 @@ func (l *refusalLimiter) allow(now time.Time) (bool, int64) {
 	return true, n
 }
 
+// SessionPrincipal returns the holder of the request's session cookie:
+// the session must be live, and the API token that opened it still
+// configured (removing a token ends its sessions).
+func (s *Server) SessionPrincipal(r *http.Request) (auth.Principal, error) {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return auth.Principal{}, auth.ErrNoToken
+	}
+	if s.Sessions == nil || s.Auth == nil {
+		return auth.Principal{}, errors.New("this server keeps no dashboard sessions: use an API token")
+	}
+	sess, err := s.Sessions.Get(r.Context(), c.Value)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	return s.Auth.ByHash(sess.TokenSHA256)
+}
+
+// SecureRequest reports whether the browser reached Salve over HTTPS:
+// directly, or — per a proxy listed in TrustedProxies — through a proxy
+// that terminated TLS (X-Forwarded-Proto: https), or because PublicURL is
+// https. Cookies are then marked Secure.
+func (s *Server) SecureRequest(r *http.Request) bool {
+	if r.TLS != nil || strings.HasPrefix(s.PublicURL, "https://") {
+		return true
+	}
+	if r.Header.Get("X-Forwarded-Proto") != "https" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.TrustedProxies {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
 // principal is the authenticated caller of a guarded request.
 func principal(r *http.Request) auth.Principal {
 	p, _ := r.Context().Value(principalKey{}).(auth.Principal)
@@ -91,8 +139,8 @@ func (s *Server) guard(rt Route) http.Handler {
 			// cookie. A state-changing request must also carry a header
 			// that a cross-site form cannot send (there is no CORS), so a
 			// page on another site cannot act with the cookie.
-			if c, cerr := r.Cookie(SessionCookie); cerr == nil {
-				p, err = s.Auth.Token(c.Value)
+			if _, cerr := r.Cookie(SessionCookie); cerr == nil {
+				p, err = s.SessionPrincipal(r)
 				if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(CSRFHeader) == "" {
 					s.refuse(w, r, http.StatusForbidden, p, "a request authenticated by the session cookie must carry the header "+CSRFHeader+": 1")
 					return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,27 @@ type FileConfig struct {
 	Egress struct {
 		Allow []string `yaml:"allow"`
 	} `yaml:"egress"`
+	// TrustedProxies are the proxies (CIDRs or IPs) whose
+	// X-Forwarded-Proto: https Salve believes, to mark the dashboard's
+	// session cookie Secure behind a TLS-terminating ingress.
+	TrustedProxies []string `yaml:"trustedProxies"`
+}
+
+// trustedProxies parses TrustedProxies.
+func (c FileConfig) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("trustedProxies[%d]: %q is neither a CIDR (10.0.0.0/8) nor an IP", i, s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // LoadFileConfig reads a config file strictly: an unknown key is an
@@ -69,6 +91,9 @@ func LoadFileConfig(path string) (FileConfig, error) {
 	}
 	if err := c.Safety.Validate(); err != nil {
 		return c, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile, &c.Safety.Alertmanager.BearerTokenFile} {
 		if *f != "" && !filepath.IsAbs(*f) {

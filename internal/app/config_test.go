@@ -35,6 +35,12 @@ safety:
 	require.Equal(t, time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC), c.Safety.MaintenanceWindows[0].Start.UTC())
 	require.True(t, filepath.IsAbs(c.Safety.Alertmanager.BearerTokenFile), "relative to the config file")
 
+	c, err = app.LoadFileConfig(writeConfig(t, "trustedProxies: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\n"))
+	require.NoError(t, err)
+	require.Len(t, c.TrustedProxies, 3)
+	_, err = app.LoadFileConfig(writeConfig(t, "trustedProxies: [ingress-nginx]\n"))
+	require.ErrorContains(t, err, `trustedProxies[0]: "ingress-nginx" is neither a CIDR (10.0.0.0/8) nor an IP`)
+
 	_, err = app.LoadFileConfig(writeConfig(t, "safety:\n  maxConcurentRuns: 3\n"))
 	require.ErrorContains(t, err, "field maxConcurentRuns not found", "a misspelt setting is an error")
 

@@ -478,6 +478,12 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	srv.Safety = guard
 	srv.Failed = failed
+	if srv.Sessions, err = auth.OpenSessions(ctx, js, cfg.StreamReplicas); err != nil {
+		return nil, err
+	}
+	if srv.TrustedProxies, err = fc.trustedProxies(); err != nil {
+		return nil, err
+	}
 	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
 		p, err := rs.PendingApprovals(ctx)
 		return len(p), err

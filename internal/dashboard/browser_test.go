@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -541,5 +543,34 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.Contains(t, tl, "runbook guarded-restart matched")
 		screenshot("incident")
 		noProblems("the incident timeline")
+	})
+
+	t.Run("sign out, and the old cookie no longer works", func(t *testing.T) {
+		res, err := chromedp.Run(bctx, func(ctx context.Context, target *chromedp.Target) (network.GetCookiesResult, error) {
+			return cdp.Call(ctx, target, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/ui/"}})
+		})
+		require.NoError(t, err)
+		var old string
+		for _, c := range res.Cookies {
+			if c.Name == "salve_session" {
+				old = c.Value
+			}
+		}
+		require.NotEmpty(t, old)
+		do(chromedp.Navigate(base+"/ui/runs"), chromedp.WaitVisible(`button.link`), chromedp.Click(`button.link`))
+		do(chromedp.WaitVisible(chromedp.ID("token")))
+		// Replayed from elsewhere, the old cookie opens nothing.
+		req, err := http.NewRequest(http.MethodGet, base+"/v1/runs", nil)
+		require.NoError(t, err)
+		req.AddCookie(&http.Cookie{Name: "salve_session", Value: old})
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		do(chromedp.Navigate(base + "/ui/runs"))
+		do(chromedp.WaitVisible(chromedp.ID("token")))
+		problemsMu.Lock()
+		problems = nil // the 401 of the replayed cookie is expected
+		problemsMu.Unlock()
 	})
 }

@@ -49,9 +49,6 @@ type Options struct {
 // Prefix is where the dashboard is served.
 const Prefix = "/ui/"
 
-// sessionMaxAge is how long the browser keeps the session cookie.
-const sessionMaxAge = 12 * time.Hour
-
 // contentSecurityPolicy allows only the dashboard's own files: no inline
 // script or style, so injected markup cannot run.
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'"
@@ -196,7 +193,7 @@ func (d *dashboard) page(h func(w http.ResponseWriter, r *http.Request, v *view)
 		p, ok := d.session(r)
 		if !ok {
 			if _, err := r.Cookie(api.SessionCookie); err == nil {
-				clearSession(w, r) // expired or revoked token
+				d.clearSession(w, r) // ended, expired, or its token removed
 			}
 			http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
@@ -208,11 +205,7 @@ func (d *dashboard) page(h func(w http.ResponseWriter, r *http.Request, v *view)
 
 // session returns the holder of the request's session cookie.
 func (d *dashboard) session(r *http.Request) (auth.Principal, bool) {
-	c, err := r.Cookie(api.SessionCookie)
-	if err != nil || c.Value == "" || d.o.API.Auth == nil {
-		return auth.Principal{}, false
-	}
-	p, err := d.o.API.Auth.Token(c.Value)
+	p, err := d.o.API.SessionPrincipal(r)
 	if err != nil || !p.Can(auth.RoleViewer) {
 		return auth.Principal{}, false
 	}
@@ -317,13 +310,25 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.logins.succeeded(ip)
+	if d.o.API.Sessions == nil {
+		again(http.StatusServiceUnavailable, "This server keeps no dashboard sessions; use the API with your token.")
+		return
+	}
+	// The cookie holds a random session ID, never the token: signing out
+	// ends the session on every replica.
+	id, err := d.o.API.Sessions.Create(r.Context(), auth.Session{TokenSHA256: auth.HashToken(tok), Subject: p.Subject, Expires: d.now().Add(auth.SessionTTL)})
+	if err != nil {
+		d.log.Error("dashboard sign-in: store the session", "error", err)
+		again(http.StatusServiceUnavailable, "Cannot start a session now (the session store does not answer); try again shortly.")
+		return
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     api.SessionCookie,
-		Value:    tok,
+		Value:    id,
 		Path:     "/",
-		MaxAge:   int(sessionMaxAge.Seconds()),
+		MaxAge:   int(auth.SessionTTL.Seconds()),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   d.o.API.SecureRequest(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 	d.log.Info("dashboard sign-in", "subject", p.Subject, "role", p.Role.String(), "remote", ip)
@@ -331,13 +336,20 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
-	clearSession(w, r)
+	if c, err := r.Cookie(api.SessionCookie); err == nil && c.Value != "" && d.o.API.Sessions != nil {
+		if err := d.o.API.Sessions.Delete(r.Context(), c.Value); err != nil {
+			d.log.Error("dashboard sign-out: end the session", "error", err)
+			http.Error(w, "cannot end the session now (the session store does not answer); try again", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	d.clearSession(w, r)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-func clearSession(w http.ResponseWriter, r *http.Request) {
+func (d *dashboard) clearSession(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: api.SessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: d.o.API.SecureRequest(r), SameSite: http.SameSiteStrictMode})
 }
 
 // auditDenied records a failed sign-in like the API records a refusal,

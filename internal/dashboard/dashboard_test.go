@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -76,7 +77,8 @@ func TestLogin(t *testing.T) {
 		require.Equal(t, "/ui/runs?status=failed", rec.Header().Get("Location"))
 		c := sessionCookie(t, rec)
 		require.NotNil(t, c)
-		require.Equal(t, fx.tok.operator, c.Value)
+		require.NotContains(t, c.Value, fx.tok.operator, "the cookie holds a session ID, never the token")
+		require.Len(t, c.Value, 43, "256 random bits")
 		require.True(t, c.HttpOnly)
 		require.Equal(t, http.SameSiteStrictMode, c.SameSite)
 		require.Equal(t, "/", c.Path)
@@ -90,6 +92,24 @@ func TestLogin(t *testing.T) {
 		rec := postLogin(fx, url.Values{"token": {fx.tok.viewer}}, func(r *http.Request) { r.TLS = &tls.ConnectionState{} })
 		require.Equal(t, http.StatusSeeOther, rec.Code)
 		require.Equal(t, "/ui/", rec.Header().Get("Location"))
+		require.True(t, sessionCookie(t, rec).Secure)
+	})
+
+	t.Run("behind a TLS proxy the cookie is Secure only if the proxy is trusted", func(t *testing.T) {
+		viaProxy := func(r *http.Request) { r.RemoteAddr = "10.1.2.3:5555"; r.Header.Set("X-Forwarded-Proto", "https") }
+		rec := postLogin(fx, url.Values{"token": {fx.tok.viewer}}, viaProxy)
+		require.Equal(t, http.StatusSeeOther, rec.Code)
+		require.False(t, sessionCookie(t, rec).Secure, "anyone can send X-Forwarded-Proto")
+		fx.srv.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		defer func() { fx.srv.TrustedProxies = nil }()
+		rec = postLogin(fx, url.Values{"token": {fx.tok.viewer}}, viaProxy)
+		require.True(t, sessionCookie(t, rec).Secure)
+	})
+
+	t.Run("an https public URL makes the cookie Secure", func(t *testing.T) {
+		fx.srv.PublicURL = "https://salve.example.com"
+		defer func() { fx.srv.PublicURL = "" }()
+		rec := postLogin(fx, url.Values{"token": {fx.tok.viewer}}, nil)
 		require.True(t, sessionCookie(t, rec).Secure)
 	})
 
@@ -147,19 +167,35 @@ func TestLogin(t *testing.T) {
 	})
 }
 
+// Signing out ends the session on the server: the old cookie, replayed,
+// no longer opens any page or API call.
 func TestLogout(t *testing.T) {
 	fx := newFixture(t)
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		req := httptest.NewRequest(method, "/ui/logout", nil)
-		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: fx.tok.operator})
-		rec := httptest.NewRecorder()
-		fx.h.ServeHTTP(rec, req)
+		id := fx.session(t, fx.tok.operator)
+		withCookie := func(method, path string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(method, path, nil)
+			req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
+			rec := httptest.NewRecorder()
+			fx.h.ServeHTTP(rec, req)
+			return rec
+		}
+		require.Equal(t, http.StatusOK, withCookie(http.MethodGet, "/ui/runs").Code)
+		rec := withCookie(method, "/ui/logout")
 		require.Equal(t, http.StatusSeeOther, rec.Code)
 		require.Equal(t, "/ui/login", rec.Header().Get("Location"))
 		c := sessionCookie(t, rec)
 		require.NotNil(t, c)
 		require.Empty(t, c.Value)
 		require.Less(t, c.MaxAge, 0)
+
+		rec = withCookie(http.MethodGet, "/ui/runs")
+		require.Equal(t, http.StatusSeeOther, rec.Code, "the old cookie is dead")
+		req := httptest.NewRequest(http.MethodGet, "/v1/runs", nil)
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: id})
+		apiRec := httptest.NewRecorder()
+		fx.srv.Handler().ServeHTTP(apiRec, req)
+		require.Equal(t, http.StatusUnauthorized, apiRec.Code, "for the API too")
 	}
 }
 

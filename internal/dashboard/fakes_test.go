@@ -417,19 +417,22 @@ func newFixture(t *testing.T) *fixture {
 	fr, fa, rec := &fakeRuns{}, &fakeAudit{recs: auditRecords()}, &fakeRecorder{}
 	srv := &api.Server{
 		Runs: fr, Runbooks: triggers.StaticRunbooks{Set: set}, Catalog: reg, Audit: fa, Recorder: rec, Auth: authn, Log: log,
-		Stats: func(_ context.Context, from, to time.Time) (stats.Report, error) { return testReport(from, to), nil },
+		Stats:    func(_ context.Context, from, to time.Time) (stats.Report, error) { return testReport(from, to), nil },
+		Sessions: &memSessions{m: map[string]auth.Session{}},
 	}
 	h, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: "http://127.0.0.1:8233", Namespace: "default", Log: log})
 	require.NoError(t, err)
 	return &fixture{h: h, srv: srv, runs: fr, audit: fa, recorder: rec, tok: tok, logs: logs}
 }
 
-// get requests a page, signed in with token ("" = signed out).
+// get requests a page, signed in with token ("" = signed out): a session
+// is opened for a known token; an unknown one is sent as a session ID
+// that names nothing.
 func (fx *fixture) get(t *testing.T, path, token string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	if token != "" {
-		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: token})
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: fx.session(t, token)})
 	}
 	rec := httptest.NewRecorder()
 	fx.h.ServeHTTP(rec, req)
@@ -437,3 +440,47 @@ func (fx *fixture) get(t *testing.T, path, token string) *httptest.ResponseRecor
 }
 
 var errStats = errors.New("audit store: database is locked")
+
+// memSessions is an in-memory auth.SessionStore for the dashboard's own
+// logic; the JetStream store is tested against a real NATS in internal/auth.
+type memSessions struct {
+	mu sync.Mutex
+	m  map[string]auth.Session
+}
+
+func (s *memSessions) Create(_ context.Context, sess auth.Session) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := auth.NewSessionID()
+	s.m[id] = sess
+	return id, nil
+}
+
+func (s *memSessions) Get(_ context.Context, id string) (auth.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.m[id]
+	if !ok || !time.Now().Before(sess.Expires) {
+		return auth.Session{}, auth.ErrNoSession
+	}
+	return sess, nil
+}
+
+func (s *memSessions) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+
+// session opens a session for token if it is a known one, and returns
+// the cookie value to send.
+func (fx *fixture) session(t *testing.T, token string) string {
+	t.Helper()
+	if _, err := fx.srv.Auth.Token(token); err != nil {
+		return token // names no session
+	}
+	id, err := fx.srv.Sessions.Create(context.Background(), auth.Session{TokenSHA256: auth.HashToken(token), Expires: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	return id
+}
