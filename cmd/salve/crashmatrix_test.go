@@ -455,7 +455,7 @@ func stormPlan(incidents, perIncident int, target string) []stormAlert {
 	// (no instance label). Each must be parked for a person, once, and
 	// hold nothing else up.
 	for k := range poisonAlerts {
-		fp := fmt.Sprintf("poison%02d", k)
+		fp := fmt.Sprintf("%016x", 0xb0150000+k)
 		out = append(out, stormAlert{incident: k, step: perIncident / 2, target: target, ev: domain.AlertEvent{
 			ID: domain.AlertEventID(fp, domain.StatusFiring, t0), Fingerprint: fp, Status: domain.StatusFiring, StartsAt: t0,
 			Labels: map[string]string{"alertname": "Storm", "poison": "yes"},

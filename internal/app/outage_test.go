@@ -120,7 +120,7 @@ func TestTemporalOutageRedeliversUntilTheRunStarts(t *testing.T) {
 	ts2 := startTemporal(t, tOpts) // same DB file, same port
 	require.Eventually(t, func() bool { return tg.count("/fix") == 1 }, 90*time.Second, 100*time.Millisecond, "run never acted after Temporal came back")
 
-	wfID := domain.WorkflowID("am-e2e", "beef")
+	wfID := domain.WorkflowID("am-e2e", fingerprintOf("beef"))
 	require.Eventually(t, func() bool {
 		d, err := tc.DescribeWorkflowExecution(context.Background(), wfID, "")
 		return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED

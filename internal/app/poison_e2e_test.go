@@ -58,7 +58,10 @@ func TestPoisonAlertsNeverStallTheTrigger(t *testing.T) {
 		batch = append(batch, alert(i, map[string]string{})) // no instance: no incident key
 	}
 	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, webhook(batch)))
-	oddKeys := []string{"café-1", "nul\x00byte", "with space", "slash/and~tilde", strings.Repeat("k", 10000), "日本語"}
+	// A NUL is refused at the door (no store keeps it); the rest is
+	// accepted and must each get one run.
+	require.Equal(t, http.StatusBadRequest, postWebhook(t, d.URL, d.WebhookToken, webhook([]string{alert(poison+100, map[string]string{"instance": "nul\x00byte"})})))
+	oddKeys := []string{"café-1", "ctrl\x01char\x1b[31m", "with space", "slash/and~tilde", strings.Repeat("k", 10000), "日本語"}
 	batch = nil
 	for i, k := range oddKeys {
 		batch = append(batch, alert(poison+i, map[string]string{"instance": k}))

@@ -184,7 +184,7 @@ func TestVaultCredentialsEndToEndAndNoLeaks(t *testing.T) {
 	// A forged label cannot reach another Vault role: the runbook lists the
 	// namespaces (an enum), so kube-system fails before any credential.
 	before, _ := proxy.Counts()
-	forged := strings.NewReplacer(`"b00b"`, `"f0rg"`, `"namespace":"shop"`, `"namespace":"kube-system"`).Replace(body)
+	forged := strings.NewReplacer(`"000000000000b00b"`, `"00000000000f0f0f"`, `"namespace":"shop"`, `"namespace":"kube-system"`).Replace(body)
 	require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, forged))
 	bad := waitRunStatus(t, d.URL, "salve/vault-scale/kube-system", runs.StatusFailed, time.Minute)
 	require.NotNil(t, bad.Run, bad.RunError)
