@@ -74,3 +74,19 @@ func (a *auditLog) Verify(ctx context.Context) (audit.VerifyResult, error) {
 	}
 	return res, nil
 }
+
+// openApprovals reads the approvals nothing answered yet from the audit
+// log (one query), for runs.Runs.OpenApprovals.
+func openApprovals(store *audit.Store) func(ctx context.Context) (map[string]bool, error) {
+	return func(ctx context.Context) (map[string]bool, error) {
+		list, err := store.OpenApprovals(ctx, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		open := make(map[string]bool, len(list))
+		for _, a := range list {
+			open[a.WorkflowID+"/"+a.RunID] = true
+		}
+		return open, nil
+	}
+}

@@ -442,6 +442,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.closers = append(d.closers, auditLog.close)
+	rs.OpenApprovals = openApprovals(auditLog.store)
 
 	m.ApprovalsPending(pendingApprovals(rs))
 

@@ -280,3 +280,45 @@ func (s *Store) scan(ctx context.Context, fn func(rawRow) error) error {
 
 // DB exposes the database for tests that tamper with it on purpose.
 func (s *Store) DB() *sql.DB { return s.db }
+
+// OpenApproval is an approval a run asked for and the log records no
+// answer to (no decision, no timeout, no finished run).
+type OpenApproval struct {
+	WorkflowID, RunID, Step string
+	Deadline                time.Time
+}
+
+// OpenApprovals lists the approvals asked for whose deadline has not
+// passed and that nothing answered yet: one query over the log, so the
+// approvals inbox does not ask every running run. The log may lag the
+// runs a little; callers confirm each candidate with its run.
+func (s *Store) OpenApprovals(ctx context.Context, now time.Time) ([]OpenApproval, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT r.event_json FROM audit_events r
+		WHERE r.action = ? AND NOT EXISTS (
+			SELECT 1 FROM audit_events d WHERE d.workflow_id = r.workflow_id AND d.seq > r.seq
+			AND d.action IN (?, ?, ?, ?, ?))
+		ORDER BY r.seq`),
+		domain.ActionApprovalRequested, domain.ActionApprovalGranted, domain.ActionApprovalRejected,
+		domain.ActionApprovalSkipped, domain.ActionApprovalTimedOut, domain.ActionRunFinished)
+	if err != nil {
+		return nil, fmt.Errorf("query open approvals: %w", err)
+	}
+	defer rows.Close()
+	var out []OpenApproval
+	for rows.Next() {
+		var js string
+		if err := rows.Scan(&js); err != nil {
+			return nil, err
+		}
+		var ev domain.AuditEvent
+		if json.Unmarshal([]byte(js), &ev) != nil {
+			continue
+		}
+		deadline, err := time.Parse(time.RFC3339, ev.Detail["deadline"])
+		if err == nil && !deadline.After(now) {
+			continue // timed out; its run writes the timeout soon
+		}
+		out = append(out, OpenApproval{WorkflowID: ev.WorkflowID, RunID: ev.RunID, Step: ev.Step, Deadline: deadline})
+	}
+	return out, rows.Err()
+}

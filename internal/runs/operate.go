@@ -227,6 +227,19 @@ func (r *Runs) PendingApprovals(ctx context.Context) ([]PendingApproval, error) 
 		}
 		token = next
 	}
+	if r.OpenApprovals != nil {
+		open, err := r.OpenApprovals(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read open approvals: %w", err)
+		}
+		waiting := running[:0]
+		for _, s := range running {
+			if open[s.WorkflowID+"/"+s.RunID] {
+				waiting = append(waiting, s)
+			}
+		}
+		running = waiting
+	}
 	var (
 		mu  sync.Mutex
 		out = []PendingApproval{}

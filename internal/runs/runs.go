@@ -35,6 +35,11 @@ type Runs struct {
 	// Signer signs every runbook snapshot a run is started with
 	// (internal/snapshot); workers refuse unsigned ones.
 	Signer Signer
+	// OpenApprovals, when set, names the runs that may wait for an
+	// approval (workflowID + "/" + runID), read from the audit log in
+	// one query: PendingApprovals then asks only those runs, not every
+	// running one. Nil: every running run is asked.
+	OpenApprovals func(ctx context.Context) (map[string]bool, error)
 }
 
 // Signer signs runbook snapshots.
