@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/triggers"
 )
@@ -98,6 +100,8 @@ func TestIngest(t *testing.T) {
 		{name: "wrong version", auth: "Bearer " + token, body: strings.Replace(demo, `"version": "4"`, `"version": "3"`, 1), wantCode: 400, wantInBody: `version is \"3\"`},
 		{name: "JetStream cannot store", auth: "Bearer " + token, body: demo, storeErr: errors.New("no responders"), wantCode: 503, wantInBody: "retry"},
 		{name: "audit cannot store", auth: "Bearer " + token, body: demo, auditErr: errors.New("timeout"), wantCode: 503, wantStored: 1},
+		{name: "ALERTS is full", auth: "Bearer " + token, body: demo, storeErr: fmt.Errorf("%w: %w: maximum bytes exceeded", bus.ErrNotStored, bus.ErrStreamFull), wantCode: 503, wantInBody: "the ALERTS stream is full"},
+		{name: "AUDIT is full", auth: "Bearer " + token, body: demo, auditErr: fmt.Errorf("%w: %w: maximum bytes exceeded", bus.ErrNotStored, bus.ErrStreamFull), wantCode: 503, wantStored: 1, wantInBody: "the AUDIT stream is full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
