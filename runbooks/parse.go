@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -233,7 +235,7 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 			v.add("spec.trigger.incidentKey", "%s", p)
 		}
 	}
-	for _, name := range sortedKeys(rb.Spec.Params) {
+	for _, name := range slices.Sorted(maps.Keys(rb.Spec.Params)) {
 		p := rb.Spec.Params[name]
 		path := "spec.params." + name
 		if !paramName.MatchString(name) {
@@ -251,7 +253,7 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	v.safety("spec.safety", rb.Spec.Safety)
 	v.access("spec.access", rb.Spec.Access)
 	sources := credentialSources(cat)
-	for _, name := range sortedKeys(rb.Spec.Credentials) {
+	for _, name := range slices.Sorted(maps.Keys(rb.Spec.Credentials)) {
 		c := rb.Spec.Credentials[name]
 		path := "spec.credentials." + name
 		if !contains(sources, name) {
@@ -427,7 +429,7 @@ func (v *validator) steps(base string, steps []Step, cat StepCatalog, seen map[s
 		if s.Retry != nil && (s.Retry.MaxAttempts < 0 || s.Retry.MaxAttempts > MaxMaxAttempts) {
 			v.add(path+".retry.maxAttempts", "must be from 0 (default %d) to %d", DefaultMaxAttempts, MaxMaxAttempts)
 		}
-		for _, k := range sortedKeys(s.With) {
+		for _, k := range slices.Sorted(maps.Keys(s.With)) {
 			if bad := nonStringKey(s.With[k]); bad != "" {
 				v.add(path+".with."+k, "map keys must be strings, got %s", bad)
 			}
@@ -473,7 +475,7 @@ func (v *validator) action(path string, s Step, cat StepCatalog) {
 		return
 	}
 	_, secrets := s.With["secretHeaders"]
-	for _, k := range sortedKeys(s.With) {
+	for _, k := range slices.Sorted(maps.Keys(s.With)) {
 		p, ok := spec.Params.Lookup(k)
 		if !ok || p.Sink == "" {
 			continue
@@ -498,7 +500,7 @@ func nonStringKey(v any) string {
 			return fmt.Sprintf("%v (%T)", k, k)
 		}
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			if bad := nonStringKey(x[k]); bad != "" {
 				return bad
 			}
@@ -518,7 +520,7 @@ func walkStrings(v any, fn func(string)) {
 	case string:
 		fn(x)
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			walkStrings(x[k], fn)
 		}
 	case []any:

@@ -3,6 +3,8 @@ package runbooks
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/salve-sre/salve/internal/domain"
@@ -35,7 +37,7 @@ func (r *Runbook) Plan(cat StepCatalog, workflowID, incidentKey string, alert *d
 		p.Approvals = append(p.Approvals, plannedApproval("", a))
 	}
 	creds := map[string]*PlannedCredential{}
-	for _, name := range sortedKeys(r.Spec.Credentials) {
+	for _, name := range slices.Sorted(maps.Keys(r.Spec.Credentials)) {
 		c := r.Spec.Credentials[name]
 		role, err := RenderString(c.VaultRole, data)
 		if err != nil {
@@ -79,7 +81,7 @@ func (r *Runbook) Plan(cat StepCatalog, workflowID, incidentKey string, alert *d
 	}
 	p.Steps = plan(r.Spec.Steps)
 	p.OnFailure = plan(r.Spec.OnFailure)
-	for _, name := range sortedKeys(creds) {
+	for _, name := range slices.Sorted(maps.Keys(creds)) {
 		if len(creds[name].Steps) > 0 {
 			p.Credentials = append(p.Credentials, *creds[name])
 		}

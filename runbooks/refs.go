@@ -2,6 +2,8 @@ package runbooks
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/template/parse"
 )
@@ -144,7 +146,7 @@ func checkRefs(text string, sc scope) []string {
 		case "Params":
 			if _, ok := sc.params[p[1]]; !ok {
 				msg := fmt.Sprintf("template refers to parameter %q, which spec.params does not declare", p[1])
-				if near := Closest(p[1], sortedKeys(sc.params)); near != "" {
+				if near := Closest(p[1], slices.Sorted(maps.Keys(sc.params))); near != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				add("%s", msg)
@@ -156,7 +158,7 @@ func checkRefs(text string, sc scope) []string {
 				add("template refers to step %q, which has not run yet at this point", p[1])
 			default:
 				msg := fmt.Sprintf("template refers to step %q, which does not exist", p[1])
-				if near := Closest(p[1], sortedKeys(sc.all)); near != "" {
+				if near := Closest(p[1], slices.Sorted(maps.Keys(sc.all))); near != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				add("%s", msg)

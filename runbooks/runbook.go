@@ -307,6 +307,24 @@ const (
 // Name returns the runbook's name.
 func (r *Runbook) Name() string { return r.Metadata.Name }
 
+// NeedsApproval reports whether a run of r waits for a person at any
+// point: the runbook's own approval, or any step's — onFailure steps
+// included. The workflow, the plan, the API and the dashboard all ask
+// this one rule.
+func (r *Runbook) NeedsApproval() bool {
+	if a := r.Spec.Safety.Approval; a != nil && a.Required {
+		return true
+	}
+	for _, steps := range [][]Step{r.Spec.Steps, r.Spec.OnFailure} {
+		for _, s := range steps {
+			if s.Approval != nil && s.Approval.Required {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Matches reports whether an alert with these labels triggers the runbook.
 // A runbook without matchers is launched by hand only.
 func (r *Runbook) Matches(lset map[string]string) bool {

@@ -2,6 +2,7 @@ package runbooks_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -828,5 +829,29 @@ func TestTemplateHost(t *testing.T) {
 		got, err := runbooks.RenderString(`{{ host .Params.i }}`, runbooks.TemplateData{Params: map[string]string{"i": in}})
 		require.NoError(t, err)
 		require.Equal(t, want, got, in)
+	}
+}
+
+// One rule for "does a run wait for a person": the runbook's approval or
+// any step's, onFailure steps included (the dashboard once forgot them).
+func TestNeedsApproval(t *testing.T) {
+	base := `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: a}
+spec:
+  steps:
+    - {name: s, action: http.request, with: {url: "http://x"}%s}
+%s`
+	for name, c := range map[string]struct {
+		step, rest string
+		want       bool
+	}{
+		"none":              {"", "", false},
+		"runbook":           {"", "  safety: {approval: {required: true}}\n", true},
+		"a step":            {", approval: {required: true}", "", true},
+		"an onFailure step": {"", "  onFailure:\n    - {name: undo, action: http.request, with: {url: \"http://x/undo\"}, approval: {required: true}}\n", true},
+	} {
+		rb := mustParse(t, fmt.Sprintf(base, c.step, c.rest))
+		require.Equal(t, c.want, rb.NeedsApproval(), name)
 	}
 }

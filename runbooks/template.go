@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -156,7 +157,7 @@ func renderWith(v any, data TemplateData, missing string) (any, error) {
 			return map[string]any(nil), nil
 		}
 		out := make(map[string]any, len(x))
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			r, err := renderWith(x[k], data, missing)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
@@ -227,12 +228,12 @@ var ErrParams = errors.New("bad runbook parameters")
 func (r *Runbook) ResolveParams(alert *domain.AlertEvent, launch map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(r.Spec.Params))
 	var problems []string
-	for _, name := range sortedKeys(launch) {
+	for _, name := range slices.Sorted(maps.Keys(launch)) {
 		if _, ok := r.Spec.Params[name]; !ok {
 			problems = append(problems, fmt.Sprintf("unknown parameter %q", name))
 		}
 	}
-	for _, name := range sortedKeys(r.Spec.Params) {
+	for _, name := range slices.Sorted(maps.Keys(r.Spec.Params)) {
 		// An empty value counts as absent, so a blank label or annotation
 		// falls through to the default.
 		p := r.Spec.Params[name]
@@ -274,15 +275,6 @@ func paramSource(p Param) string {
 		return fmt.Sprintf(" (from alert annotation %q or a launch param)", p.FromAnnotation)
 	}
 	return " (pass it as a launch param)"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Target renders the runbook's safety.target for an alert: what a run for

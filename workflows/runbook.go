@@ -444,17 +444,7 @@ func (r *run) dryRun() bool { return r.in.Runbook.Spec.Safety.DryRun() || r.in.D
 // without the approval its authors required.
 var errApprovalUnsupported = errors.New("this runbook requires approval, and this version of Salve cannot wait for approvals yet: nothing was run (remove approval to run it automatically, or set safety.mode: dry-run)")
 
-func (r *run) needsApproval() bool {
-	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required {
-		return true
-	}
-	for _, s := range append(append([]runbooks.Step{}, r.in.Runbook.Spec.Steps...), r.in.Runbook.Spec.OnFailure...) {
-		if s.Approval != nil && s.Approval.Required {
-			return true
-		}
-	}
-	return false
-}
+func (r *run) needsApproval() bool { return r.in.Runbook.NeedsApproval() }
 
 func (r *run) execute(ctx workflow.Context) error {
 	if r.version < versionApprovals && r.needsApproval() && !r.dryRun() {

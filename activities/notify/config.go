@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -116,7 +117,7 @@ func (n *Notifier) configure(cfg Config) error {
 		}
 	}
 	n.targets = make(map[string]target, len(cfg.Targets))
-	for _, name := range sortedKeys(cfg.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Targets)) {
 		if strings.TrimSpace(name) == "" {
 			problem("targets: a target has an empty name")
 			continue
@@ -190,7 +191,7 @@ func resolveTarget(name string, in Target) (target, []error) {
 			}
 		}
 	}
-	for _, k := range sortedKeys(in.Headers) {
+	for _, k := range slices.Sorted(maps.Keys(in.Headers)) {
 		if !validHeaderName(k) {
 			problem(".headers", "%q is not a valid header name", k)
 		}
@@ -253,15 +254,6 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func known(names []string) string {

@@ -301,7 +301,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	f := runs.ListFilter{Runbook: q.Get("runbook"), Status: q.Get("status"), IncidentKey: q.Get("incidentKey")}
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v)
+		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
 			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
@@ -327,17 +327,6 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 		body["nextPageToken"] = base64.RawURLEncoding.EncodeToString(next)
 	}
 	writeJSON(w, http.StatusOK, body)
-}
-
-// parseSince reads a duration back from now (1h) or an RFC 3339 time.
-func parseSince(v string) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return time.Now().Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("since %q: want a duration such as 1h or an RFC 3339 time such as 2026-11-24T09:00:00Z", v)
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
@@ -390,14 +379,9 @@ func itemOf(rb *runbooks.Runbook) runbookItem {
 	it := runbookItem{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
 		Matchers: rb.Spec.Trigger.Matchers, Params: rb.Spec.Params, Mode: rb.Spec.Safety.Mode,
 		ToilMinutes: rb.Spec.Toil.ManualMinutes, Source: rb.Source, Hash: rb.Hash}
-	if a := rb.Spec.Safety.Approval; a != nil && a.Required {
-		it.Approval = true
-	}
+	it.Approval = rb.NeedsApproval()
 	for _, st := range rb.Spec.Steps {
 		it.Steps = append(it.Steps, st.Name+" ("+st.Action+")")
-		if st.Approval != nil && st.Approval.Required {
-			it.Approval = true
-		}
 	}
 	return it
 }
@@ -416,7 +400,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.Filter{WorkflowID: q.Get("workflowId"), Runbook: q.Get("runbook"), IncidentKey: q.Get("incidentKey"), Action: q.Get("action"), Limit: 100}
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v)
+		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
 			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
@@ -534,7 +518,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.AlertFilter{Alertname: q.Get("alertname"), Limit: 1000}
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v)
+		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
 			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
@@ -601,7 +585,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 		if d, ok := parseDays(v); ok {
 			from = to.Add(-d)
 		} else {
-			t, err := parseSince(v)
+			t, err := domain.ParseSince(v, time.Now())
 			if err != nil {
 				triggers.WriteError(w, http.StatusBadRequest, err.Error()+" (or a number of days such as 30d)", nil)
 				return

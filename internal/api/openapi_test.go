@@ -6,11 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			inSpec[method+" "+path] = op
 		}
 	}
-	for _, key := range sortedKeys(inRoutes) {
+	for _, key := range slices.Sorted(maps.Keys(inRoutes)) {
 		rt := inRoutes[key]
 		op, ok := inSpec[key]
 		if !ok {
@@ -111,7 +112,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	for _, key := range sortedKeys(inSpec) {
+	for _, key := range slices.Sorted(maps.Keys(inSpec)) {
 		if _, ok := inRoutes[key]; !ok {
 			t.Errorf("%s: in openapi.yaml but not in Routes()", key)
 		}
@@ -559,15 +560,6 @@ func TestRunEventsStream(t *testing.T) {
 		}
 		require.Equal(t, []string{"4 step.succeeded", "6 run.finished", "6 end"}, got)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // One caller cannot hold more than MaxStreams event streams open: each

@@ -98,7 +98,7 @@ func (q *auditQuery) flags(cmd *cobra.Command) {
 	f.StringVar(&q.runbook, "runbook", "", "only events of this runbook")
 	f.StringVar(&q.incident, "incident", "", "only events of this incident key")
 	f.StringVar(&q.action, "action", "", "only this action, e.g. step.failed")
-	f.StringVar(&q.since, "since", "", "only events newer than this (e.g. 1h, or an RFC 3339 time)")
+	f.StringVar(&q.since, "since", "", "only events newer than this: an age (90m, 1h, 7d) or an RFC 3339 time")
 }
 
 // fetch reads one page of audit events after seq.

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -250,23 +249,14 @@ type sinceFlag struct {
 	raw string
 }
 
-var daysRE = regexp.MustCompile(`^(\d+)d$`)
-
 func (s *sinceFlag) String() string { return s.raw }
 
 func (s *sinceFlag) Set(v string) error {
-	v = strings.TrimSpace(v)
-	if m := daysRE.FindStringSubmatch(v); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		*s.t = time.Now().Add(-time.Duration(n) * 24 * time.Hour)
-	} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		*s.t = time.Now().Add(-d)
-	} else if t, err := time.Parse(time.RFC3339, v); err == nil {
-		*s.t = t
-	} else {
-		return errors.New("want an age such as 30m, 1h or 2d, or an RFC 3339 time such as 2025-01-02T15:04:05Z")
+	t, err := domain.ParseSince(v, time.Now())
+	if err != nil {
+		return err
 	}
-	s.raw = v
+	*s.t, s.raw = t, strings.TrimSpace(v)
 	return nil
 }
 

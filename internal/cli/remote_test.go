@@ -162,7 +162,7 @@ func TestLaunchUsageErrors(t *testing.T) {
 		{[]string{"runs", "cancel", testWF}, "the --reason flag is required: say why you cancel the run"},
 		{[]string{"approve", testWF}, "the --reason flag is required: say why you approve"},
 		{[]string{"reject", testWF, "--reason", " "}, "the --reason flag is required: say why you reject"},
-		{[]string{"runs", "list", "--since", "yesterday"}, "want an age such as 30m, 1h or 2d"},
+		{[]string{"runs", "list", "--since", "yesterday"}, "want a duration such as 2h or 7d"},
 		{[]string{"token", "create", "--role", "root", "--subject", "a"}, `the --role flag: unknown role "root": want one of viewer, operator, admin`},
 		{[]string{"token", "create", "--subject", "a"}, `required flag(s) "role" not set`},
 		{[]string{"token", "create", "--role", "viewer"}, "the --subject flag is required"},

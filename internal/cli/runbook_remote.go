@@ -58,14 +58,9 @@ func runbookInfo(rb *runbooks.Runbook) client.RunbookInfo {
 	it := client.RunbookInfo{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
 		Matchers: rb.Spec.Trigger.Matchers, Params: rb.Spec.Params, Mode: rb.Spec.Safety.Mode,
 		ToilMinutes: rb.Spec.Toil.ManualMinutes, Source: rb.Source, Hash: rb.Hash, Steps: []string{}}
-	if a := rb.Spec.Safety.Approval; a != nil && a.Required {
-		it.Approval = true
-	}
+	it.Approval = rb.NeedsApproval()
 	for _, st := range rb.Spec.Steps {
 		it.Steps = append(it.Steps, st.Name+" ("+st.Action+")")
-		if st.Approval != nil && st.Approval.Required {
-			it.Approval = true
-		}
 	}
 	return it
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -145,7 +146,7 @@ func (d *dashboard) runList(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Title, v.Nav, v.Page = "Runs", "runs", &pg
 	f := runs.ListFilter{Runbook: pg.Runbook, Status: pg.Status, IncidentKey: pg.IncidentKey}
 	if pg.Since != "" {
-		t, err := parseSince(pg.Since, d.now())
+		t, err := domain.ParseSince(pg.Since, d.now())
 		if err != nil {
 			pg.Error = err.Error()
 			d.render(w, http.StatusBadRequest, "runs", v)
@@ -436,25 +437,13 @@ func (d *dashboard) runbook(name string) (*runbooks.Runbook, bool) {
 	return set.Get(name)
 }
 
-func needsApproval(rb *runbooks.Runbook) bool {
-	if a := rb.Spec.Safety.Approval; a != nil && a.Required {
-		return true
-	}
-	for _, st := range rb.Spec.Steps {
-		if st.Approval != nil && st.Approval.Required {
-			return true
-		}
-	}
-	return false
-}
-
 func (d *dashboard) runbookList(w http.ResponseWriter, r *http.Request, v *view) {
 	pg := runbookListPage{}
 	v.Title, v.Nav, v.Page = "Runbooks", "runbooks", &pg
 	if set := d.o.API.Runbooks.Current(); set != nil {
 		for _, rb := range set.All() {
 			pg.Runbooks = append(pg.Runbooks, runbookRow{Name: rb.Name(), Description: rb.Metadata.Description, Owner: rb.Metadata.Owner,
-				Matchers: rb.Spec.Trigger.Matchers, Steps: len(rb.Spec.Steps), Approval: needsApproval(rb), Mode: modeOf(rb),
+				Matchers: rb.Spec.Trigger.Matchers, Steps: len(rb.Spec.Steps), Approval: rb.NeedsApproval(), Mode: modeOf(rb),
 				ToilMinutes: rb.Spec.Toil.ManualMinutes, Manual: len(rb.Spec.Trigger.Matchers) == 0})
 		}
 	}
@@ -615,7 +604,7 @@ func (d *dashboard) runbookDetail(w http.ResponseWriter, r *http.Request, v *vie
 	if acc.AllowSelfApproval {
 		add(&pg.Access, "self-approval", "allowed")
 	}
-	for _, src := range sortedKeys(rb.Spec.Credentials) {
+	for _, src := range slices.Sorted(maps.Keys(rb.Spec.Credentials)) {
 		c := rb.Spec.Credentials[src]
 		val := "Vault role " + c.VaultRole
 		if c.TTL > 0 {
@@ -671,15 +660,6 @@ func approvalText(a *runbooks.Approval) string {
 	return fmt.Sprintf("required, timeout %s, then %s", humanDuration(t), on)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // ---- audit ----
 
 type auditPage struct {
@@ -725,7 +705,7 @@ func (d *dashboard) auditLog(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	f := audit.Filter{Action: pg.Action, Runbook: pg.Runbook, IncidentKey: pg.IncidentKey, WorkflowID: pg.WorkflowID, Limit: auditPerPage}
 	if pg.Since != "" {
-		t, err := parseSince(pg.Since, d.now())
+		t, err := domain.ParseSince(pg.Since, d.now())
 		if err != nil {
 			pg.Error = err.Error()
 			d.render(w, http.StatusBadRequest, "audit", v)
@@ -833,24 +813,6 @@ func (d *dashboard) timeline(ctx context.Context, key string) (timeline.Timeline
 }
 
 // ---- helpers ----
-
-// parseSince reads a duration back from now (1h), a number of days (7d)
-// or an RFC 3339 time.
-func parseSince(v string, now time.Time) (time.Time, error) {
-	v = strings.TrimSpace(v)
-	if n, ok := strings.CutSuffix(v, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days > 0 && days <= 3650 {
-			return now.Add(-time.Duration(days) * 24 * time.Hour), nil
-		}
-	}
-	if dur, err := time.ParseDuration(v); err == nil && dur > 0 {
-		return now.Add(-dur), nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("since %q: want a duration such as 2h or 7d, or an RFC 3339 time such as 2026-11-24T09:00:00Z", v)
-}
 
 func without(q url.Values, key string) url.Values {
 	out := url.Values{}

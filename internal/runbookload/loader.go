@@ -12,9 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -145,12 +146,12 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 	// still apply. Forgetting the rejected files' hashes makes the next
 	// poll look at them again, in case the other file is renamed.
 	byName := map[string][]string{}
-	for _, path := range sortedKeys(next) {
+	for _, path := range slices.Sorted(maps.Keys(next)) {
 		if rb := next[path].good; rb != nil {
 			byName[rb.Name()] = append(byName[rb.Name()], path)
 		}
 	}
-	for _, name := range sortedKeys(byName) {
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		paths := byName[name]
 		if len(paths) < 2 {
 			continue
@@ -178,7 +179,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		}
 	}
 	var list []*runbooks.Runbook
-	for _, path := range sortedKeys(next) {
+	for _, path := range slices.Sorted(maps.Keys(next)) {
 		if rb := next[path].good; rb != nil {
 			list = append(list, rb)
 		}
@@ -206,7 +207,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 			Runbook: rb.Name(), RunbookHash: rb.Hash, Detail: map[string]string{"source": rb.Source},
 		})
 	}
-	for _, name := range sortedKeys(old) {
+	for _, name := range slices.Sorted(maps.Keys(old)) {
 		ch.Removed = append(ch.Removed, name)
 		evs = append(evs, domain.AuditEvent{
 			ID: "runbook.removed/" + name + "/" + old[name].Hash + "/" + at.Format(time.RFC3339Nano), Time: at, Actor: actor,
@@ -295,13 +296,4 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -382,7 +384,7 @@ func compare(e Expect, p Plan) []string {
 	if e.Error != "" && !strings.Contains(p.Error, e.Error) {
 		out = append(out, fmt.Sprintf("error: want it to contain %q, got %q", e.Error, p.Error))
 	}
-	for _, k := range sortedKeys(e.Params) {
+	for _, k := range slices.Sorted(maps.Keys(e.Params)) {
 		if got, ok := p.Params[k]; !ok || got != e.Params[k] {
 			diff("params."+k, e.Params[k], p.Params[k])
 		}
@@ -430,7 +432,7 @@ func compareSteps(base string, want []ExpectStep, got []PlanStep) []string {
 		}
 		if w.With != nil {
 			wj, gj := jsonRoundTrip(w.With), jsonRoundTrip(g.With)
-			for _, k := range sortedKeys(union(wj, gj)) {
+			for _, k := range slices.Sorted(maps.Keys(union(wj, gj))) {
 				if !reflect.DeepEqual(wj[k], gj[k]) {
 					out = append(out, fmt.Sprintf("%s.with.%s: want %s, got %s", path, k, show(wj[k]), show(gj[k])))
 				}
@@ -467,13 +469,4 @@ func union(a, b map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
