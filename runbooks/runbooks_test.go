@@ -3,7 +3,6 @@ package runbooks_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -706,41 +706,6 @@ func TestDurationJSON(t *testing.T) {
 	require.True(t, runbooks.Duration(0).IsZero())
 }
 
-func TestLoadDir(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
-	}
-	const good = `apiVersion: salve/v1
-kind: Runbook
-metadata: {name: NAME}
-spec:
-  steps: [{name: a, action: sleep, with: {duration: 1s}}]
-`
-	write("good.yaml", strings.Replace(good, "NAME", "good", 1))
-	write("also-good.yml", strings.Replace(good, "NAME", "also-good", 1))
-	write("bad.yaml", strings.Replace(strings.Replace(good, "NAME", "bad", 1), "sleep", "slep", 1))
-	write("broken.yaml", "apiVersion: [\n")
-	write("README.md", "not a runbook")
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "nested.yaml"), 0o700))
-
-	rbs, err := runbooks.LoadDir(dir, registry(t))
-	require.ErrorIs(t, err, runbooks.ErrInvalid)
-	require.Contains(t, err.Error(), filepath.Join(dir, "bad.yaml")+`:5:29: spec.steps[0].action: unknown step kind "slep" (did you mean "sleep"?)`)
-	require.Contains(t, err.Error(), filepath.Join(dir, "broken.yaml")+":")
-
-	names := make([]string, len(rbs))
-	for i, rb := range rbs {
-		names[i] = rb.Name()
-		require.Equal(t, filepath.Join(dir, rb.Name()+map[string]string{"good": ".yaml", "also-good": ".yml"}[rb.Name()]), rb.Source)
-	}
-	require.ElementsMatch(t, []string{"good", "also-good"}, names)
-
-	_, err = runbooks.LoadDir(filepath.Join(dir, "missing"), registry(t))
-	require.Error(t, err)
-	require.NotErrorIs(t, err, runbooks.ErrInvalid)
-}
-
 // TestShippedRunbooks keeps the bundled library valid against the
 // production registry: a change to a step kind's schema that breaks a
 // shipped runbook fails here, not at someone's start-up.
@@ -752,7 +717,7 @@ func TestShippedRunbooks(t *testing.T) {
 	files = append(files, yml...)
 	require.NotEmpty(t, files, "the runbook library is empty")
 
-	rbs, err := runbooks.LoadDir(".", registry(t))
+	rbs, err := runbookload.LoadDir(".", registry(t))
 	require.NoError(t, err)
 	require.Len(t, rbs, len(files))
 	_, err = runbooks.NewSet(rbs...)

@@ -1,12 +1,8 @@
 package runbooks
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/salve-sre/salve/internal/domain"
 )
@@ -49,37 +45,4 @@ func (s *Set) Match(a domain.AlertEvent) []*Runbook {
 		}
 	}
 	return out
-}
-
-// LoadDir parses every *.yaml and *.yml file directly in dir. It returns the
-// valid runbooks and, separately, every problem found, so one bad file does
-// not take the others down.
-func LoadDir(dir string, cat StepCatalog) ([]*Runbook, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("read runbook directory: %w", err)
-	}
-	var (
-		out  []*Runbook
-		errs []error
-	)
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read runbook: %w", err))
-			continue
-		}
-		rb, err := Parse(path, data, cat)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, rb)
-	}
-	return out, errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/internal/client"
+	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runbooktest"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -220,7 +221,7 @@ func loadRunbookDir(dir string) (*runbooks.Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	rbs, err := runbooks.LoadDir(dir, reg)
+	rbs, err := runbookload.LoadDir(dir, reg)
 	if err != nil {
 		return nil, fmt.Errorf("%w\n(fix these, or check them with: salve runbook validate %s)", err, dir)
 	}

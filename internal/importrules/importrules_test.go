@@ -45,7 +45,8 @@ func (b banned) matches(importPath string) bool {
 	return importPath == b.path || strings.HasPrefix(importPath, b.path+"/")
 }
 
-// ioImports is what workflows/, runbooks/ and internal/domain must not
+// ioImports is what workflows/, runbooks/, internal/domain and
+// activities/step must not
 // import: clients of the outside world, whose calls are neither
 // deterministic nor replayable. "net" is the package net itself: pure
 // parsers such as net/url and net/netip stay allowed.
@@ -60,6 +61,7 @@ var ioImports = []banned{
 	{path: "go.temporal.io/sdk/client", why: "the Temporal client (workflows talk to Temporal through workflow.*)"},
 	{path: "go.temporal.io/server", why: "the Temporal server"},
 	{path: "os/exec", why: "processes"},
+	{path: "os", match: matchExact, why: "the file system and the environment (internal/runbookload reads runbook files)"},
 }
 
 // clockFuncs read or wait on the wall clock; workflow code uses
@@ -88,6 +90,9 @@ var packages = []struct {
 	{dir: "workflows", rules: rules{deterministic: true, noMapRange: true}},
 	{dir: "runbooks", rules: rules{deterministic: true}},
 	{dir: "internal/domain", rules: rules{stdlibOnly: true}},
+	// The contract between workflows and activities: workflows import it,
+	// so it holds types and names only.
+	{dir: "activities/step", rules: rules{stdlibOnly: true}},
 }
 
 // check returns every violation in one file, as "file:line: message".

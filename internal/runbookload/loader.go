@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -85,7 +84,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 	at := now().UTC()
 	actor := domain.Actor{Kind: domain.ActorSystem, Name: "runbook-loader"}
 
-	paths, err := l.list()
+	paths, err := Files(l.Dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Change{}, err
 	}
@@ -268,22 +267,6 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
-}
-
-func (l *Loader) list() ([]string, error) {
-	entries, err := os.ReadDir(l.Dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-			continue
-		}
-		out = append(out, filepath.Join(l.Dir, n))
-	}
-	return out, nil
 }
 
 func hashOf(b []byte) string {
