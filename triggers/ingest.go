@@ -16,6 +16,7 @@ import (
 
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/httpjson"
 )
 
 // AlertStore stores alert events durably; it returns nil only when every
@@ -80,12 +81,12 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		WriteError(w, http.StatusMethodNotAllowed, "use POST", nil)
+		httpjson.WriteError(w, http.StatusMethodNotAllowed, "use POST", nil)
 		return
 	}
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="salve"`)
-		WriteError(w, http.StatusUnauthorized, "missing or wrong bearer token: set http_config.authorization.credentials(_file) in the Alertmanager webhook_config to Salve's webhook token", nil)
+		httpjson.WriteError(w, http.StatusUnauthorized, "missing or wrong bearer token: set http_config.authorization.credentials(_file) in the Alertmanager webhook_config to Salve's webhook token", nil)
 		return
 	}
 	maxBody := h.MaxBody
@@ -96,11 +97,11 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("webhook body is over %d bytes: lower max_alerts in the Alertmanager webhook_config", maxBody), nil)
+			httpjson.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("webhook body is over %d bytes: lower max_alerts in the Alertmanager webhook_config", maxBody), nil)
 			return
 		}
 		// The sender went away or the body was cut: a retry can help.
-		WriteError(w, http.StatusBadRequest, "could not read the request body: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "could not read the request body: "+err.Error(), nil)
 		return
 	}
 	now := time.Now
@@ -118,7 +119,7 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
 		}
-		WriteError(w, code, err.Error(), nil)
+		httpjson.WriteError(w, code, err.Error(), nil)
 		return
 	}
 	timeout := h.PublishTimeout
@@ -139,7 +140,7 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, bus.ErrStreamFull) {
 			reason = "the ALERTS stream is full (its size limit): nothing was stored; it takes alerts again as old ones age out (raise --alerts-max-bytes or lower --alerts-max-age); retry later"
 		}
-		WriteError(w, http.StatusServiceUnavailable, reason, nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
 		return
 	}
 	if err := h.Audit.RecordAll(ctx, h.auditEvents(msg, evs, now())); err != nil {
@@ -151,7 +152,7 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, bus.ErrStreamFull) {
 			reason = "the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later"
 		}
-		WriteError(w, http.StatusServiceUnavailable, reason, nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
 		return
 	}
 	if msg.TruncatedAlerts > 0 {
@@ -212,17 +213,6 @@ func (h *Ingest) authorized(r *http.Request) bool {
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(h.Token)) == 1
-}
-
-// WriteError writes Salve's JSON error body: {"error": "...", "detail": ...}.
-func WriteError(w http.ResponseWriter, code int, msg string, detail any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	body := map[string]any{"error": msg}
-	if detail != nil {
-		body["detail"] = detail
-	}
-	_ = json.NewEncoder(w).Encode(body)
 }
 
 // alertDetail is what the audit log keeps of an alert: enough for incident

@@ -20,6 +20,7 @@ import (
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/httpjson"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/safety"
@@ -216,10 +217,10 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		triggers.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (use %s)", r.Method, r.URL.Path, strings.Join(allow, " or ")), nil)
+		httpjson.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (use %s)", r.Method, r.URL.Path, strings.Join(allow, " or ")), nil)
 		return
 	}
-	triggers.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see GET /v1/openapi.json)", nil)
+	httpjson.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see GET /v1/openapi.json)", nil)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -275,7 +276,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 				for _, c := range s.Checks {
 					names = append(names, c.Name)
 				}
-				triggers.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown check %q: the checks are %s", name, strings.Join(names, ", ")), nil)
+				httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown check %q: the checks are %s", name, strings.Join(names, ", ")), nil)
 				return
 			}
 			only[name] = true
@@ -303,7 +304,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
-			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
 		f.Since = t
@@ -312,7 +313,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("pageToken"); v != "" {
 		t, err := base64.RawURLEncoding.DecodeString(v)
 		if err != nil {
-			triggers.WriteError(w, http.StatusBadRequest, "pageToken is not a token from a previous response", nil)
+			httpjson.WriteError(w, http.StatusBadRequest, "pageToken is not a token from a previous response", nil)
 			return
 		}
 		token = t
@@ -339,7 +340,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 				msg += fmt.Sprintf(" (for %s, escape the slashes of the workflow ID: /v1/runs/%s%s)", sfx, url.PathEscape(strings.TrimSuffix(id, sfx)), sfx)
 			}
 		}
-		triggers.WriteError(w, http.StatusNotFound, msg, nil)
+		httpjson.WriteError(w, http.StatusNotFound, msg, nil)
 		return
 	}
 	if err != nil {
@@ -402,7 +403,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
-			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
 		f.Since = t
@@ -410,7 +411,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			triggers.WriteError(w, http.StatusBadRequest, "after must be a sequence number from a previous response", nil)
+			httpjson.WriteError(w, http.StatusBadRequest, "after must be a sequence number from a previous response", nil)
 			return
 		}
 		f.AfterSeq = n
@@ -422,7 +423,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	recs, err := s.Audit.Query(r.Context(), f)
 	if err != nil {
 		s.Log.Error("query audit", "error", err)
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
 		return
 	}
 	body := map[string]any{"events": recs}
@@ -438,7 +439,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	res, err := s.Audit.Verify(r.Context())
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, err.Error(), nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -456,18 +457,18 @@ func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
 		format = "json"
 	}
 	if format != "json" && format != "markdown" {
-		triggers.WriteError(w, http.StatusBadRequest, "format must be json or markdown", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "format must be json or markdown", nil)
 		return
 	}
 	ctx := r.Context()
 	const max = 10000
 	recs, err := s.Audit.Query(ctx, audit.Filter{IncidentKey: key, Limit: max})
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
 		return
 	}
 	if len(recs) == 0 {
-		triggers.WriteError(w, http.StatusNotFound, fmt.Sprintf("no audit records for incident %q", key), nil)
+		httpjson.WriteError(w, http.StatusNotFound, fmt.Sprintf("no audit records for incident %q", key), nil)
 		return
 	}
 	// Step events carry the run, not the incident key: add each run's.
@@ -485,7 +486,7 @@ func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
 		runsSeen[wf] = true
 		more, err := s.Audit.Query(ctx, audit.Filter{WorkflowID: wf, Limit: max})
 		if err != nil {
-			triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+			httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
 			return
 		}
 		for _, m := range more {
@@ -499,7 +500,7 @@ func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
 	// record on; Build keeps those of this incident's fingerprints.
 	alerts, err := s.Audit.Query(ctx, audit.Filter{Action: domain.ActionAlertAccepted, Since: recs[0].Event.Time.Add(-24 * time.Hour), Limit: max})
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
 		return
 	}
 	tl := timeline.Build(key, all, alerts)
@@ -520,7 +521,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		t, err := domain.ParseSince(v, time.Now())
 		if err != nil {
-			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
 		f.Since = t
@@ -531,7 +532,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	list, err := s.Audit.Alerts(r.Context(), f)
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read alerts: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read alerts: "+err.Error(), nil)
 		return
 	}
 	type item struct {
@@ -554,7 +555,7 @@ func limitParam(w http.ResponseWriter, q url.Values, def, max int) (int, bool) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > max {
-		triggers.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", max), nil)
+		httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number from 1 to %d", max), nil)
 		return 0, false
 	}
 	return n, true
@@ -565,7 +566,7 @@ func jsonLine(v any) ([]byte, error) { return json.Marshal(v) }
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	if s.Metrics == nil {
-		triggers.WriteError(w, http.StatusNotFound, "metrics are not enabled on this server", nil)
+		httpjson.WriteError(w, http.StatusNotFound, "metrics are not enabled on this server", nil)
 		return
 	}
 	s.Metrics.ServeHTTP(w, r)
@@ -575,7 +576,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 // the last 7 days).
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 	if s.Stats == nil {
-		triggers.WriteError(w, http.StatusNotImplemented, "statistics are not available on this server", nil)
+		httpjson.WriteError(w, http.StatusNotImplemented, "statistics are not available on this server", nil)
 		return
 	}
 	q := r.URL.Query()
@@ -587,7 +588,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 		} else {
 			t, err := domain.ParseSince(v, time.Now())
 			if err != nil {
-				triggers.WriteError(w, http.StatusBadRequest, err.Error()+" (or a number of days such as 30d)", nil)
+				httpjson.WriteError(w, http.StatusBadRequest, err.Error()+" (or a number of days such as 30d)", nil)
 				return
 			}
 			from = t
@@ -596,19 +597,19 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("until"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			triggers.WriteError(w, http.StatusBadRequest, "until must be an RFC 3339 time", nil)
+			httpjson.WriteError(w, http.StatusBadRequest, "until must be an RFC 3339 time", nil)
 			return
 		}
 		to = t
 	}
 	if !from.Before(to) || to.Sub(from) > 400*24*time.Hour {
-		triggers.WriteError(w, http.StatusBadRequest, "the window must start before it ends and span at most 400 days", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "the window must start before it ends and span at most 400 days", nil)
 		return
 	}
 	rep, err := s.Stats(r.Context(), from, to)
 	if err != nil {
 		s.Log.Error("stats", "error", err)
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot compute statistics: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot compute statistics: "+err.Error(), nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
@@ -630,7 +631,7 @@ func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Safety == nil {
-		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no safety state", nil)
+		httpjson.WriteError(w, http.StatusNotImplemented, "this server keeps no safety state", nil)
 		return
 	}
 	var req struct {
@@ -640,12 +641,12 @@ func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.Reason) == "" {
-		triggers.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
+		httpjson.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
 		return
 	}
 	was, err := s.Safety.Reset(r.Context(), rb.Name())
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot reset the circuit breaker: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot reset the circuit breaker: "+err.Error(), nil)
 		return
 	}
 	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionBreakerReset, Runbook: rb.Name(),
@@ -656,12 +657,12 @@ func (s *Server) resetBreaker(w http.ResponseWriter, r *http.Request) {
 // listFailed serves GET /v1/failed-alerts.
 func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 	if s.Failed == nil {
-		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
+		httpjson.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
 		return
 	}
 	list, err := s.Failed.List(r.Context())
 	if err != nil {
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot read parked alerts: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read parked alerts: "+err.Error(), nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"failedAlerts": list})
@@ -670,7 +671,7 @@ func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 // retryFailed serves POST /v1/failed-alerts/{id}/retry.
 func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request) {
 	if s.Failed == nil {
-		triggers.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
+		httpjson.WriteError(w, http.StatusNotImplemented, "this server keeps no parked alerts", nil)
 		return
 	}
 	var req struct {
@@ -682,13 +683,13 @@ func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request) {
 	f, err := s.Failed.Retry(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, triggers.ErrFailedNotFound):
-		triggers.WriteError(w, http.StatusNotFound, err.Error()+" (list them with GET /v1/failed-alerts)", nil)
+		httpjson.WriteError(w, http.StatusNotFound, err.Error()+" (list them with GET /v1/failed-alerts)", nil)
 		return
 	case errors.Is(err, triggers.ErrAlertGone):
-		triggers.WriteError(w, http.StatusGone, err.Error()+": it cannot be retried", nil)
+		httpjson.WriteError(w, http.StatusGone, err.Error()+": it cannot be retried", nil)
 		return
 	case err != nil:
-		triggers.WriteError(w, http.StatusServiceUnavailable, "cannot retry: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot retry: "+err.Error(), nil)
 		return
 	}
 	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionTriggerRetried, Runbook: f.Runbook,

@@ -10,8 +10,8 @@ import (
 
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/httpjson"
 	"github.com/salve-sre/salve/internal/runs"
-	"github.com/salve-sre/salve/triggers"
 )
 
 // keepalive is how often an idle event stream sends a comment, so proxies
@@ -64,7 +64,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 	d, err := s.Runs.Get(ctx, id, r.URL.Query().Get("runId"))
 	if err != nil {
 		if errors.Is(err, runs.ErrNotFound) {
-			triggers.WriteError(w, http.StatusNotFound, err.Error(), nil)
+			httpjson.WriteError(w, http.StatusNotFound, err.Error(), nil)
 			return
 		}
 		s.runError(w, "read the run", err)
@@ -78,7 +78,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			triggers.WriteError(w, http.StatusBadRequest, "Last-Event-ID / after must be an event id from this stream", nil)
+			httpjson.WriteError(w, http.StatusBadRequest, "Last-Event-ID / after must be an event id from this stream", nil)
 			return
 		}
 		after = n
@@ -95,7 +95,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		triggers.WriteError(w, http.StatusInternalServerError, "streaming is not supported by this connection", nil)
+		httpjson.WriteError(w, http.StatusInternalServerError, "streaming is not supported by this connection", nil)
 		return
 	}
 	who := principal(r).Subject
@@ -105,7 +105,7 @@ func (s *Server) runEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.streams.take(who, limit) {
 		w.Header().Set("Retry-After", "10")
-		triggers.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%s already holds %d open event streams (the limit): close one (a browser tab) and retry", who, limit), nil)
+		httpjson.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%s already holds %d open event streams (the limit): close one (a browser tab) and retry", who, limit), nil)
 		return
 	}
 	defer s.streams.give(who)

@@ -23,9 +23,9 @@ import (
 
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/httpjson"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/runbooks"
-	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
 )
 
@@ -190,7 +190,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, p auth
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="salve"`)
 	}
-	triggers.WriteError(w, code, msg, nil)
+	httpjson.WriteError(w, code, msg, nil)
 }
 
 // record audits an API action. The ID is random: each request is its own
@@ -236,31 +236,31 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			triggers.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody), nil)
+			httpjson.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody), nil)
 			return false
 		}
-		triggers.WriteError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), nil)
 		return false
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return true
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		triggers.WriteError(w, http.StatusUnsupportedMediaType, "send the body as Content-Type: application/json", nil)
+		httpjson.WriteError(w, http.StatusUnsupportedMediaType, "send the body as Content-Type: application/json", nil)
 		return false
 	}
 	if msg := unknownKeys(body, v); msg != "" {
-		triggers.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+msg, nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+msg, nil)
 		return false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		triggers.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+strings.TrimPrefix(err.Error(), "json: "), nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+strings.TrimPrefix(err.Error(), "json: "), nil)
 		return false
 	}
 	if dec.More() {
-		triggers.WriteError(w, http.StatusBadRequest, "invalid JSON body: trailing data after the object", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "invalid JSON body: trailing data after the object", nil)
 		return false
 	}
 	return true
@@ -316,7 +316,7 @@ func (s *Server) runError(w http.ResponseWriter, what string, err error) {
 		s.Log.Error(what, "error", err)
 		err = fmt.Errorf("cannot %s: Temporal: %w", what, err)
 	}
-	triggers.WriteError(w, code, err.Error(), nil)
+	httpjson.WriteError(w, code, err.Error(), nil)
 }
 
 func (s *Server) runbook(w http.ResponseWriter, name string) (*runbooks.Runbook, bool) {
@@ -332,7 +332,7 @@ func (s *Server) runbook(w http.ResponseWriter, name string) (*runbooks.Runbook,
 			names = append(names, rb.Name())
 		}
 	}
-	triggers.WriteError(w, http.StatusNotFound, fmt.Sprintf("no runbook %q (loaded: %s)", name, strings.Join(names, ", ")), nil)
+	httpjson.WriteError(w, http.StatusNotFound, fmt.Sprintf("no runbook %q (loaded: %s)", name, strings.Join(names, ", ")), nil)
 	return nil, false
 }
 
@@ -342,7 +342,7 @@ var manualKeyTime = "20060102T150405Z"
 // messages and other people's terminals. Writes the 400 when it fails.
 func checkReason(w http.ResponseWriter, reason string) bool {
 	if len(reason) > 1000 || strings.IndexFunc(reason, func(c rune) bool { return c != '\n' && c != '\t' && unicode.IsControl(c) }) >= 0 {
-		triggers.WriteError(w, http.StatusBadRequest, "reason must be at most 1000 characters of text (no control characters)", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "reason must be at most 1000 characters of text (no control characters)", nil)
 		return false
 	}
 	return true
@@ -368,7 +368,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	}
 	idem := r.Header.Get("Idempotency-Key")
 	if len(idem) > 200 {
-		triggers.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 200 characters", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "Idempotency-Key is longer than 200 characters", nil)
 		return
 	}
 	key := req.IncidentKey
@@ -380,7 +380,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	case key == "":
 		key = "manual-" + time.Now().UTC().Format(manualKeyTime) + "-" + randomHex(3)
 	case len(key) > 200 || badKeyChar.MatchString(key) || strings.TrimSpace(key) != key:
-		triggers.WriteError(w, http.StatusBadRequest, "incidentKey must be at most 200 printable characters with no surrounding spaces", nil)
+		httpjson.WriteError(w, http.StatusBadRequest, "incidentKey must be at most 200 printable characters with no surrounding spaces", nil)
 		return
 	}
 	if !checkReason(w, req.Reason) {
@@ -392,9 +392,9 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	plan, err := rb.Plan(s.Catalog, workflowID, key, nil, req.Params)
 	if err != nil {
 		if errors.Is(err, runbooks.ErrParams) {
-			triggers.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 		} else {
-			triggers.WriteError(w, http.StatusBadRequest, "cannot plan the run: "+err.Error(), nil)
+			httpjson.WriteError(w, http.StatusBadRequest, "cannot plan the run: "+err.Error(), nil)
 		}
 		return
 	}
@@ -492,7 +492,7 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 			return
 		}
 		if strings.TrimSpace(req.Reason) == "" {
-			triggers.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
+			httpjson.WriteError(w, http.StatusBadRequest, `a reason is required: send {"reason": "..."}; it goes into the audit log`, nil)
 			return
 		}
 		if !checkReason(w, req.Reason) {
@@ -552,13 +552,13 @@ func (s *Server) getRunbook(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) reloadRunbooks(w http.ResponseWriter, r *http.Request) {
 	if s.Reload == nil {
-		triggers.WriteError(w, http.StatusNotImplemented, "this server does not load runbooks from a directory", nil)
+		httpjson.WriteError(w, http.StatusNotImplemented, "this server does not load runbooks from a directory", nil)
 		return
 	}
 	s.record(r.Context(), domain.AuditEvent{Actor: actorOf(principal(r)), Action: domain.ActionRunbookReload, Outcome: "requested"})
 	ch, err := s.Reload(r.Context())
 	if err != nil {
-		triggers.WriteError(w, http.StatusInternalServerError, "reload runbooks: "+err.Error(), nil)
+		httpjson.WriteError(w, http.StatusInternalServerError, "reload runbooks: "+err.Error(), nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"loaded": nonNil(ch.Loaded), "removed": nonNil(ch.Removed), "rejected": nonNil(ch.Rejected)})

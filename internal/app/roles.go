@@ -20,6 +20,7 @@ import (
 
 	"github.com/salve-sre/salve/internal/devnats"
 	"github.com/salve-sre/salve/internal/devstack"
+	"github.com/salve-sre/salve/internal/httpjson"
 	"github.com/salve-sre/salve/triggers"
 )
 
@@ -242,7 +243,7 @@ func probesOnly(roles Roles, ingest *triggers.Ingest, metrics http.Handler, vers
 		answer(w, http.StatusOK, "ok", "")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		triggers.WriteError(w, http.StatusNotFound, "this process runs the "+roles.String()+" role(s): "+r.Method+" "+r.URL.Path+" is served by the api role", nil)
+		httpjson.WriteError(w, http.StatusNotFound, "this process runs the "+roles.String()+" role(s): "+r.Method+" "+r.URL.Path+" is served by the api role", nil)
 	})
 	return mux
 }
