@@ -223,7 +223,7 @@ func (e executor) Execute(ctx context.Context, req step.Request) (step.Result, e
 	if !p.ok(resp.StatusCode) {
 		err := fmt.Errorf("%s %s: unexpected status %d", p.method, redact(hreq.URL), resp.StatusCode)
 		// 4xx other than timeouts and throttling will not change on retry.
-		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		if step.PermanentStatus(resp.StatusCode) {
 			err = fmt.Errorf("%w: %v", step.ErrPermanent, err)
 		}
 		return out, err

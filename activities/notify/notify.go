@@ -411,7 +411,7 @@ func (n *Notifier) send(ctx context.Context, t target, msg any, idempotencyKey s
 	switch {
 	case code >= 300 && code < 400:
 		return code, fmt.Errorf("%w: %s (redirects are not followed: configure the final URL)", step.ErrPermanent, msgText)
-	case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
+	case step.PermanentStatus(code):
 		// The same message to the same URL will get the same answer.
 		return code, fmt.Errorf("%w: %s", step.ErrPermanent, msgText)
 	default:

@@ -231,8 +231,7 @@ func (c client) instant(ctx context.Context, base *url.URL, query string) (resul
 	if err != nil {
 		return result{}, fmt.Errorf("%s: read answer: %w", where, err)
 	}
-	permanent := resp.StatusCode >= 400 && resp.StatusCode < 500 &&
-		resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests
+	permanent := step.PermanentStatus(resp.StatusCode)
 	var api struct {
 		Status    string          `json:"status"`
 		Data      json.RawMessage `json:"data"`

@@ -81,3 +81,10 @@ type Spec struct {
 // ActivityName is the stable Temporal activity type of a step kind: renaming
 // Go code never changes workflow history.
 func ActivityName(kind string) string { return "step." + kind }
+
+// PermanentStatus reports whether an HTTP answer with this status will not
+// change on retry: a 4xx other than 408 (request timeout) and 429 (too
+// many requests). The one rule for every step kind that calls HTTP.
+func PermanentStatus(code int) bool {
+	return code >= 400 && code < 500 && code != 408 && code != 429
+}
