@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -137,17 +136,7 @@ func (a *Authenticator) Token(tok string) (Principal, error) {
 	if tok == "" {
 		return Principal{}, ErrNoToken
 	}
-	sum, _ := hex.DecodeString(HashToken(tok))
-	found := -1
-	for i, e := range a.tokens {
-		if subtle.ConstantTimeCompare(sum, e.hash) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return Principal{}, ErrBadToken
-	}
-	return a.tokens[found].p, nil
+	return a.ByHash(HashToken(tok))
 }
 
 // BearerToken returns the request's bearer token, if it has one.
