@@ -49,7 +49,11 @@ const DefaultMaxBody = 4 << 20
 
 // Ingest is the POST /v1/alertmanager handler.
 type Ingest struct {
-	Store   AlertStore
+	// Store stores each alert once; the audit recorder derives its
+	// alert.accepted record from the stored alert.
+	Store AlertStore
+	// Audit records what the alerts do not say themselves: a group
+	// Alertmanager truncated.
 	Audit   AuditRecorder
 	Token   string // bearer token Alertmanager sends; required
 	MaxBody int64  // 0 = DefaultMaxBody
@@ -143,17 +147,19 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
 		return
 	}
-	if err := h.Audit.RecordAll(ctx, h.auditEvents(msg, evs, now())); err != nil {
-		// The alerts are stored, but their audit records are not: ask for a
-		// retry; the stream deduplicates the alerts themselves.
-		h.Log.Error("webhook audit not stored; answering 503 so Alertmanager retries", "error", err)
-		w.Header().Set("Retry-After", "5")
-		reason := "audit records could not be stored; retry later"
-		if errors.Is(err, bus.ErrStreamFull) {
-			reason = "the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later"
+	if trunc := truncationEvent(msg, evs, now()); trunc != nil {
+		if err := h.Audit.RecordAll(ctx, trunc); err != nil {
+			// The alerts are stored, but not the record that some were cut:
+			// ask for a retry; the stream deduplicates the alerts themselves.
+			h.Log.Error("webhook truncation record not stored; answering 503 so Alertmanager retries", "error", err)
+			w.Header().Set("Retry-After", "5")
+			reason := "audit records could not be stored; retry later"
+			if errors.Is(err, bus.ErrStreamFull) {
+				reason = "the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later"
+			}
+			httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
+			return
 		}
-		httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
-		return
 	}
 	if msg.TruncatedAlerts > 0 {
 		h.Log.Warn("Alertmanager truncated a webhook group; raise max_alerts or Salve misses alerts", "truncated", msg.TruncatedAlerts, "group_key", msg.GroupKey)
@@ -182,29 +188,21 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (h *Ingest) auditEvents(msg WebhookMessage, evs []domain.AlertEvent, now time.Time) []domain.AuditEvent {
-	out := make([]domain.AuditEvent, 0, len(evs)+1)
-	for _, ev := range evs {
-		out = append(out, domain.AuditEvent{
-			ID:      domain.ActionAlertAccepted + "/" + ev.ID,
-			Time:    now.UTC(),
-			Actor:   domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
-			Action:  domain.ActionAlertAccepted,
-			Outcome: ev.Status,
-			Detail:  alertDetail(ev),
-		})
+// truncationEvent audits a webhook whose group Alertmanager cut short; nil
+// when it was whole. Accepted alerts need no event here: the audit
+// recorder derives their alert.accepted records from ALERTS.
+func truncationEvent(msg WebhookMessage, evs []domain.AlertEvent, now time.Time) []domain.AuditEvent {
+	if msg.TruncatedAlerts == 0 {
+		return nil
 	}
-	if msg.TruncatedAlerts > 0 {
-		sum := sha256.Sum256([]byte(msg.GroupKey + "|" + evs[0].ID))
-		out = append(out, domain.AuditEvent{
-			ID:     fmt.Sprintf("%s/%x", domain.ActionAlertTruncated, sum[:8]),
-			Time:   now.UTC(),
-			Actor:  domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
-			Action: domain.ActionAlertTruncated,
-			Detail: map[string]string{"groupKey": msg.GroupKey, "truncatedAlerts": strconv.Itoa(msg.TruncatedAlerts)},
-		})
-	}
-	return out
+	sum := sha256.Sum256([]byte(msg.GroupKey + "|" + evs[0].ID))
+	return []domain.AuditEvent{{
+		ID:     fmt.Sprintf("%s/%x", domain.ActionAlertTruncated, sum[:8]),
+		Time:   now.UTC(),
+		Actor:  domain.Actor{Kind: domain.ActorAlert, Name: msg.Receiver},
+		Action: domain.ActionAlertTruncated,
+		Detail: map[string]string{"groupKey": msg.GroupKey, "truncatedAlerts": strconv.Itoa(msg.TruncatedAlerts)},
+	}}
 }
 
 func (h *Ingest) authorized(r *http.Request) bool {
@@ -213,16 +211,4 @@ func (h *Ingest) authorized(r *http.Request) bool {
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(h.Token)) == 1
-}
-
-// alertDetail is what the audit log keeps of an alert: enough for incident
-// timelines (when it fired and resolved), never its annotations, which may
-// carry anything.
-func alertDetail(ev domain.AlertEvent) map[string]string {
-	d := map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "fingerprint": ev.Fingerprint,
-		"startsAt": ev.StartsAt.UTC().Format(time.RFC3339Nano)}
-	if !ev.EndsAt.IsZero() && ev.Status == domain.StatusResolved {
-		d["endsAt"] = ev.EndsAt.UTC().Format(time.RFC3339Nano)
-	}
-	return d
 }

@@ -6,7 +6,7 @@ package triggers_test
 //
 // BenchmarkIngestWebhook posts webhooks through real HTTP to the real
 // ingest handler, which answers only after JetStream acknowledged every
-// alert and audit event. BenchmarkJetStreamPublish is the floor: raw
+// alert (the audit recorder derives their alert.accepted records). BenchmarkJetStreamPublish is the floor: raw
 // acknowledged publishes of a message of the same size. One op is one
 // webhook (or one publish); the custom metrics are the figures to read.
 // Allocations include everything in the process: HTTP client and server,
@@ -184,22 +184,13 @@ func benchIngest(b *testing.B, perWebhook int) {
 
 // BenchmarkJetStreamPublish is the floor: acknowledged js.PublishMsg of an
 // ALERTS-sized message with a distinct Nats-Msg-Id, from the same number
-// of senders. "alert+audit" publishes twice in sequence per op, as ingest
-// does for a one-alert webhook (ALERTS, then AUDIT).
+// of senders: what ingest does for a one-alert webhook.
 func BenchmarkJetStreamPublish(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		pubs int
-	}{{"msgs=1", 1}, {"alert+audit", 2}} {
-		b.Run(tc.name, func(b *testing.B) { benchPublish(b, tc.pubs) })
-	}
-}
-
-func benchPublish(b *testing.B, pubsPerOp int) {
+	const pubsPerOp = 1
 	_, js := testenv.NATS(b)
 	data := alertMessage(b)
 	run := benchRun.Add(1)
-	subjects := []string{bus.SubjectAlerts + ".firing", bus.SubjectAudit + ".alert_accepted"}
+	subjects := []string{bus.SubjectAlerts + ".firing"}
 	publish := func(ctx context.Context, subject string, k uint64) error {
 		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data,
 			Header: nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("bench-%d-%d", run, k)}}})

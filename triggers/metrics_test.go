@@ -64,6 +64,7 @@ func TestIngestMetrics(t *testing.T) {
 		auth          string
 		storeErr      error
 		auditErr      error
+		truncated     bool // Alertmanager cut the group: the one audit publish on the webhook's path
 		wantCode      int
 		wantPublished int
 		wantAccepted  []string
@@ -71,14 +72,18 @@ func TestIngestMetrics(t *testing.T) {
 		{name: "accepted", auth: "Bearer t", wantCode: 200, wantPublished: 1, wantAccepted: []string{"firing"}},
 		{name: "unauthorized", auth: "Bearer nope", wantCode: 401},
 		{name: "not stored", auth: "Bearer t", storeErr: errors.New("no responders"), wantCode: 503, wantPublished: 1},
-		{name: "stored, audit not", auth: "Bearer t", auditErr: errors.New("timeout"), wantCode: 503, wantPublished: 1},
+		{name: "stored, truncation record not", auth: "Bearer t", auditErr: errors.New("timeout"), truncated: true, wantCode: 503, wantPublished: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fm := &fakeMetrics{}
 			h := &triggers.Ingest{Store: &fakeStore{err: tt.storeErr}, Audit: &fakeAudit{err: tt.auditErr}, Token: "t",
 				Log: slog.New(slog.DiscardHandler), Metrics: fm}
-			req := httptest.NewRequest(http.MethodPost, "/v1/alertmanager", strings.NewReader(demoPayload(t)))
+			body := demoPayload(t)
+			if tt.truncated {
+				body = strings.Replace(body, `"truncatedAlerts": 0`, `"truncatedAlerts": 7`, 1)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/v1/alertmanager", strings.NewReader(body))
 			req.Header.Set("Authorization", tt.auth)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/testenv"
 )
@@ -156,8 +157,8 @@ spec:
 					}
 				}
 				pending := scrape(t, d.URL)["salve_consumer_pending_messages"]
-				if pending == nil || len(pending.Metric) != 3 {
-					return false // all three consumers report
+				if pending == nil || len(pending.Metric) != len(bus.Consumers) {
+					return false // every consumer reports
 				}
 				for _, m := range pending.Metric {
 					if m.GetGauge().GetValue() != 0 {

@@ -101,6 +101,8 @@ func backlogWarning(ctx context.Context, js jetstream.JetStream) string {
 			switch b.Name {
 			case "recorder":
 				what = "accepted audit events not yet recorded"
+			case "recorder-alerts":
+				what = "stored alerts whose alert.accepted is not yet recorded"
 			case "trigger":
 				what = "stored alerts not yet decided"
 			case "incidents":

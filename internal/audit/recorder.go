@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,6 +26,8 @@ const (
 	StreamAnchors  = "AUDIT_ANCHORS"
 	SubjectAnchors = "salve.anchors.audit"
 	RecorderName   = bus.RecorderDurable
+	// AlertsRecorderName is the recorder's consumer of ALERTS.
+	AlertsRecorderName = bus.AlertsRecorderDurable
 )
 
 // JetStreamAnchors reads and writes anchors in JetStream.
@@ -125,6 +128,15 @@ func (a JetStreamAnchors) Latest(ctx context.Context) (Anchor, bool, error) {
 // after the commit. A crash between commit and ack redelivers the batch,
 // and the store skips event IDs it already has, so every event is stored
 // exactly once.
+//
+// It also reads ALERTS, and records each stored alert's alert.accepted
+// event (domain.AlertAccepted): the webhook stores an alert once instead
+// of also publishing its audit event. Before it appends a batch of AUDIT
+// events it records every alert stored before that batch was fetched, so
+// in the chain an alert's acceptance precedes every decision about it
+// (the trigger decides only on stored alerts). Only after a recorder
+// crash can an alert it had fetched come back later than that, when its
+// ack wait ends.
 type Recorder struct {
 	JS      jetstream.JetStream
 	Store   *Store
@@ -174,7 +186,22 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("create audit recorder consumer: %w", err)
 	}
-	backoff := time.Second
+	alerts, err := r.JS.CreateOrUpdateConsumer(ctx, bus.StreamAlerts, jetstream.ConsumerConfig{
+		Durable:       AlertsRecorderName,
+		Description:   "Salve audit recorder: the alert.accepted record of each stored alert",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cmp.Or(r.AckWait, time.Minute),
+		MaxDeliver:    -1,
+		MaxAckPending: batch * 4,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("create audit recorder consumer of %s: %w", bus.StreamAlerts, err)
+	}
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = time.Second, 30*time.Second
 	for ctx.Err() == nil {
 		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -182,7 +209,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 				return nil
 			}
 			r.Log.Warn("audit recorder: fetch", "error", err)
-			sleep(ctx, backoff)
+			sleep(ctx, time.Second)
 			continue
 		}
 		var (
@@ -211,33 +238,38 @@ func (r *Recorder) Run(ctx context.Context) error {
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			r.Log.Warn("audit recorder: batch", "error", err)
 		}
-		if len(got) == 0 {
-			continue
-		}
-		_, err = r.Store.Append(ctx, evs)
-		if err != nil && r.Store.Ping(ctx) == nil {
-			// The store answers, yet refused the batch: one of its events
-			// is one it cannot keep. Store the others, and that one as an
-			// audit.unstorable record, rather than retry it for ever.
-			err = r.appendIsolating(ctx, evs, got)
+		// The alerts first: this batch's events may be decisions about
+		// them.
+		recorded, err := r.recordAlerts(ctx, alerts, batch)
+		if err == nil {
+			err = r.append(ctx, bus.StreamAudit, evs, got)
 		}
 		if err != nil {
-			// Nothing acked: every message of the batch comes back.
-			r.Log.Error("audit recorder: append failed; will retry", "error", err, "events", len(evs))
-			for _, m := range got {
-				_ = m.NakWithDelay(backoff)
+			if ctx.Err() != nil {
+				return nil
 			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 30*time.Second)
+			// Nothing of this batch acked: every message comes back.
+			r.Log.Error("audit recorder: append failed; will retry", "error", err, "events", len(evs))
+			wait := retry.NextBackOff()
+			for _, m := range got {
+				_ = m.NakWithDelay(wait)
+			}
+			sleep(ctx, wait)
 			continue
 		}
-		backoff = time.Second
+		retry.Reset()
+		if len(got) == 0 && recorded == 0 {
+			continue
+		}
 		if r.Anchors != nil {
 			if seq, hash, err := r.Store.Head(ctx); err == nil {
 				if err := r.Anchors.Write(ctx, Anchor{Seq: seq, Hash: hash}); err != nil {
 					r.Log.Warn("audit recorder: anchor not written", "error", err)
 				}
 			}
+		}
+		if len(got) == 0 {
+			continue
 		}
 		var last uint64
 		for _, m := range got {
@@ -293,11 +325,83 @@ func (r *Recorder) dropRecorded(ctx context.Context, cons jetstream.Consumer) {
 	r.committed = r.committed[n:]
 }
 
+// append appends evs, the events of msgs from stream, in one transaction.
+// If the store answers yet refuses the batch, one of its events is one it
+// cannot keep: the others are stored, and that one as an audit.unstorable
+// record, rather than retried for ever.
+func (r *Recorder) append(ctx context.Context, stream string, evs []domain.AuditEvent, msgs []jetstream.Msg) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := r.Store.Append(ctx, evs)
+	if err != nil && r.Store.Ping(ctx) == nil {
+		err = r.appendIsolating(ctx, stream, evs, msgs)
+	}
+	return err
+}
+
+// recordAlerts records the alert.accepted event of every alert stored in
+// ALERTS up to its last message now, in transactions of up to batch
+// events, acking each after its commit, and says how many it handled. It stops early only when nothing
+// is left to fetch (messages a crashed recorder had fetched come back
+// when their ack wait ends).
+func (r *Recorder) recordAlerts(ctx context.Context, cons jetstream.Consumer, batch int) (recorded int, _ error) {
+	st, err := r.JS.Stream(ctx, bus.StreamAlerts)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", bus.StreamAlerts, err)
+	}
+	target := st.CachedInfo().State.LastSeq
+	for ctx.Err() == nil {
+		msgs, err := cons.FetchNoWait(batch)
+		if err != nil {
+			return recorded, fmt.Errorf("fetch from %s: %w", bus.StreamAlerts, err)
+		}
+		var (
+			evs  []domain.AuditEvent
+			got  []jetstream.Msg
+			last uint64
+		)
+		for m := range msgs.Messages() {
+			if meta, _ := m.Metadata(); meta != nil {
+				last = max(last, meta.Sequence.Stream)
+			}
+			var ev domain.AlertEvent
+			if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.ID == "" {
+				// Not an alert the webhook stored; the trigger audits it
+				// as alert.undecodable.
+				_ = m.Ack()
+				continue
+			}
+			got = append(got, m)
+			evs = append(evs, domain.AlertAccepted(ev))
+		}
+		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+			r.Log.Warn("audit recorder: batch of alerts", "error", err)
+		}
+		if err := r.append(ctx, bus.StreamAlerts, evs, got); err != nil {
+			for _, m := range got {
+				_ = m.Nak()
+			}
+			return recorded, err
+		}
+		recorded += len(got)
+		for _, m := range got {
+			if err := m.Ack(); err != nil {
+				r.Log.Warn("audit recorder: ack of an alert (it will be redelivered and deduplicated)", "error", err)
+			}
+		}
+		if last == 0 || last >= target {
+			return recorded, nil
+		}
+	}
+	return recorded, ctx.Err()
+}
+
 // appendIsolating appends evs one at a time; an event the store refuses
 // while it answers other queries is replaced by an audit.unstorable record
 // naming its stream sequence, its ID and the store's reason, so the chain
 // keeps a trace of it and goes on.
-func (r *Recorder) appendIsolating(ctx context.Context, evs []domain.AuditEvent, msgs []jetstream.Msg) error {
+func (r *Recorder) appendIsolating(ctx context.Context, stream string, evs []domain.AuditEvent, msgs []jetstream.Msg) error {
 	for i, ev := range evs {
 		_, err := r.Store.Append(ctx, []domain.AuditEvent{ev})
 		if err == nil {
@@ -315,11 +419,15 @@ func (r *Recorder) appendIsolating(ctx context.Context, evs []domain.AuditEvent,
 			r.Metrics.EventIsolated("recorder")
 		}
 		orig, _ := json.Marshal(ev)
+		id := fmt.Sprintf("audit.unstorable/%d", seq)
+		if stream != bus.StreamAudit {
+			id = fmt.Sprintf("audit.unstorable/%s/%d", stream, seq)
+		}
 		rec := domain.AuditEvent{
-			ID: fmt.Sprintf("audit.unstorable/%d", seq), Time: time.Now().UTC(),
+			ID: id, Time: time.Now().UTC(),
 			Actor:  domain.Actor{Kind: domain.ActorSystem, Name: "audit-recorder"},
 			Action: ActionUnstorable, Runbook: ev.Runbook, WorkflowID: ev.WorkflowID, IncidentKey: ev.IncidentKey,
-			Error:  fmt.Sprintf("message %d on the AUDIT stream could not be stored: %v", seq, err),
+			Error:  fmt.Sprintf("message %d on the %s stream could not be stored: %v", seq, stream, err),
 			Detail: map[string]string{"eventId": strconv.Quote(ev.ID), "action": strconv.Quote(ev.Action), "eventJSON": truncateUTF8(string(orig), 16<<10)},
 		}
 		if _, err := r.Store.Append(ctx, []domain.AuditEvent{rec}); err != nil {

@@ -63,22 +63,34 @@ func (r VerifyResult) Summary() string {
 }
 
 // Unrecorded reads how many accepted events the recorder has not stored
-// yet (its consumer's backlog on AUDIT).
+// yet: its consumers' backlogs on AUDIT and on ALERTS (each stored alert
+// is recorded as alert.accepted).
 func Unrecorded(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	b, err := bus.ReadBacklog(ctx, js, bus.Consumer{Name: "recorder", Stream: bus.StreamAudit, Durable: RecorderName}, time.Now())
-	if errors.Is(err, bus.ErrNoConsumer) {
-		// No recorder ever ran: everything in AUDIT is unrecorded.
-		st, serr := js.Stream(ctx, bus.StreamAudit)
-		if serr != nil {
-			return 0, serr
+	var n uint64
+	for _, c := range []bus.Consumer{
+		{Name: "recorder", Stream: bus.StreamAudit, Durable: RecorderName},
+		{Name: "recorder-alerts", Stream: bus.StreamAlerts, Durable: AlertsRecorderName},
+	} {
+		b, err := bus.ReadBacklog(ctx, js, c, time.Now())
+		if errors.Is(err, bus.ErrNoConsumer) {
+			// No recorder ever ran: everything in the stream is unrecorded.
+			st, serr := js.Stream(ctx, c.Stream)
+			if serr != nil {
+				return 0, serr
+			}
+			info, serr := st.Info(ctx)
+			if serr != nil {
+				return 0, serr
+			}
+			n += info.State.Msgs
+			continue
 		}
-		info, serr := st.Info(ctx)
-		if serr != nil {
-			return 0, serr
+		if err != nil {
+			return 0, err
 		}
-		return info.State.Msgs, nil
+		n += b.Pending
 	}
-	return b.Pending, err
+	return n, nil
 }
 
 // ErrBroken is returned by Verify's callers to map a broken chain to exit 1.

@@ -11,8 +11,11 @@ import (
 
 // Durable consumers of the audit side (the trigger's is TriggerDurable).
 const (
-	RecorderDurable  = "salve-audit-recorder"
-	IncidentsDurable = "salve-incidents"
+	RecorderDurable = "salve-audit-recorder"
+	// AlertsRecorderDurable is the audit recorder's consumer of ALERTS:
+	// it records each stored alert's alert.accepted event.
+	AlertsRecorderDurable = "salve-audit-alerts"
+	IncidentsDurable      = "salve-incidents"
 )
 
 // Consumer names one of Salve's durable consumers.
@@ -26,6 +29,7 @@ type Consumer struct {
 var Consumers = []Consumer{
 	{Name: "trigger", Stream: StreamAlerts, Durable: TriggerDurable},
 	{Name: "recorder", Stream: StreamAudit, Durable: RecorderDurable},
+	{Name: "recorder-alerts", Stream: StreamAlerts, Durable: AlertsRecorderDurable},
 	{Name: "incidents", Stream: StreamAlerts, Durable: IncidentsDurable},
 }
 

@@ -64,3 +64,26 @@ func LabelString(labels map[string]string) string {
 	b.WriteByte('}')
 	return b.String()
 }
+
+// AlertAccepted is the audit record of an accepted alert. The audit
+// recorder derives it from the alert stored in ALERTS, so the webhook
+// stores each alert once; its ID makes a republished alert (a retry, a
+// redelivery) one record.
+//
+// It keeps enough for incident timelines (when the alert fired and
+// resolved), never its annotations, which may carry anything.
+func AlertAccepted(ev AlertEvent) AuditEvent {
+	d := map[string]string{"alertId": ev.ID, "alertname": ev.Name(), "fingerprint": ev.Fingerprint,
+		"startsAt": ev.StartsAt.UTC().Format(time.RFC3339Nano)}
+	if !ev.EndsAt.IsZero() && ev.Status == StatusResolved {
+		d["endsAt"] = ev.EndsAt.UTC().Format(time.RFC3339Nano)
+	}
+	return AuditEvent{
+		ID:      ActionAlertAccepted + "/" + ev.ID,
+		Time:    ev.ReceivedAt.UTC(),
+		Actor:   Actor{Kind: ActorAlert, Name: ev.Receiver},
+		Action:  ActionAlertAccepted,
+		Outcome: ev.Status,
+		Detail:  d,
+	}
+}
