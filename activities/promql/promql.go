@@ -1,9 +1,12 @@
 // Package promql holds the Prometheus step kinds: prometheus.query reads a
 // number a later step can use, and prometheus.assert checks that a
 // remediation worked ("error rate below 1% for 2m within 5m"). Both speak
-// the Prometheus HTTP API v1 with the standard library only, so any
-// Prometheus-compatible server (Thanos, Mimir, VictoriaMetrics) works and no
-// client library is pulled into the build.
+// the Prometheus HTTP API v1, so any Prometheus-compatible server (Thanos,
+// Mimir, VictoriaMetrics) works; answers are decoded with Prometheus's own
+// model types (prometheus/common/model). The request is built here rather
+// than by client_golang's API client, which cannot bound an answer's size,
+// falls back to GET (the query in URLs and access logs) on a 403, and does
+// not return the status code that decides whether a retry can help.
 package promql
 
 import (
@@ -18,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/step"
@@ -271,89 +276,63 @@ func (c client) instant(ctx context.Context, base *url.URL, query string) (resul
 	return res, nil
 }
 
-// decode reads the "data" of a successful query answer.
+// decode reads the "data" of a successful query answer with Prometheus's
+// own model types, which also carry NaN and ±Inf (strings in the API) and
+// native histograms.
 func decode(data json.RawMessage) (result, error) {
 	var d struct {
-		ResultType string          `json:"resultType"`
+		ResultType model.ValueType `json:"resultType"`
 		Result     json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
 		return result{}, fmt.Errorf("decode answer: %v", err)
 	}
-	out := result{resultType: d.ResultType}
+	out := result{resultType: d.ResultType.String()}
 	switch d.ResultType {
-	case "vector":
-		var v []struct {
-			Metric    map[string]string `json:"metric"`
-			Value     json.RawMessage   `json:"value"`
-			Histogram json.RawMessage   `json:"histogram"`
-		}
+	case model.ValVector:
+		var v model.Vector
 		if err := json.Unmarshal(d.Result, &v); err != nil {
-			return result{}, fmt.Errorf("decode vector: %v", err)
+			return result{}, fmt.Errorf("decode vector: %v", truncate(err.Error()))
 		}
 		out.series = make([]sample, 0, len(v))
 		for _, s := range v {
-			smp := sample{labels: s.Metric}
-			if len(s.Value) > 0 {
-				f, err := point(s.Value)
-				if err != nil {
-					return result{}, fmt.Errorf("decode vector: %v", err)
-				}
-				smp.value, smp.hasValue = f, true
-			}
-			out.series = append(out.series, smp)
+			// A native histogram sample has no float value.
+			out.series = append(out.series, sample{labels: labelMap(s.Metric), value: float64(s.Value), hasValue: s.Histogram == nil})
 		}
-	case "matrix":
+	case model.ValMatrix:
 		// An instant query returns a matrix only for a range selector
-		// such as foo[5m]; each series keeps its newest value.
-		var m []struct {
-			Metric map[string]string `json:"metric"`
-			Values []json.RawMessage `json:"values"`
-		}
+		// such as foo[5m]; each series keeps its newest float value.
+		var m model.Matrix
 		if err := json.Unmarshal(d.Result, &m); err != nil {
-			return result{}, fmt.Errorf("decode matrix: %v", err)
+			return result{}, fmt.Errorf("decode matrix: %v", truncate(err.Error()))
 		}
 		out.series = make([]sample, 0, len(m))
 		for _, s := range m {
-			smp := sample{labels: s.Metric}
+			smp := sample{labels: labelMap(s.Metric)}
 			if n := len(s.Values); n > 0 {
-				f, err := point(s.Values[n-1])
-				if err != nil {
-					return result{}, fmt.Errorf("decode matrix: %v", err)
-				}
-				smp.value, smp.hasValue = f, true
+				smp.value, smp.hasValue = float64(s.Values[n-1].Value), true
 			}
 			out.series = append(out.series, smp)
 		}
-	case "scalar":
-		f, err := point(d.Result)
-		if err != nil {
-			return result{}, fmt.Errorf("decode scalar: %v", err)
+	case model.ValScalar:
+		var sc model.Scalar
+		if err := json.Unmarshal(d.Result, &sc); err != nil {
+			return result{}, fmt.Errorf("decode scalar: %v", truncate(err.Error()))
 		}
-		out.scalar = f
-	case "string":
+		out.scalar = float64(sc.Value)
+	case model.ValString:
 	default:
-		return result{}, fmt.Errorf("unknown result type %q", d.ResultType)
+		return result{}, fmt.Errorf("unknown result type %q", d.ResultType.String())
 	}
 	return out, nil
 }
 
-// point decodes [<unix time>, "<value>"]. Values are strings in the API so
-// that NaN and ±Inf survive JSON.
-func point(raw json.RawMessage) (float64, error) {
-	var p []json.RawMessage
-	if err := json.Unmarshal(raw, &p); err != nil || len(p) != 2 {
-		return 0, fmt.Errorf("bad sample %s", truncate(string(raw)))
+func labelMap(m model.Metric) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[string(k)] = string(v)
 	}
-	var s string
-	if err := json.Unmarshal(p[1], &s); err != nil {
-		return 0, fmt.Errorf("bad sample value %s", truncate(string(p[1])))
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad sample value %q", truncate(s))
-	}
-	return f, nil
+	return out
 }
 
 func truncate(s string) string {

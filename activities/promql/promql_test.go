@@ -284,7 +284,7 @@ func TestQueryErrors(t *testing.T) {
 		{name: "404 is the wrong URL: permanent", status: 404, body: "404 page not found", want: "status 404", wantPermanent: true},
 		{name: "200 that is not the API is permanent", status: 200, body: "<html>Grafana</html>", want: "not a Prometheus API answer", wantPermanent: true},
 		{name: "unknown result type is permanent", status: 200, body: `{"status":"success","data":{"resultType":"table","result":[]}}`, want: "table", wantPermanent: true},
-		{name: "malformed sample is permanent", status: 200, body: `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}`, want: "bad sample value", wantPermanent: true},
+		{name: "malformed sample is permanent", status: 200, body: `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}`, want: `decode vector: strconv.ParseFloat: parsing "abc"`, wantPermanent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t, always(tc.status, tc.body))

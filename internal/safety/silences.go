@@ -8,9 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/prometheus/alertmanager/pkg/labels"
 )
 
 // SilenceChecker finds an active Alertmanager silence matching labels.
@@ -89,28 +90,26 @@ func (a *Alertmanager) Matching(ctx context.Context, labels map[string]string) (
 	return nil, nil
 }
 
-// matches applies Alertmanager's matcher semantics: every matcher must
-// match; a regex is anchored; a missing label is the empty string.
-func (s Silence) matches(labels map[string]string) bool {
+// matches applies Alertmanager's matcher semantics, with its own matcher
+// type: every matcher must match; a regex is anchored; a missing label is
+// the empty string. A silence with a matcher Alertmanager would not have
+// accepted matches nothing.
+func (s Silence) matches(lset map[string]string) bool {
 	if len(s.Matchers) == 0 {
 		return false
 	}
 	for _, m := range s.Matchers {
-		v := labels[m.Name]
-		var ok bool
-		if m.IsRegex {
-			re, err := regexp.Compile("^(?:" + m.Value + ")$")
-			if err != nil {
-				return false
-			}
-			ok = re.MatchString(v)
-		} else {
-			ok = v == m.Value
+		t := labels.MatchEqual
+		switch equal := m.IsEqual == nil || *m.IsEqual; {
+		case m.IsRegex && equal:
+			t = labels.MatchRegexp
+		case m.IsRegex:
+			t = labels.MatchNotRegexp
+		case !equal:
+			t = labels.MatchNotEqual
 		}
-		if m.IsEqual != nil && !*m.IsEqual {
-			ok = !ok
-		}
-		if !ok {
+		lm, err := labels.NewMatcher(t, m.Name, m.Value)
+		if err != nil || !lm.Matches(lset[m.Name]) {
 			return false
 		}
 	}

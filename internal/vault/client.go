@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
@@ -59,6 +60,9 @@ type Client struct {
 	api *vaultapi.Client
 
 	loginMu sync.Mutex // one re-login at a time
+	// relogged carries the login a step's re-login made (relogin), so
+	// keepAlive watches the new token instead of the refused one.
+	relogged chan *vaultapi.Secret
 
 	stop chan struct{}
 	done chan struct{}
@@ -95,12 +99,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	api.ClearToken()
-	c := &Client{cfg: cfg, log: log, api: api, stop: make(chan struct{}), done: make(chan struct{})}
-	ttl, err := c.login(ctx)
+	c := &Client{cfg: cfg, log: log, api: api, relogged: make(chan *vaultapi.Secret, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	sec, err := c.login(ctx)
 	if err != nil {
 		return nil, err
 	}
-	go c.keepAlive(ttl)
+	go c.keepAlive(sec)
 	return c, nil
 }
 
@@ -133,9 +138,9 @@ func (c *Client) Health(ctx context.Context) error {
 	return nil
 }
 
-// login obtains a token by the configured method and returns its TTL
-// (0 = does not expire).
-func (c *Client) login(ctx context.Context) (time.Duration, error) {
+// login obtains a token by the configured method and returns Vault's
+// answer: the login (AppRole, Kubernetes), or the token's own lookup.
+func (c *Client) login(ctx context.Context) (*vaultapi.Secret, error) {
 	api := c.API()
 	var sec *vaultapi.Secret
 	var err error
@@ -144,14 +149,13 @@ func (c *Client) login(ctx context.Context) (time.Duration, error) {
 		api.SetToken(c.cfg.Token)
 		sec, err = api.Auth().Token().LookupSelfWithContext(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("vault token login: %w", cleanErr(err))
+			return nil, fmt.Errorf("vault token login: %w", cleanErr(err))
 		}
-		ttl, _ := sec.TokenTTL()
-		return ttl, nil
+		return sec, nil
 	case "approle":
 		secretID, rerr := os.ReadFile(c.cfg.SecretIDFile)
 		if rerr != nil {
-			return 0, fmt.Errorf("vault approle login: read secret ID file: %w", rerr)
+			return nil, fmt.Errorf("vault approle login: read secret ID file: %w", rerr)
 		}
 		mount := orDefault(c.cfg.AppRoleMount, "approle")
 		sec, err = api.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
@@ -160,7 +164,7 @@ func (c *Client) login(ctx context.Context) (time.Duration, error) {
 	case "kubernetes":
 		jwt, rerr := os.ReadFile(orDefault(c.cfg.KubernetesJWTPath, "/var/run/secrets/kubernetes.io/serviceaccount/token"))
 		if rerr != nil {
-			return 0, fmt.Errorf("vault kubernetes login: read service account token: %w", rerr)
+			return nil, fmt.Errorf("vault kubernetes login: read service account token: %w", rerr)
 		}
 		mount := orDefault(c.cfg.KubernetesAuthMount, "kubernetes")
 		sec, err = api.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
@@ -168,58 +172,102 @@ func (c *Client) login(ctx context.Context) (time.Duration, error) {
 		})
 	}
 	if err != nil {
-		return 0, fmt.Errorf("vault %s login: %w", c.cfg.Method(), cleanErr(err))
+		return nil, fmt.Errorf("vault %s login: %w", c.cfg.Method(), cleanErr(err))
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return 0, fmt.Errorf("vault %s login: no token in the answer", c.cfg.Method())
+		return nil, fmt.Errorf("vault %s login: no token in the answer", c.cfg.Method())
 	}
 	api.SetToken(sec.Auth.ClientToken)
-	return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
+	return sec, nil
 }
 
-// keepAlive renews the token at two thirds of its TTL and logs in again
-// when renewal fails (token expired, Vault restarted and lost it, max TTL
-// reached). A token without a TTL is only checked now and then.
-func (c *Client) keepAlive(ttl time.Duration) {
+// keepAlive keeps Salve logged in. A login's token is renewed by vault/api's
+// LifetimeWatcher for as long as Vault allows; when it can no longer be
+// renewed (its max TTL, Vault restarted and lost it, it was revoked),
+// Salve logs in again, retrying with backoff. A token given directly
+// (development) is not Salve's to renew: it is looked up again now and
+// then, so a restarted dev Vault is noticed.
+func (c *Client) keepAlive(sec *vaultapi.Secret) {
 	defer close(c.done)
-	backoff := time.Second
-	next := nextCheck(ttl)
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = time.Second, time.Minute
 	for {
+		ended, stopWatching := c.watch(sec)
 		select {
 		case <-c.stop:
+			stopWatching()
 			return
-		case <-time.After(next):
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if ttl > 0 && c.cfg.Method() != "token" {
-			sec, err := c.API().Auth().Token().RenewSelfWithContext(ctx, int(ttl.Seconds()))
-			if err == nil && sec != nil && sec.Auth != nil && time.Duration(sec.Auth.LeaseDuration)*time.Second >= ttl/2 {
-				cancel()
-				ttl, backoff = time.Duration(sec.Auth.LeaseDuration)*time.Second, time.Second
-				next = nextCheck(ttl)
-				continue
+		case sec = <-c.relogged:
+			stopWatching()
+			continue
+		case err := <-ended:
+			stopWatching()
+			if err != nil {
+				c.log.Warn("vault token renewal ended; logging in again", "method", c.cfg.Method(), "error", cleanErr(err))
 			}
 		}
-		// Renewal failed, the token is near its max TTL, or it has no TTL
-		// and Vault may have forgotten it: log in again.
-		newTTL, err := c.login(ctx)
-		cancel()
-		if err != nil {
-			c.log.Error("vault login failed; retrying", "method", c.cfg.Method(), "error", err, "retry_in", backoff)
-			next, backoff = backoff, min(backoff*2, time.Minute)
-			continue
+		retry.Reset()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			c.loginMu.Lock()
+			next, err := c.login(ctx)
+			c.loginMu.Unlock()
+			cancel()
+			if err == nil {
+				sec = next
+				c.log.Debug("vault login renewed", "method", c.cfg.Method())
+				break
+			}
+			wait := retry.NextBackOff()
+			c.log.Error("vault login failed; retrying", "method", c.cfg.Method(), "error", err, "retry_in", wait.Round(time.Millisecond))
+			select {
+			case <-c.stop:
+				return
+			case sec = <-c.relogged:
+			case <-time.After(wait):
+				continue
+			}
+			break
 		}
-		ttl, backoff = newTTL, time.Second
-		next = nextCheck(ttl)
-		c.log.Debug("vault login renewed", "method", c.cfg.Method(), "ttl", ttl)
 	}
 }
 
-func nextCheck(ttl time.Duration) time.Duration {
-	if ttl <= 0 {
-		return 5 * time.Minute
+// watch returns a channel that is sent on when sec's token needs a new
+// login, and a function that stops watching.
+func (c *Client) watch(sec *vaultapi.Secret) (<-chan error, func()) {
+	if c.cfg.Method() == "token" || sec.Auth == nil || sec.Auth.LeaseDuration <= 0 || !sec.Auth.Renewable {
+		// Not renewable by Salve: look it up (log in) again at two
+		// thirds of its TTL, or every 5 minutes if it has none.
+		ttl, _ := sec.TokenTTL()
+		next := 5 * time.Minute
+		if ttl > 0 {
+			next = max(ttl*2/3, time.Second)
+		}
+		ended, quit := make(chan error, 1), make(chan struct{})
+		go func() {
+			t := time.NewTimer(next)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				ended <- nil
+			case <-quit:
+			}
+		}()
+		return ended, sync.OnceFunc(func() { close(quit) })
 	}
-	return max(ttl*2/3, time.Second)
+	w, err := c.API().NewLifetimeWatcher(&vaultapi.LifetimeWatcherInput{
+		Secret: sec,
+		// Exit at the first failed renewal and log in again, rather than
+		// retry renewing a token Vault may have lost.
+		RenewBehavior: vaultapi.RenewBehaviorErrorOnErrors,
+	})
+	if err != nil {
+		ended := make(chan error, 1)
+		ended <- err
+		return ended, func() {}
+	}
+	go w.Start()
+	return w.DoneCh(), w.Stop
 }
 
 // relogin logs in again after Vault refused the token `refused` (e.g.
@@ -232,8 +280,17 @@ func (c *Client) relogin(ctx context.Context, refused string) error {
 	if c.API().Token() != refused {
 		return nil
 	}
-	_, err := c.login(ctx)
-	return err
+	sec, err := c.login(ctx)
+	if err != nil {
+		return err
+	}
+	// Hand the new login to keepAlive, replacing one it has not taken.
+	select {
+	case <-c.relogged:
+	default:
+	}
+	c.relogged <- sec
+	return nil
 }
 
 // isPermissionDenied reports a 403 from Vault.
