@@ -228,11 +228,14 @@ var ErrParams = errors.New("bad runbook parameters")
 func (r *Runbook) ResolveParams(alert *domain.AlertEvent, launch map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(r.Spec.Params))
 	var problems []string
+	// Keys are sorted before use: deterministic in workflows.
+	//workflowcheck:ignore
 	for _, name := range slices.Sorted(maps.Keys(launch)) {
 		if _, ok := r.Spec.Params[name]; !ok {
 			problems = append(problems, fmt.Sprintf("unknown parameter %q", name))
 		}
 	}
+	//workflowcheck:ignore
 	for _, name := range slices.Sorted(maps.Keys(r.Spec.Params)) {
 		// An empty value counts as absent, so a blank label or annotation
 		// falls through to the default.

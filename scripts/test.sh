@@ -56,6 +56,9 @@ fi
 go vet ./...
 go mod tidy -diff
 
+step "checking the workflows are deterministic: Temporal's workflowcheck"
+bash scripts/workflowcheck.sh
+
 step "checking the runbook library: salve runbook validate + salve runbook test"
 go run ./cmd/salve runbook validate runbooks
 go run ./cmd/salve runbook test runbooks/tests
