@@ -460,50 +460,15 @@ func (s *Server) incidentTimeline(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusBadRequest, "format must be json or markdown", nil)
 		return
 	}
-	ctx := r.Context()
-	const max = 10000
-	recs, err := s.Audit.Query(ctx, audit.Filter{IncidentKey: key, Limit: max})
+	tl, found, err := timeline.Load(r.Context(), s.Audit, key)
 	if err != nil {
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
 		return
 	}
-	if len(recs) == 0 {
+	if !found {
 		httpjson.WriteError(w, http.StatusNotFound, fmt.Sprintf("no audit records for incident %q", key), nil)
 		return
 	}
-	// Step events carry the run, not the incident key: add each run's.
-	seen := map[int64]bool{}
-	for _, rec := range recs {
-		seen[rec.Seq] = true
-	}
-	all := append([]audit.Record{}, recs...)
-	runsSeen := map[string]bool{}
-	for _, rec := range recs {
-		wf := rec.Event.WorkflowID
-		if wf == "" || runsSeen[wf] {
-			continue
-		}
-		runsSeen[wf] = true
-		more, err := s.Audit.Query(ctx, audit.Filter{WorkflowID: wf, Limit: max})
-		if err != nil {
-			httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
-			return
-		}
-		for _, m := range more {
-			if !seen[m.Seq] {
-				seen[m.Seq] = true
-				all = append(all, m)
-			}
-		}
-	}
-	// The alerts themselves: accepted alerts from a day before the first
-	// record on; Build keeps those of this incident's fingerprints.
-	alerts, err := s.Audit.Query(ctx, audit.Filter{Action: domain.ActionAlertAccepted, Since: recs[0].Event.Time.Add(-24 * time.Hour), Limit: max})
-	if err != nil {
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the audit store: "+err.Error(), nil)
-		return
-	}
-	tl := timeline.Build(key, all, alerts)
 	if format == "markdown" {
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
 		_ = tl.Markdown(w)

@@ -762,7 +762,7 @@ func (d *dashboard) incident(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
-	tl, found, err := d.timeline(ctx, key)
+	tl, found, err := timeline.Load(ctx, d.o.API.Audit, key)
 	if err != nil {
 		d.fail(w, v, http.StatusServiceUnavailable, "Cannot read the audit log", err.Error())
 		return
@@ -773,43 +773,6 @@ func (d *dashboard) incident(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	v.Title, v.Page = "Incident "+key, &incidentPage{Key: key, Timeline: tl}
 	d.render(w, http.StatusOK, "incident", v)
-}
-
-func (d *dashboard) timeline(ctx context.Context, key string) (timeline.Timeline, bool, error) {
-	const limit = 10000
-	a := d.o.API.Audit
-	recs, err := a.Query(ctx, audit.Filter{IncidentKey: key, Limit: limit})
-	if err != nil || len(recs) == 0 {
-		return timeline.Timeline{}, false, err
-	}
-	seen := map[int64]bool{}
-	for _, rec := range recs {
-		seen[rec.Seq] = true
-	}
-	all := slices.Clone(recs)
-	runsSeen := map[string]bool{}
-	for _, rec := range recs {
-		wf := rec.Event.WorkflowID
-		if wf == "" || runsSeen[wf] {
-			continue
-		}
-		runsSeen[wf] = true
-		more, err := a.Query(ctx, audit.Filter{WorkflowID: wf, Limit: limit})
-		if err != nil {
-			return timeline.Timeline{}, false, err
-		}
-		for _, m := range more {
-			if !seen[m.Seq] {
-				seen[m.Seq] = true
-				all = append(all, m)
-			}
-		}
-	}
-	alerts, err := a.Query(ctx, audit.Filter{Action: domain.ActionAlertAccepted, Since: recs[0].Event.Time.Add(-24 * time.Hour), Limit: limit})
-	if err != nil {
-		return timeline.Timeline{}, false, err
-	}
-	return timeline.Build(key, all, alerts), true, nil
 }
 
 // ---- helpers ----
