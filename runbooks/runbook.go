@@ -8,7 +8,6 @@ package runbooks
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -238,27 +237,6 @@ type Access struct {
 	// AllowSelfApproval lets the person who launched a run approve it. Off
 	// by default: an approval is a second pair of eyes.
 	AllowSelfApproval bool `yaml:"allowSelfApproval,omitempty" json:"allowSelfApproval,omitempty"`
-}
-
-// GroupPrefix marks a group in Access lists.
-const GroupPrefix = "group:"
-
-// Allows reports whether a subject with groups matches an Access list. An
-// empty list allows everyone.
-func Allows(list []string, subject string, groups []string) bool {
-	if len(list) == 0 {
-		return true
-	}
-	for _, e := range list {
-		if g, ok := strings.CutPrefix(e, GroupPrefix); ok {
-			if slices.Contains(groups, g) {
-				return true
-			}
-		} else if e == subject {
-			return true
-		}
-	}
-	return false
 }
 
 // Approval makes a run (or one step) wait for a person.

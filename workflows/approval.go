@@ -86,12 +86,12 @@ func (r *run) validateDecision(d Decision) error {
 	case d.Actor.Name == "":
 		return temporal.NewApplicationError("the decision has no actor", ErrTypeBadRequest)
 	}
-	access := r.in.Runbook.Spec.Access
-	if r.in.Actor.Kind == domain.ActorUser && r.in.Actor.Name == d.Actor.Name && !access.AllowSelfApproval {
-		return temporal.NewApplicationError(fmt.Sprintf("%s launched this run and may not decide its approval (runbook %s does not set access.allowSelfApproval)", d.Actor.Name, r.in.Runbook.Name()), ErrTypeForbidden)
+	launchedBy := ""
+	if r.in.Actor.Kind == domain.ActorUser {
+		launchedBy = r.in.Actor.Name
 	}
-	if !runbooks.Allows(access.Approvers, d.Actor.Name, d.Groups) {
-		return temporal.NewApplicationError(fmt.Sprintf("%s is not an approver of runbook %s (access.approvers: %s)", d.Actor.Name, r.in.Runbook.Name(), strings.Join(access.Approvers, ", ")), ErrTypeForbidden)
+	if err := r.in.Runbook.Spec.Access.MayDecide(r.in.Runbook.Name(), d.Actor.Name, d.Groups, launchedBy); err != nil {
+		return temporal.NewApplicationError(err.Error(), ErrTypeForbidden)
 	}
 	return nil
 }

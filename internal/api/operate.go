@@ -358,8 +358,8 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !runbooks.Allows(rb.Spec.Access.Launchers, p.Subject, p.Groups) {
-		s.refuse(w, r, http.StatusForbidden, p, fmt.Sprintf("%s may not launch runbook %s (access.launchers: %s)", p.Subject, rb.Name(), strings.Join(rb.Spec.Access.Launchers, ", ")))
+	if err := rb.Spec.Access.MayLaunch(rb.Name(), p.Subject, p.Groups); err != nil {
+		s.refuse(w, r, http.StatusForbidden, p, err.Error())
 		return
 	}
 	var req runs.LaunchRequest
@@ -460,14 +460,10 @@ func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rbName, key, _ := domain.ParseWorkflowID(id)
-	// Cancelling runs the compensation, much as a rejection does: where a
-	// runbook names its approvers, only they (or its named launchers, or
-	// an admin) may cancel its runs.
-	if set := s.Runbooks.Current(); set != nil && !p.Can(auth.RoleAdmin) {
-		if rb, ok := set.Get(rbName); ok && len(rb.Spec.Access.Approvers) > 0 {
-			a := rb.Spec.Access
-			if !runbooks.Allows(a.Approvers, p.Subject, p.Groups) && (len(a.Launchers) == 0 || !runbooks.Allows(a.Launchers, p.Subject, p.Groups)) {
-				s.refuse(w, r, http.StatusForbidden, p, fmt.Sprintf("%s may not cancel runs of runbook %s (access.approvers: %s)", p.Subject, rbName, strings.Join(a.Approvers, ", ")))
+	if set := s.Runbooks.Current(); set != nil {
+		if rb, ok := set.Get(rbName); ok {
+			if err := rb.Spec.Access.MayCancel(rbName, p.Subject, p.Groups, p.Can(auth.RoleAdmin)); err != nil {
+				s.refuse(w, r, http.StatusForbidden, p, err.Error())
 				return
 			}
 		}

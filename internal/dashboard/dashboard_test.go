@@ -381,7 +381,7 @@ func TestPagesForAnOperator(t *testing.T) {
 			`data-action="decide" data-run="salve/restart-crashlooping/shop/api" data-run-id="`+runWait+`" data-step="restart"`,
 			"then fail", "then continue",
 			// olga launched shop/mine: she may not approve it herself.
-			"You launched this run; runbook restart-crashlooping does not allow self-approval")
+			"olga launched this run and may not decide its approval (runbook restart-crashlooping does not set access.allowSelfApproval).")
 		require.Equal(t, 1, strings.Count(body, `data-action="decide"`))
 		fx.runs.pending = []runs.PendingApproval{}
 		page(t, fx, "/ui/approvals", op, 200, `id="no-approvals"`)
@@ -486,7 +486,7 @@ func TestViewersSeeNoActions(t *testing.T) {
 		require.Contains(t, operator, "data-action=", "%s shows an operator its actions", tc.path)
 	}
 	// Someone the runbook does not name as approver sees why instead of a form.
-	page(t, fx, "/ui/approvals", fx.tok.admin, 200, "Only bob, group:sre may approve runs of restart-crashlooping.")
+	page(t, fx, "/ui/approvals", fx.tok.admin, 200, "ada is not an approver of runbook restart-crashlooping (access.approvers: bob, group:sre).")
 	// Viewers still read everything.
 	page(t, fx, "/ui/runs/"+url.PathEscape(wfWaiting), fx.tok.viewer, 200, "Waiting for approval of step <code>restart</code>", leaseHash)
 	page(t, fx, "/ui/runbooks/restart-crashlooping", fx.tok.viewer, 200, `id="params-table"`)

@@ -300,32 +300,22 @@ func (d *dashboard) runDetail(w http.ResponseWriter, r *http.Request, v *view) {
 }
 
 // mayDecide says whether p may approve runs of a runbook (a hint: the run
-// itself decides), and why not.
+// itself decides, by the same rule), and why not.
 func (d *dashboard) mayDecide(p auth.Principal, runbook, launchedBy string) (bool, string) {
 	rb, ok := d.runbook(runbook)
 	if !ok {
 		return true, ""
 	}
-	acc := rb.Spec.Access
-	if launchedBy != "" && launchedBy == p.Subject && !acc.AllowSelfApproval {
-		return false, fmt.Sprintf("You launched this run; runbook %s does not allow self-approval: someone else must decide.", runbook)
-	}
-	if !runbooks.Allows(acc.Approvers, p.Subject, p.Groups) {
-		return false, fmt.Sprintf("Only %s may approve runs of %s.", strings.Join(acc.Approvers, ", "), runbook)
+	if err := rb.Spec.Access.MayDecide(runbook, p.Subject, p.Groups, launchedBy); err != nil {
+		return false, err.Error() + "."
 	}
 	return true, ""
 }
 
-// mayCancel mirrors the API's rule: a cancel runs the compensation, so
-// where a runbook names approvers only they, its named launchers or an
-// admin may cancel its runs.
+// mayCancel says whether p may cancel runs of a runbook: the API's rule.
 func (d *dashboard) mayCancel(p auth.Principal, runbook string) bool {
 	rb, ok := d.runbook(runbook)
-	if !ok || p.Can(auth.RoleAdmin) || len(rb.Spec.Access.Approvers) == 0 {
-		return true
-	}
-	a := rb.Spec.Access
-	return runbooks.Allows(a.Approvers, p.Subject, p.Groups) || len(a.Launchers) > 0 && runbooks.Allows(a.Launchers, p.Subject, p.Groups)
+	return !ok || rb.Spec.Access.MayCancel(runbook, p.Subject, p.Groups, p.Can(auth.RoleAdmin)) == nil
 }
 
 func actorText(a domain.Actor) string {
@@ -613,7 +603,7 @@ func (d *dashboard) runbookDetail(w http.ResponseWriter, r *http.Request, v *vie
 		add(&pg.Credentials, src, val)
 	}
 	if v.CanOperate {
-		pg.CanLaunch = runbooks.Allows(acc.Launchers, v.User.Subject, v.User.Groups)
+		pg.CanLaunch = acc.MayLaunch(name, v.User.Subject, v.User.Groups) == nil
 		if !pg.CanLaunch {
 			pg.LaunchNote = fmt.Sprintf("Only %s may launch this runbook.", strings.Join(acc.Launchers, ", "))
 		}
