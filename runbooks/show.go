@@ -49,14 +49,21 @@ func approvalDefaults(a *Approval) *Approval {
 	if a == nil || !a.Required {
 		return a
 	}
-	c := *a
-	if c.Timeout == 0 {
-		c.Timeout = Duration(DefaultApprovalTimeout)
-	}
-	if c.OnTimeout == "" {
-		c.OnTimeout = ApprovalTimeoutFail
-	}
+	c := a.Effective()
 	return &c
+}
+
+// Effective is the approval as it runs: its timeout and what happens then,
+// defaults filled in. The one home of these defaults: the workflow, the
+// dashboard and `salve runbook show` all read them here.
+func (a Approval) Effective() Approval {
+	if a.Timeout <= 0 {
+		a.Timeout = Duration(DefaultApprovalTimeout)
+	}
+	if a.OnTimeout == "" {
+		a.OnTimeout = ApprovalTimeoutFail
+	}
+	return a
 }
 
 func stepDefaults(steps []Step) []Step {
@@ -65,29 +72,38 @@ func stepDefaults(steps []Step) []Step {
 	}
 	out := make([]Step, len(steps))
 	for i, s := range steps {
-		s.Approval = approvalDefaults(s.Approval)
-		if s.Action != ActionSleep {
-			if s.Timeout == 0 {
-				s.Timeout = Duration(DefaultStepTimeout)
-			}
-			r := Retry{}
-			if s.Retry != nil {
-				r = *s.Retry
-			}
-			if r.MaxAttempts == 0 {
-				r.MaxAttempts = DefaultMaxAttempts
-			}
-			if r.InitialInterval == 0 {
-				r.InitialInterval = Duration(DefaultInitialInterval)
-			}
-			if r.MaxInterval == 0 {
-				r.MaxInterval = Duration(DefaultMaxInterval)
-			}
-			s.Retry = &r
-		}
-		out[i] = s
+		out[i] = s.Effective()
 	}
 	return out
+}
+
+// Effective is the step as it runs, defaults filled in: its approval's,
+// and for an activity (every action but sleep) its timeout and retry
+// policy. The workflow schedules steps from it; `salve runbook show`
+// prints it.
+func (s Step) Effective() Step {
+	s.Approval = approvalDefaults(s.Approval)
+	if s.Action == ActionSleep {
+		return s
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = Duration(DefaultStepTimeout)
+	}
+	r := Retry{}
+	if s.Retry != nil {
+		r = *s.Retry
+	}
+	if r.MaxAttempts <= 0 {
+		r.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.InitialInterval <= 0 {
+		r.InitialInterval = Duration(DefaultInitialInterval)
+	}
+	if r.MaxInterval <= 0 {
+		r.MaxInterval = Duration(DefaultMaxInterval)
+	}
+	s.Retry = &r
+	return s
 }
 
 // Show renders a runbook with its defaults as YAML, headed by where it came

@@ -109,14 +109,8 @@ func stepLabel(name string) string {
 // resolves under onResolved: finish (stoppable waits only), the wait ends
 // with nil and r.finish set: the caller skips what was waiting.
 func (r *run) awaitApproval(ctx workflow.Context, stepName string, a *runbooks.Approval, stoppable bool) error {
-	timeout := a.Timeout.D()
-	if timeout <= 0 {
-		timeout = runbooks.DefaultApprovalTimeout
-	}
-	onTimeout := a.OnTimeout
-	if onTimeout == "" {
-		onTimeout = runbooks.ApprovalTimeoutFail
-	}
+	eff := a.Effective()
+	timeout, onTimeout := eff.Timeout.D(), eff.OnTimeout
 	now := workflow.Now(ctx)
 	r.decision = nil
 	r.status.Approval = &ApprovalWait{Step: stepName, RequestedAt: now, Deadline: now.Add(timeout), OnTimeout: onTimeout}

@@ -567,30 +567,15 @@ func (r *run) sleep(ctx workflow.Context, params map[string]any) error {
 }
 
 func (r *run) activity(ctx workflow.Context, s runbooks.Step, params map[string]any, st *StepStatus, keySuffix string) error {
-	timeout := s.Timeout.D()
-	if timeout <= 0 {
-		timeout = runbooks.DefaultStepTimeout
-	}
-	retry := &temporal.RetryPolicy{
-		InitialInterval:    runbooks.DefaultInitialInterval,
-		BackoffCoefficient: 2,
-		MaximumInterval:    runbooks.DefaultMaxInterval,
-		MaximumAttempts:    runbooks.DefaultMaxAttempts,
-	}
-	if s.Retry != nil {
-		if s.Retry.MaxAttempts > 0 {
-			retry.MaximumAttempts = int32(s.Retry.MaxAttempts)
-		}
-		if s.Retry.InitialInterval > 0 {
-			retry.InitialInterval = s.Retry.InitialInterval.D()
-		}
-		if s.Retry.MaxInterval > 0 {
-			retry.MaximumInterval = s.Retry.MaxInterval.D()
-		}
-	}
+	eff := s.Effective()
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		RetryPolicy:         retry,
+		StartToCloseTimeout: eff.Timeout.D(),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    eff.Retry.InitialInterval.D(),
+			BackoffCoefficient: 2,
+			MaximumInterval:    eff.Retry.MaxInterval.D(),
+			MaximumAttempts:    int32(eff.Retry.MaxAttempts),
+		},
 	})
 	req := step.Request{
 		WorkflowID: r.info.WorkflowExecution.ID,

@@ -639,15 +639,8 @@ func (d *dashboard) runbookDetail(w http.ResponseWriter, r *http.Request, v *vie
 }
 
 func approvalText(a *runbooks.Approval) string {
-	t := a.Timeout.D()
-	if t <= 0 {
-		t = runbooks.DefaultApprovalTimeout
-	}
-	on := a.OnTimeout
-	if on == "" {
-		on = runbooks.ApprovalTimeoutFail
-	}
-	return fmt.Sprintf("required, timeout %s, then %s", humanDuration(t), on)
+	eff := a.Effective()
+	return fmt.Sprintf("required, timeout %s, then %s", humanDuration(eff.Timeout.D()), eff.OnTimeout)
 }
 
 // ---- audit ----
