@@ -1,6 +1,9 @@
-// Package app holds the composition roots: the functions that build and run
-// Salve's roles from configuration. They touch no signals, so tests can run
-// them in-process.
+// Package app is Salve's composition root: Start builds and runs a
+// process's roles from configuration — start.go connects what the roles
+// share, builders.go has one builder per role (worker, trigger, ingest,
+// API), roles.go the role list and the embedded servers, dev.go the
+// configuration and the process's lifecycle. Nothing here touches
+// signals, so tests run whole processes in-process.
 package app
 
 import (
@@ -11,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,38 +23,26 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	enumspb "go.temporal.io/api/enums/v1"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/egress"
 	"github.com/salve-sre/salve/activities/kube"
-	"github.com/salve-sre/salve/activities/notify"
-	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
-	"github.com/salve-sre/salve/internal/dashboard"
 	"github.com/salve-sre/salve/internal/devkube"
-	"github.com/salve-sre/salve/internal/metrics"
-	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
-	"github.com/salve-sre/salve/internal/safety"
-	"github.com/salve-sre/salve/internal/snapshot"
-	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
-	"github.com/salve-sre/salve/triggers"
-	"github.com/salve-sre/salve/workers"
 )
 
-// DevConfig configures `salve dev`.
-type DevConfig struct {
+// Config configures a Salve process: `salve dev` (every role, embedded
+// servers), or `salve server` and `salve worker` (the roles it names).
+type Config struct {
 	DataDir      string // default ./.salve
 	Listen       string // HTTP API address; default 127.0.0.1:8080
 	WebhookToken string // "" = read from, or generate into, DataDir/webhook-token
@@ -125,8 +115,8 @@ type DevConfig struct {
 	Out     io.Writer // where the banner goes; nil = io.Discard
 }
 
-// Dev is a running `salve dev`.
-type Dev struct {
+// Process is a running Salve: the roles Start started.
+type Process struct {
 	URL          string // HTTP API base URL
 	WebhookToken string
 	// AdminToken is the generated API token of dev mode ("" when the
@@ -146,7 +136,7 @@ type Dev struct {
 	errc    chan error
 }
 
-func (c *DevConfig) defaults() {
+func (c *Config) defaults() {
 	if c.DataDir == "" {
 		c.DataDir = ".salve"
 	}
@@ -183,331 +173,8 @@ func freeOr(port int) int {
 	return port
 }
 
-// StartDev starts every role in this process. Stop it with Close.
-func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
-	cfg.defaults()
-	log := cfg.Log
-	d := &Dev{log: log, errc: make(chan error, 4)}
-	defer func() {
-		if err != nil {
-			d.Close()
-		}
-	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	token, err := webhookToken(cfg.DataDir, cfg.WebhookToken)
-	if err != nil {
-		return nil, err
-	}
-	d.WebhookToken = token
-	fc, err := LoadFileConfig(cfg.ConfigFile)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
-		fc.TLS.CertFile, fc.TLS.KeyFile = cfg.TLSCertFile, cfg.TLSKeyFile
-	}
-	if (fc.TLS.CertFile == "") != (fc.TLS.KeyFile == "") {
-		return nil, errors.New("TLS needs both a certificate and a key (--tls-cert and --tls-key, or tls.certFile and tls.keyFile)")
-	}
-	if cfg.PublicURL != "" {
-		fc.PublicURL = cfg.PublicURL
-	}
-	roles := cfg.Roles
-	if roles.none() {
-		roles = AllRoles
-	}
-	if len(fc.Auth.Tokens) == 0 && cfg.Production && roles.API {
-		log.Warn("no API tokens configured (auth.tokens in --config): every API request except health, metrics and the webhook is refused")
-	}
-	if len(fc.Auth.Tokens) == 0 && !cfg.Production {
-		tok, tc, err := devAdminToken(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		d.AdminToken, d.AdminTokenFile = tok, filepath.Join(cfg.DataDir, "admin-token")
-		fc.Auth.Tokens = append(fc.Auth.Tokens, tc)
-	}
-	authn, err := auth.New(fc.Auth.Tokens)
-	if err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", cfg.ConfigFile, err)
-	}
-	if cfg.InfraOnly {
-		return d, d.startInfraOnly(ctx, cfg)
-	}
-	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
-	// Every production process serves HTTP: the worker and trigger roles
-	// at least health, readiness and metrics, for probes and scraping.
-	var ln net.Listener
-	if roles.HTTP() || cfg.Production {
-		ln, err = net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s (use --listen to pick another address): %w", cfg.Listen, err)
-		}
-		d.closers = append(d.closers, func() { _ = ln.Close() })
-		d.URL = "http://" + ln.Addr().String()
-	}
-	if fc.TLS.CertFile != "" && ln != nil {
-		d.URL = "https://" + ln.Addr().String()
-	}
-	if fc.PublicURL == "" {
-		fc.PublicURL = d.URL
-	}
-	if fc.Notifications.PublicURL == "" {
-		fc.Notifications.PublicURL = fc.PublicURL
-	}
-	notifier, err := notify.New(fc.Notifications, nil)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: notifications: %w", cfg.ConfigFile, err)
-	}
-
-	// The local cluster starts alongside NATS and Temporal, and is waited
-	// for before the worker's registry needs it.
-	waitKube := func() error { return nil }
-	if cfg.WithKube && cfg.Kubeconfig != "" {
-		log.Warn("--with-kube ignored: --kubeconfig names the cluster", "kubeconfig", cfg.Kubeconfig)
-	} else if cfg.WithKube {
-		waitKube = d.startKube(ctx, cfg)
-	}
-
-	natsURL, temporalAddr, namespace, err := d.startServers(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-
-	nc, err := nats.Connect(natsURL, append(cfg.NATS.options(), nats.Name("salve"), nats.MaxReconnects(-1))...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
-	}
-	d.closers = append(d.closers, nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	if err := bus.EnsureStreams(ctx, js, bus.StreamOptions{Replicas: cfg.StreamReplicas, AlertsMaxAge: cfg.AlertsMaxAge,
-		AlertsMaxBytes: cfg.AlertsMaxBytes, AuditMaxBytes: cfg.AuditMaxBytes}); err != nil {
-		return nil, err
-	}
-	pub := bus.NewPublisher(js)
-	m := metrics.New()
-	pub.Duplicates = m
-
-	topts := client.Options{
-		HostPort:  temporalAddr,
-		Namespace: namespace,
-		Logger:    sdklog.NewStructuredLogger(warnOnly(log.With("component", "temporal-client"))),
-		Identity:  "salve-" + roles.String() + "@" + hostname(),
-	}
-	if err := cfg.Temporal.apply(&topts); err != nil {
-		return nil, err
-	}
-	tc, err := client.Dial(topts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
-	}
-	d.closers = append(d.closers, tc.Close)
-
-	if err := waitKube(); err != nil {
-		return nil, err
-	}
-	if d.Kubeconfig != "" {
-		cfg.Kubeconfig = d.Kubeconfig
-	}
-	acfg := activities.Config{PrometheusURL: cfg.PrometheusURL, Notify: notifier}
-	if acfg.Egress, err = egressPolicy(fc, cfg, log); err != nil {
-		return nil, err
-	}
-	leases := &vault.LeaseCounters{}
-	m.Leases(leaseTotals(leases))
-	credCheck, err := d.credentials(ctx, cfg, pub, log, &acfg, leases)
-	if err != nil {
-		return nil, err
-	}
-	reg, err := activities.NewRegistryWith(acfg)
-	if err != nil {
-		return nil, err
-	}
-	m.StepKinds(reg.Kinds())
-	rbs := &triggers.AtomicRunbooks{}
-	loader := &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: reg, Audit: pub, Log: log.With("component", "runbooks"), Store: storeRunbooks(rbs.Store, m)}
-	if _, err := loader.Reload(ctx); err != nil {
-		return nil, fmt.Errorf("load runbooks: %w", err)
-	}
-	if _, err := os.Stat(cfg.RunbooksDir); errors.Is(err, os.ErrNotExist) {
-		log.Warn("no runbook directory; no alert will start a run until it exists", "dir", cfg.RunbooksDir)
-	}
-	set := loader.Current()
-	if cfg.RunbookReload > 0 {
-		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-		watchDone := make(chan struct{})
-		go func() { defer close(watchDone); loader.Watch(wctx, cfg.RunbookReload) }()
-		d.closers = append(d.closers, func() { stopWatch(); <-watchDone })
-	}
-
-	acts := activities.New(reg, pub, log.With("component", "worker"))
-	acts.Metrics = m
-	guard, err := safety.Open(ctx, js, cfg.StreamReplicas)
-	if err != nil {
-		return nil, err
-	}
-	guard.Configure(fc.Safety)
-	if am := fc.Safety.Alertmanager; am.URL != "" {
-		guard.Silences = &safety.Alertmanager{URL: am.URL, BearerTokenFile: am.BearerTokenFile}
-	}
-	acts.Safety = guard
-	key, err := snapshot.Load(ctx, js, cfg.RunbookKey, cfg.StreamReplicas)
-	if err != nil {
-		return nil, err
-	}
-	acts.VerifySnapshot = key.Verify
-	acts.HookEvents = notifier.HookEvents
-	acts.Targets = func(ctx context.Context, req step.TargetRequest) (step.TargetResult, error) {
-		ok, h, err := guard.AcquireTarget(ctx, req.Target, req.Runbook, req.WorkflowID)
-		return step.TargetResult{Acquired: ok, HolderWorkflowID: h.WorkflowID, HolderRunbook: h.Runbook, HolderSince: h.Since}, err
-	}
-	if roles.Worker {
-		w, err := workers.New(tc, runs.DefaultTaskQueue, reg, acts, notifier.Hook)
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Start(); err != nil {
-			return nil, fmt.Errorf("start worker: %w", err)
-		}
-		d.closers = append(d.closers, w.Stop)
-	}
-	rs := runs.New(tc, namespace, runs.DefaultTaskQueue, "salve-trigger@"+hostname())
-	rs.Signer = key
-	failed, err := triggers.OpenFailedAlerts(ctx, js, cfg.StreamReplicas)
-	if err != nil {
-		return nil, err
-	}
-	m.AlertsParked(func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		n, err := failed.Count(ctx)
-		if err != nil {
-			return math.NaN()
-		}
-		return float64(n)
-	})
-	m.Backlogs(backlogMetrics(js))
-	if roles.Trigger {
-		trig := &triggers.Trigger{Runbooks: rbs, Starter: rs, Audit: pub, Log: log.With("component", "trigger"), Metrics: m, Guard: guard, Failed: failed}
-		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		consumerDone := make(chan struct{})
-		go func() {
-			defer close(consumerDone)
-			c := &triggers.Consumer{JS: js, Trigger: trig, Audit: pub, Log: log.With("component", "trigger")}
-			if err := c.Run(cctx); err != nil {
-				d.errc <- fmt.Errorf("trigger consumer: %w", err)
-			}
-		}()
-		d.closers = append(d.closers, func() { cancel(); <-consumerDone })
-	}
-	// An alert NATS could never store is refused with 413, not 503 for ever.
-	ingest := &triggers.Ingest{Store: pub, Audit: pub, Token: token, Log: log.With("component", "ingest"), Metrics: m,
-		MaxAlertBytes: triggers.MaxAlertFor(nc.MaxPayload())}
-	if ingest.MaxAlertBytes < triggers.MaxAlertBytes {
-		log.Warn("the NATS server's max_payload is under 1 MiB: the webhook refuses alerts over it with 413", "max_payload", nc.MaxPayload(), "max_alert_bytes", ingest.MaxAlertBytes)
-	}
-	if !roles.API {
-		if ln != nil {
-			if !roles.Ingest {
-				ingest = nil
-			}
-			d.serve(ln, probesOnly(roles, ingest, m.Handler(), cfg.Version, func(ctx context.Context) error {
-				if !nc.IsConnected() {
-					return errors.New("nats: not connected")
-				}
-				if !roles.Trigger && !roles.Worker {
-					return nil // the webhook needs only NATS
-				}
-				if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-					return fmt.Errorf("temporal: %w", err)
-				}
-				return nil
-			}), fc)
-		}
-		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
-		return d, nil
-	}
-
-	auditDB := cfg.AuditDB
-	if auditDB == "" {
-		auditDB = filepath.Join(cfg.DataDir, "audit.db")
-	}
-	auditLog, err := startAudit(ctx, auditDB, js, cfg.StreamReplicas, cfg.AuditKeepRecorded, m, log.With("component", "audit"))
-	if err != nil {
-		return nil, err
-	}
-	d.closers = append(d.closers, auditLog.close)
-	rs.OpenApprovals = openApprovals(auditLog.store)
-
-	m.ApprovalsPending(pendingApprovals(rs))
-
-	srv := &api.Server{
-		Ingest:    ingest,
-		Metrics:   m.Handler(),
-		Runs:      rs,
-		Runbooks:  rbs,
-		Catalog:   reg,
-		Audit:     auditLog,
-		Recorder:  pub,
-		Auth:      authn,
-		Reload:    loader.Reload,
-		PublicURL: fc.PublicURL,
-		Version:   cfg.Version,
-		Log:       log.With("component", "api"),
-		Checks: []api.Check{
-			credCheck,
-			{Name: "nats", Check: func(ctx context.Context) error {
-				if !nc.IsConnected() {
-					return errors.New("not connected")
-				}
-				_, err := js.Stream(ctx, bus.StreamAlerts)
-				return err
-			}},
-			{Name: "temporal", Check: func(ctx context.Context) error {
-				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			}},
-			{Name: "worker", Check: func(ctx context.Context) error { return hasPollers(ctx, tc, namespace) }},
-			{Name: "backlog", Check: func(context.Context) error { return nil },
-				Warn: func(ctx context.Context) string { return backlogWarning(ctx, js) }},
-		},
-	}
-	srv.Safety = guard
-	srv.Failed = failed
-	if srv.Sessions, err = auth.OpenSessions(ctx, js, cfg.StreamReplicas); err != nil {
-		return nil, err
-	}
-	if srv.TrustedProxies, err = fc.trustedProxies(); err != nil {
-		return nil, err
-	}
-	srv.Stats = (&stats.Computer{Source: auditLog, Pending: func(ctx context.Context) (int, error) {
-		p, err := rs.PendingApprovals(ctx)
-		return len(p), err
-	}, Breakers: breakers(rbs, guard)}).Compute
-	dash, err := dashboard.New(dashboard.Options{API: srv, TemporalUI: d.TemporalUI, Namespace: namespace, Log: log.With("component", "dashboard")})
-	if err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/ui/", dash)
-	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
-	mux.Handle("/", srv.Handler())
-	d.serve(ln, mux, fc)
-	if roles == AllRoles {
-		printBanner(cfg.Out, d, cfg, set)
-	} else {
-		printRoles(cfg.Out, d, roles, natsURL, temporalAddr)
-	}
-	return d, nil
-}
-
 // serve serves h on ln (TLS when configured) until Close.
-func (d *Dev) serve(ln net.Listener, h http.Handler, fc FileConfig) {
+func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) {
 	hs := &http.Server{Handler: h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A webhook body (at most 4 MiB) is read well within this; a
@@ -538,7 +205,7 @@ func (d *Dev) serve(ln net.Listener, h http.Handler, fc FileConfig) {
 
 // startKube starts the local Kubernetes cluster in the background and
 // returns a function that waits for it. A closer stops it.
-func (d *Dev) startKube(ctx context.Context, cfg DevConfig) (wait func() error) {
+func (d *Process) startKube(ctx context.Context, cfg Config) (wait func() error) {
 	type result struct {
 		c   *devkube.Cluster
 		err error
@@ -579,19 +246,19 @@ func (d *Dev) startKube(ctx context.Context, cfg DevConfig) (wait func() error) 
 }
 
 // Err reports a role that stopped on its own.
-func (d *Dev) Err() <-chan error { return d.errc }
+func (d *Process) Err() <-chan error { return d.errc }
 
 // Close stops every role, newest first.
-func (d *Dev) Close() {
+func (d *Process) Close() {
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()
 	}
 	d.closers = nil
 }
 
-// RunDev runs `salve dev` until ctx ends.
-func RunDev(ctx context.Context, cfg DevConfig) error {
-	d, err := StartDev(ctx, cfg)
+// Run runs `salve dev` until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -672,7 +339,7 @@ func (h levelHandler) WithGroup(name string) slog.Handler {
 	return levelHandler{min: h.min, Handler: h.Handler.WithGroup(name)}
 }
 
-func printBanner(w io.Writer, d *Dev, cfg DevConfig, set *runbooks.Set) {
+func printBanner(w io.Writer, d *Process, cfg Config, set *runbooks.Set) {
 	names := make([]string, 0)
 	for _, rb := range set.All() {
 		names = append(names, rb.Name())
@@ -720,7 +387,7 @@ Press Ctrl-C to stop; runs in flight resume on the next start.
 		d.URL, d.WebhookToken, d.WebhookToken, d.URL)
 }
 
-func adminLine(d *Dev) string {
+func adminLine(d *Process) string {
 	if d.AdminToken == "" {
 		return "  API tokens    from the config file (auth.tokens)\n"
 	}
@@ -730,7 +397,7 @@ func adminLine(d *Dev) string {
 // credentials picks where step credentials come from and returns the
 // readiness check that reports it: Vault (per-step, revoked at step end),
 // or a kubeconfig's standing identity, which is labelled insecure.
-func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config, leases *vault.LeaseCounters) (api.Check, error) {
+func (d *Process) credentials(ctx context.Context, cfg Config, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config, leases *vault.LeaseCounters) (api.Check, error) {
 	if cfg.Vault.Addr == "" {
 		if cfg.Kubeconfig == "" {
 			return api.Check{Name: "credentials", Check: func(context.Context) error { return nil }, Warning: "none configured: kubernetes.* steps and secret headers fail until --vault-addr or --kubeconfig is given"}, nil
@@ -767,7 +434,7 @@ func (d *Dev) credentials(ctx context.Context, cfg DevConfig, pub *bus.Publisher
 // mode allows this machine and its Prometheus only; production allows any
 // host (but never link-local or metadata addresses), and says so, since a
 // default that refused every host would stop every runbook on upgrade.
-func egressPolicy(fc FileConfig, cfg DevConfig, log *slog.Logger) (*egress.Policy, error) {
+func egressPolicy(fc FileConfig, cfg Config, log *slog.Logger) (*egress.Policy, error) {
 	allow := fc.Egress.Allow
 	if len(allow) == 0 && !cfg.Production {
 		allow = []string{"127.0.0.0/8", "::1/128", "localhost"}

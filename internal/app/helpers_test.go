@@ -60,16 +60,16 @@ func writeRunbook(t *testing.T, dir, name, yaml string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(yaml), 0o600))
 }
 
-func startDev(t *testing.T, runbookDir string) *app.Dev {
+func startDev(t *testing.T, runbookDir string) *app.Process {
 	t.Helper()
 	return startDevWith(t, runbookDir, "")
 }
 
-func startDevWith(t *testing.T, runbookDir, auditDB string) *app.Dev {
+func startDevWith(t *testing.T, runbookDir, auditDB string) *app.Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir:      t.TempDir(),
 		Listen:       "127.0.0.1:0",
 		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",
@@ -173,7 +173,7 @@ func stringsReader(s string) io.Reader { return strings.NewReader(s) }
 // devTokens maps each started dev's base URL to its admin API token.
 var devTokens sync.Map
 
-func registerDev(d *app.Dev) { devTokens.Store(d.URL, d.AdminToken) }
+func registerDev(d *app.Process) { devTokens.Store(d.URL, d.AdminToken) }
 
 // apiGet is http.Get with the admin token of the dev that serves url.
 func apiGet(url string) (*http.Response, error) {

@@ -62,7 +62,7 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	d, err := app.StartDev(dctx, app.DevConfig{
+	d, err := app.Start(dctx, app.Config{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: dir,
 		TemporalPort: -1, NATSPort: -1, UIPort: -1, Version: "test",
 		Kubeconfig: k.KubeconfigPath, PrometheusURL: prom.URL,

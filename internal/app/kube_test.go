@@ -43,7 +43,7 @@ func TestDevWithKube(t *testing.T) {
 	var banner bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir:      dataDir,
 		Listen:       "127.0.0.1:0",
 		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",

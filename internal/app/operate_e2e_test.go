@@ -107,7 +107,7 @@ func (h *hookSink) list() []map[string]any {
 	return append([]map[string]any{}, h.events...)
 }
 
-func startOperateDev(t *testing.T, rbDir string) (*app.Dev, operators, *hookSink) {
+func startOperateDev(t *testing.T, rbDir string) (*app.Process, operators, *hookSink) {
 	t.Helper()
 	var ops operators
 	var entries []string
@@ -149,7 +149,7 @@ publicURL: https://salve.example.com
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir:      t.TempDir(),
 		Listen:       "127.0.0.1:0",
 		WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1",

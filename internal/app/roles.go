@@ -76,9 +76,6 @@ func (r Roles) String() string {
 			names = append(names, RoleNames[i])
 		}
 	}
-	if r == AllRoles {
-		return "dev"
-	}
 	return strings.Join(names, "+")
 }
 
@@ -139,7 +136,7 @@ func (c TemporalTLSConfig) apply(o *client.Options) error {
 
 // startServers starts embedded NATS and Temporal for whatever the config
 // does not name an external server for.
-func (d *Dev) startServers(ctx context.Context, cfg DevConfig) (natsURL, temporalAddr, namespace string, err error) {
+func (d *Process) startServers(ctx context.Context, cfg Config) (natsURL, temporalAddr, namespace string, err error) {
 	log := d.log
 	natsURL, temporalAddr, namespace = cfg.NATSURL, cfg.TemporalAddr, cfg.TemporalNamespace
 	if namespace == "" {
@@ -190,7 +187,7 @@ func (d *Dev) startServers(ctx context.Context, cfg DevConfig) (natsURL, tempora
 
 // startInfraOnly runs just the embedded NATS and Temporal servers, for
 // running the roles as separate processes against them on one machine.
-func (d *Dev) startInfraOnly(ctx context.Context, cfg DevConfig) error {
+func (d *Process) startInfraOnly(ctx context.Context, cfg Config) error {
 	if cfg.NATSURL != "" || cfg.TemporalAddr != "" {
 		return errors.New("--infra-only starts the embedded servers: do not also name external ones")
 	}
@@ -248,7 +245,7 @@ func probesOnly(roles Roles, ingest *triggers.Ingest, metrics http.Handler, vers
 	return mux
 }
 
-func printRoles(w io.Writer, d *Dev, roles Roles, natsURL, temporalAddr string) {
+func printRoles(w io.Writer, d *Process, roles Roles, natsURL, temporalAddr string) {
 	url := d.URL
 	if url == "" {
 		url = "(no HTTP: no ingest or api role)"

@@ -59,11 +59,11 @@ func TestDevServesTLS(t *testing.T) {
 	certFile, keyFile, pool := writeSelfSigned(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, err := app.StartDev(ctx, app.DevConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", TLSCertFile: certFile,
+	_, err := app.Start(ctx, app.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", TLSCertFile: certFile,
 		TemporalPort: -1, NATSPort: -1, DisableUI: true, Log: slog.New(slog.DiscardHandler)})
 	require.ErrorContains(t, err, "TLS needs both a certificate and a key")
 
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: t.TempDir(),
 		TLSCertFile: certFile, TLSKeyFile: keyFile,
 		TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "test",

@@ -81,7 +81,7 @@ func TestAlertContentsCannotSteerRunbooks(t *testing.T) {
 	writeRunbook(t, dir, "outbound", outboundRunbook)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: dir,
 		TemporalPort: -1, NATSPort: -1, UIPort: -1, Version: "test", PrometheusURL: prom.URL,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),

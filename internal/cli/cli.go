@@ -87,7 +87,7 @@ func newVersion(stdout io.Writer) *cobra.Command {
 }
 
 func newDev(stdout, stderr io.Writer) *cobra.Command {
-	cfg := app.DevConfig{}
+	cfg := app.Config{}
 	var logLevel, logFormat string
 	ui := true
 	cmd := &cobra.Command{
@@ -113,7 +113,7 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 			if cfg.RunbookReload == 0 {
 				cfg.RunbookReload = -1 // the flag's 0 means never
 			}
-			return app.RunDev(cmd.Context(), cfg)
+			return app.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()

@@ -13,7 +13,7 @@ import (
 )
 
 // commonFlags are the flags of every command that runs Salve's roles.
-func commonFlags(f *pflag.FlagSet, cfg *app.DevConfig, logLevel, logFormat *string) {
+func commonFlags(f *pflag.FlagSet, cfg *app.Config, logLevel, logFormat *string) {
 	f.StringVar(&cfg.DataDir, "data-dir", ".salve", "directory for NATS and Temporal data and the webhook token")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address for the API and the Alertmanager webhook")
 	f.StringVar(&cfg.WebhookToken, "webhook-token", "", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
@@ -45,7 +45,7 @@ func commonFlags(f *pflag.FlagSet, cfg *app.DevConfig, logLevel, logFormat *stri
 
 // externalFlags name the external NATS and Temporal a production role
 // connects to.
-func externalFlags(f *pflag.FlagSet, cfg *app.DevConfig) {
+func externalFlags(f *pflag.FlagSet, cfg *app.Config) {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server(s) with JetStream, e.g. nats://nats-0:4222,nats://nats-1:4222 (required)")
 	f.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (JWT and NKey) Salve connects with")
 	f.StringVar(&cfg.NATS.CAFile, "nats-ca", "", "CA certificate of the NATS servers' TLS certificates")
@@ -59,7 +59,7 @@ func externalFlags(f *pflag.FlagSet, cfg *app.DevConfig) {
 	f.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", 7*24*time.Hour, "how long the ALERTS stream keeps accepted alerts")
 }
 
-func runRoles(cmd *cobra.Command, cfg app.DevConfig, stdout, stderr io.Writer, logLevel, logFormat string) error {
+func runRoles(cmd *cobra.Command, cfg app.Config, stdout, stderr io.Writer, logLevel, logFormat string) error {
 	if cfg.NATSURL == "" || cfg.TemporalAddr == "" {
 		return fmt.Errorf("--nats-url and --temporal-address are required (flags or SALVE_NATS_URL and SALVE_TEMPORAL_ADDRESS); for a local try, start them with: salve dev --infra-only")
 	}
@@ -71,11 +71,11 @@ func runRoles(cmd *cobra.Command, cfg app.DevConfig, stdout, stderr io.Writer, l
 	if cfg.RunbookReload == 0 {
 		cfg.RunbookReload = -1
 	}
-	return app.RunDev(cmd.Context(), cfg)
+	return app.Run(cmd.Context(), cfg)
 }
 
 func newServer(stdout, stderr io.Writer) *cobra.Command {
-	cfg := app.DevConfig{}
+	cfg := app.Config{}
 	var logLevel, logFormat, roles string
 	cmd := &cobra.Command{
 		Use:   "server --roles ingest,trigger,api",
@@ -120,7 +120,7 @@ SALVE_NATS_URL, --roles is SALVE_ROLES, and so on.`,
 }
 
 func newWorker(stdout, stderr io.Writer) *cobra.Command {
-	cfg := app.DevConfig{Roles: app.Roles{Worker: true}}
+	cfg := app.Config{Roles: app.Roles{Worker: true}}
 	var logLevel, logFormat string
 	cmd := &cobra.Command{
 		Use:   "worker",

@@ -218,7 +218,7 @@ func TestDashboardInABrowser(t *testing.T) {
 `, opHash, adminHash)), 0o600))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: rbDir, ConfigFile: cfgPath,
 		TemporalPort: -1, NATSPort: -1, UIPort: -1, DisableUI: true, Version: "test",
 		Log: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),

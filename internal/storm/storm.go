@@ -112,7 +112,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err := os.WriteFile(filepath.Join(rbDir, "storm.yaml"), []byte(runbook), 0o600); err != nil {
 		return nil, err
 	}
-	d, err := app.StartDev(ctx, app.DevConfig{
+	d, err := app.Start(ctx, app.Config{
 		DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: rbDir,
 		RunbookReload: -1, TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "storm", Log: c.Log,
 	})
