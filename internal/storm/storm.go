@@ -7,7 +7,6 @@
 package storm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"github.com/salve-sre/salve/internal/app"
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/loadgen"
 )
 
 // Config sizes the storm.
@@ -356,19 +356,14 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-// peakRSS is this process's peak resident memory (VmHWM).
+// peakRSS is this process's peak resident memory (VmHWM), in MiB; 0 when
+// it cannot be read.
 func peakRSS() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+	m, err := loadgen.ReadProcMem(0)
 	if err != nil {
 		return 0
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if f := strings.Fields(string(line)); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	return float64(m.VmHWM) / (1 << 20)
 }
 
 // Print writes the report for people.
