@@ -12,8 +12,15 @@ import (
 )
 
 // Every saved history must replay with today's workflow code: a change that
-// would break runs in flight fails here. Histories come from real runs
-// (internal/app's tests, with SALVE_UPDATE_HISTORY=1).
+// would break runs in flight fails here. Histories come from real runs of
+// each path — success, flaps, approval, approval timeout, rejection with
+// compensation, cancel with onFailure, a failed run, a dry-run plan, a wait
+// for a target lock — recorded by internal/app's end-to-end tests:
+//
+//	SALVE_UPDATE_HISTORY=1 go test -count=1 -run 'TestDuplicatesAndFlapsMakeExactlyOneRun|TestOperateEndToEnd|TestSafetyEnvelopeEndToEnd' ./internal/app
+//
+// Re-record only for a new workflow revision (keep the old revision's
+// files: runs started by it must still replay), never to hide a failure.
 func TestReplaySavedHistories(t *testing.T) {
 	files, err := filepath.Glob("testdata/history-*.json")
 	require.NoError(t, err)
