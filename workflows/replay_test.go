@@ -15,7 +15,7 @@ import (
 // would break runs in flight fails here. Histories come from real runs of
 // each path — success, flaps, approval, approval timeout, rejection with
 // compensation, cancel with onFailure, a failed run, a dry-run plan, a wait
-// for a target lock — recorded by internal/app's end-to-end tests:
+// for a target lock, a step skipped by its when — recorded by internal/app's end-to-end tests:
 //
 //	SALVE_UPDATE_HISTORY=1 go test -count=1 -run 'TestDuplicatesAndFlapsMakeExactlyOneRun|TestOperateEndToEnd|TestSafetyEnvelopeEndToEnd' ./internal/app
 //

@@ -62,6 +62,7 @@ spec:
   steps:
     - {name: ping, action: http.request, with: {url: '{{ .Params.target }}/ping'}}
     - {name: tell, action: notify, with: {target: ops, text: 'pinged {{ .Params.target }}'}}
+    - {name: never, action: http.request, when: '{{ eq .Params.target "nowhere" }}', with: {url: '{{ .Params.target }}/never'}}
 `
 
 const hastyRunbook = `apiVersion: salve/v1
@@ -406,6 +407,9 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.NoError(t, json.Unmarshal(out.Bytes(), &det))
 		require.Equal(t, "bob", det.Run.LaunchedBy)
 		require.Equal(t, "from the CLI", det.Run.Reason)
+		require.Equal(t, "skipped", det.Run.Steps[2].State, "its when is false")
+		require.Zero(t, tg.count("/never"))
+		saveHistory(t, temporalAddr, "salve/quick/cli-1", det.RunID, "../../workflows/testdata/history-when-skip-rev2.json")
 
 		// A viewer's launch is refused with the reason, exit code 1.
 		errOut.Reset()
