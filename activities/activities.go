@@ -146,17 +146,43 @@ func New(reg *step.Registry, audit AuditRecorder, log *slog.Logger) *Activities 
 	return &Activities{reg: reg, audit: audit, log: log}
 }
 
-// Audit is the activity the workflow calls to record run-level events.
+// Record is the activity behind workflows.RecordActivity: it records a
+// run-level audit event, and only that.
+func (a *Activities) Record(ctx context.Context, ev domain.AuditEvent) error {
+	if err := a.audit.Record(ctx, ev); err != nil {
+		return fmt.Errorf("record audit event %s: %w", ev.Action, err)
+	}
+	if a.Metrics != nil {
+		a.Metrics.AuditRecorded(ev)
+	}
+	return nil
+}
+
+// RunFinished is the activity behind workflows.RunFinishedActivity: it
+// applies the run.finished event ev to the safety state — frees the run's
+// place, starts its cooldown, counts a failure for the circuit breaker.
+// Idempotent, so a retry applies it once.
+func (a *Activities) RunFinished(ctx context.Context, ev domain.AuditEvent) error {
+	if a.Safety == nil {
+		return nil
+	}
+	if err := a.Safety.Finished(ctx, ev.Runbook, ev.WorkflowID, ev.Outcome, ev.Time); err != nil {
+		return fmt.Errorf("apply the finished run to the safety state: %w", err)
+	}
+	return nil
+}
+
+// Audit is the activity behind workflows.AuditActivity, which runs of
+// revision 2 and earlier call (in flight, or replayed): it records ev and,
+// for run.finished, also does what RunFinished does, as those runs
+// expect. Later runs call Record and RunFinished.
 func (a *Activities) Audit(ctx context.Context, ev domain.AuditEvent) error {
 	if err := a.audit.Record(ctx, ev); err != nil {
 		return fmt.Errorf("record audit event %s: %w", ev.Action, err)
 	}
-	if ev.Action == domain.ActionRunFinished && a.Safety != nil {
-		// Free the run's place, start its cooldown, count a failure for
-		// the circuit breaker. Idempotent, so a retry after a failure here
-		// (the record above is idempotent too) applies it once.
-		if err := a.Safety.Finished(ctx, ev.Runbook, ev.WorkflowID, ev.Outcome, ev.Time); err != nil {
-			return fmt.Errorf("apply the finished run to the safety state: %w", err)
+	if ev.Action == domain.ActionRunFinished {
+		if err := a.RunFinished(ctx, ev); err != nil {
+			return err
 		}
 	}
 	if a.Metrics != nil {

@@ -405,3 +405,50 @@ func TestDryRunDoesNotRunMutatingSteps(t *testing.T) {
 		}
 	}
 }
+
+type fakeSafety struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (f *fakeSafety) Finished(_ context.Context, runbook, workflowID, outcome string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, runbook+" "+workflowID+" "+outcome)
+	return f.err
+}
+
+// Recording an event has no other effect; applying a finished run to the
+// safety state is an activity of its own. The legacy audit activity (runs
+// of revision 2 and earlier) still does both, as those runs expect.
+func TestRecordRunFinishedAndLegacyAudit(t *testing.T) {
+	finished := domain.AuditEvent{ID: "w/r/run.finished", Time: time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), Action: domain.ActionRunFinished,
+		Runbook: "restart", WorkflowID: "salve/restart/k", Outcome: "failed"}
+	newActs := func() (*activities.Activities, *fakeRecorder, *fakeSafety) {
+		rec, saf := &fakeRecorder{}, &fakeSafety{}
+		acts := activities.New(step.NewRegistry(), rec, slog.New(slog.DiscardHandler))
+		acts.Safety = saf
+		return acts, rec, saf
+	}
+	ctx := context.Background()
+
+	acts, rec, saf := newActs()
+	require.NoError(t, acts.Record(ctx, finished))
+	require.Len(t, rec.recorded(), 1)
+	require.Empty(t, saf.calls, "recording has no side effect")
+	require.NoError(t, acts.RunFinished(ctx, finished))
+	require.Equal(t, []string{"restart salve/restart/k failed"}, saf.calls)
+
+	acts, rec, saf = newActs()
+	require.NoError(t, acts.Audit(ctx, finished))
+	require.Len(t, rec.recorded(), 1)
+	require.Equal(t, []string{"restart salve/restart/k failed"}, saf.calls, "the legacy activity applies it too")
+
+	acts, _, saf = newActs()
+	saf.err = errors.New("kv down")
+	require.ErrorContains(t, acts.RunFinished(ctx, finished), "kv down", "retried by Temporal, never dropped")
+
+	acts = activities.New(step.NewRegistry(), &fakeRecorder{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, acts.RunFinished(ctx, finished), "a worker without safety state has nothing to apply")
+}

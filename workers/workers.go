@@ -28,6 +28,8 @@ type Hook func(ctx context.Context, ev step.HookEvent) error
 func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities, hook Hook) error {
 	r.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
+	r.RegisterActivityWithOptions(acts.Record, activity.RegisterOptions{Name: workflows.RecordActivity})
+	r.RegisterActivityWithOptions(acts.RunFinished, activity.RegisterOptions{Name: workflows.RunFinishedActivity})
 	r.RegisterActivityWithOptions(acts.AcquireTarget, activity.RegisterOptions{Name: step.TargetActivity})
 	r.RegisterActivityWithOptions(acts.VerifyRunbook, activity.RegisterOptions{Name: workflows.VerifyActivity})
 	r.RegisterActivityWithOptions(acts.Prepare, activity.RegisterOptions{Name: workflows.PrepareActivity})

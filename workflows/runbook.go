@@ -24,8 +24,19 @@ const (
 	// SignalAlerts carries a batch of compact alert references: one
 	// history event per batch, never the alerts' annotations.
 	SignalAlerts  = "alerts"
-	QueryStatus   = "status"
+	QueryStatus = "status"
+	// AuditActivity records a run-level audit event and, for run.finished,
+	// also applies the finished run to the safety state: what runs of
+	// revision 2 and earlier call (see RecordActivity).
 	AuditActivity = "audit.record"
+	// RecordActivity records a run-level audit event, and only that. Runs
+	// of revision 3 and later call it, and RunFinishedActivity for the
+	// effect on the safety state.
+	RecordActivity = "audit.record_event"
+	// RunFinishedActivity applies a finished run to the safety state: it
+	// frees the run's place, starts its incident's cooldown and counts a
+	// failure for the circuit breaker. Idempotent.
+	RunFinishedActivity = "safety.run_finished"
 	// VerifyActivity is the local activity that checks the snapshot's
 	// signature (internal/snapshot) before a run does anything.
 	VerifyActivity = "runbook.verify"
@@ -67,10 +78,15 @@ const (
 // decided by GetVersion as it always was. Revision 2 runs approvals,
 // checks the signature and writes run-level audit events in local
 // activities (no task round trip of their own), and schedules a hook
-// activity only for events some hook wants.
-const CurrentRevision = 2
+// activity only for events some hook wants. Revision 3 applies a finished
+// run to the safety state in an activity of its own (RunFinishedActivity)
+// instead of as a side effect of recording run.finished.
+const CurrentRevision = 3
 
-const revisionLean = 2
+const (
+	revisionLean     = 2
+	revisionExplicit = 3
+)
 
 // Input starts a run. It carries the runbook snapshot: the run never reads
 // runbook files.
@@ -274,7 +290,10 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	// The finishing audit event is written even after a cancel.
 	actx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	r.auditWith(actx, domain.ActionRunFinished, "", r.status.State, errString(err), r.in.Actor, r.finishDetail(actx))
+	finished := r.auditWith(actx, domain.ActionRunFinished, "", r.status.State, errString(err), r.in.Actor, r.finishDetail(actx))
+	if r.explicit {
+		r.runFinished(actx, finished)
+	}
 	hookErr := r.status.Error
 	if rejected {
 		hookErr = r.status.StopReason
@@ -363,6 +382,9 @@ type run struct {
 	version workflow.Version
 	// lean: a run of revisionLean or later (see CurrentRevision).
 	lean bool
+	// explicit: a run of revisionExplicit or later records audit events
+	// with RecordActivity and calls RunFinishedActivity.
+	explicit bool
 	// hookEvents are the run-level events some hook wants (lean runs).
 	hookEvents []string
 	decision   *Decision // the answer to the approval waited for now
@@ -377,8 +399,9 @@ func newRun(ctx workflow.Context, in Input) *run {
 	r := &run{
 		in:   in,
 		info: info,
-		lean: in.Revision >= revisionLean,
-		seen: map[string]bool{},
+		lean:     in.Revision >= revisionLean,
+		explicit: in.Revision >= revisionExplicit,
+		seen:     map[string]bool{},
 		status: Status{
 			Runbook:        in.Runbook.Name(),
 			RunbookHash:    in.Runbook.Hash,
@@ -610,8 +633,9 @@ func (r *run) audit(ctx workflow.Context, action, stepName, outcome string, err 
 	r.auditWith(ctx, action, stepName, outcome, err, r.in.Actor, nil)
 }
 
-// auditWith records a run-level action done by actor.
-func (r *run) auditWith(ctx workflow.Context, action, stepName, outcome string, err *string, actor domain.Actor, detail map[string]string) {
+// auditWith records a run-level action done by actor, and returns the
+// event recorded.
+func (r *run) auditWith(ctx workflow.Context, action, stepName, outcome string, err *string, actor domain.Actor, detail map[string]string) domain.AuditEvent {
 	ev := domain.AuditEvent{
 		ID:          r.info.WorkflowExecution.ID + "/" + r.info.WorkflowExecution.RunID + "/" + action,
 		Time:        workflow.Now(ctx),
@@ -632,27 +656,41 @@ func (r *run) auditWith(ctx workflow.Context, action, stepName, outcome string, 
 	if err != nil {
 		ev.Error = *err
 	}
-	// Unlimited attempts: an audit outage delays the run, it never drops
-	// the record.
-	retry := &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute}
-	var f workflow.Future
-	if r.lean {
-		// A local activity: one publish needs no task round trip of its
-		// own. Run again after a worker crash, it is stored once (the
-		// event ID is the audit stream's message ID).
-		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 30 * time.Second,
-			RetryPolicy:         retry,
-		}), AuditActivity, ev)
-	} else {
-		f = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 30 * time.Second,
-			RetryPolicy:         retry,
-		}), AuditActivity, ev)
+	name := AuditActivity
+	if r.explicit {
+		name = RecordActivity
 	}
-	if aerr := f.Get(ctx, nil); aerr != nil {
+	if aerr := r.runLevel(ctx, name, ev); aerr != nil {
 		workflow.GetLogger(ctx).Error("audit event not recorded", "action", action, "error", aerr)
 	}
+	return ev
+}
+
+// runFinished applies the finished run to the safety state.
+func (r *run) runFinished(ctx workflow.Context, finished domain.AuditEvent) {
+	if err := r.runLevel(ctx, RunFinishedActivity, finished); err != nil {
+		workflow.GetLogger(ctx).Error("finished run not applied to the safety state", "error", err)
+	}
+}
+
+// runLevel runs a run-level activity with ev until it succeeds: an audit
+// or safety-state outage delays the run, it never drops the record. In a
+// lean run it is a local activity: one publish needs no task round trip
+// of its own; run again after a worker crash, it takes effect once (event
+// IDs are the audit stream's message IDs, and the safety state's updates
+// are idempotent).
+func (r *run) runLevel(ctx workflow.Context, name string, ev domain.AuditEvent) error {
+	retry := &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute}
+	if r.lean {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         retry,
+		}), name, ev).Get(ctx, nil)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         retry,
+	}), name, ev).Get(ctx, nil)
 }
 
 func errString(err error) *string {

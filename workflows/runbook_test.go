@@ -48,6 +48,10 @@ type recorder struct {
 	infos    []activity.Info
 	audits   []domain.AuditEvent
 	hooks    []step.HookEvent
+	// finished are the events RunFinishedActivity was given; legacy are
+	// the events recorded through AuditActivity (revision 2 and earlier).
+	finished []domain.AuditEvent
+	legacy   []domain.AuditEvent
 }
 
 func (r *recorder) hookEvents() []string {
@@ -129,9 +133,11 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	env.RegisterActivityWithOptions(func(context.Context, step.Request) (step.Result, error) {
 		return step.Result{}, errors.New("the real step must not run in unit tests")
 	}, activity.RegisterOptions{Name: httpActivity})
-	env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error {
-		return errors.New("the real audit recorder must not run in unit tests")
-	}, activity.RegisterOptions{Name: workflows.AuditActivity})
+	for _, name := range []string{workflows.AuditActivity, workflows.RecordActivity, workflows.RunFinishedActivity} {
+		env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error {
+			return errors.New("the real audit recorder and safety state must not run in unit tests")
+		}, activity.RegisterOptions{Name: name})
+	}
 	env.RegisterActivityWithOptions(func(context.Context, step.HookEvent) error {
 		return errors.New("real notification hooks must not run in unit tests")
 	}, activity.RegisterOptions{Name: step.HookActivity})
@@ -164,11 +170,26 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 			}
 			return handle(ctx, req)
 		}).Maybe()
+	env.OnActivity(workflows.RecordActivity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, ev domain.AuditEvent) error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.audits = append(rec.audits, ev)
+			return nil
+		}).Maybe()
 	env.OnActivity(workflows.AuditActivity, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, ev domain.AuditEvent) error {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
 			rec.audits = append(rec.audits, ev)
+			rec.legacy = append(rec.legacy, ev)
+			return nil
+		}).Maybe()
+	env.OnActivity(workflows.RunFinishedActivity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, ev domain.AuditEvent) error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.finished = append(rec.finished, ev)
 			return nil
 		}).Maybe()
 	return env, rec
@@ -1008,4 +1029,28 @@ func TestLegacyRevisionCallsEveryHook(t *testing.T) {
 
 func failNonRetryableStep(context.Context, step.Request) (step.Result, error) {
 	return failNonRetryable("target refused")
+}
+
+// A run of the current revision applies its end to the safety state in an
+// activity of its own, once, after recording run.finished; runs of
+// revision 2 and earlier record through AuditActivity, whose worker side
+// applies it, and call no such activity.
+func TestFinishedRunIsAppliedToTheSafetyStateExplicitly(t *testing.T) {
+	env, rec := newEnv(t, failNonRetryableStep)
+	_, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k"})
+	require.Error(t, err)
+	require.Len(t, rec.finished, 1, "applied once")
+	require.Equal(t, domain.ActionRunFinished, rec.finished[0].Action)
+	require.Equal(t, workflows.RunStateFailed, rec.finished[0].Outcome, "the breaker counts the failure")
+	require.Equal(t, rec.audit(t, domain.ActionRunFinished), rec.finished[0], "the very event recorded")
+	require.Empty(t, rec.legacy)
+
+	for _, revision := range []int{1, 2} {
+		env, rec = newEnv(t, nil)
+		env.OnActivity(workflows.PrepareActivity, mock.Anything, mock.Anything, mock.Anything).Return(step.Prepared{}, nil).Maybe()
+		_, err = run(t, env, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k", Revision: revision})
+		require.NoError(t, err)
+		require.Empty(t, rec.finished, "revision %d", revision)
+		require.NotEmpty(t, rec.legacy, "revision %d records through AuditActivity", revision)
+	}
 }

@@ -367,6 +367,8 @@ spec:
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "salve/retry/" + ns, TaskQueue: "salve"})
 	env.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	env.RegisterActivityWithOptions(acts.Audit, activity.RegisterOptions{Name: workflows.AuditActivity})
+	env.RegisterActivityWithOptions(acts.Record, activity.RegisterOptions{Name: workflows.RecordActivity})
+	env.RegisterActivityWithOptions(acts.RunFinished, activity.RegisterOptions{Name: workflows.RunFinishedActivity})
 	for _, kind := range reg.Kinds() {
 		fn, err := acts.Step(kind)
 		require.NoError(t, err)

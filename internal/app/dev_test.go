@@ -76,7 +76,7 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 	for _, a := range want {
 		require.Equal(t, 1, got[a], "audit action %s: %v", a, got)
 	}
-	saveHistory(t, d.TemporalAddr, wfID, det.RunID, "../../workflows/testdata/history-flap-rev2.json")
+	saveHistory(t, d.TemporalAddr, wfID, det.RunID, "flap")
 
 	// The incident timeline tells the story in order, from the real run.
 	var tl timeline.Timeline

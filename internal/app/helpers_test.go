@@ -25,6 +25,7 @@ import (
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/testenv"
+	"github.com/salve-sre/salve/workflows"
 )
 
 // target is a local HTTP endpoint that runbook steps call; it counts hits
@@ -226,13 +227,16 @@ func fetchHistory(t *testing.T, temporalAddr, workflowID, runID string) *history
 }
 
 // saveHistory writes a run's Temporal history for the workflow replay test
-// when SALVE_UPDATE_HISTORY=1 (run it after a deliberate workflow change
-// that is guarded by workflow.GetVersion, never to paper over a failure).
-func saveHistory(t *testing.T, temporalAddr, workflowID, runID, path string) {
+// when SALVE_UPDATE_HISTORY=1, as workflows/testdata/history-NAME-revN.json
+// for the current workflow revision N (the command is in
+// workflows/replay_test.go). Run it for a new revision, never to paper
+// over a failure: older revisions' files stay, so their runs still replay.
+func saveHistory(t *testing.T, temporalAddr, workflowID, runID, name string) {
 	t.Helper()
 	if os.Getenv("SALVE_UPDATE_HISTORY") != "1" {
 		return
 	}
+	path := fmt.Sprintf("../../workflows/testdata/history-%s-rev%d.json", name, workflows.CurrentRevision)
 	h := fetchHistory(t, temporalAddr, workflowID, runID)
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
 	require.NoError(t, err)

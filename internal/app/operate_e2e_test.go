@@ -284,7 +284,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.Equal(t, "alice", body["by"])
 		final := waitRunStatus(t, base, wfID, runs.StatusSucceeded, time.Minute)
 		require.Equal(t, 1, tg.count("/fix"))
-		saveHistory(t, temporalAddr, wfID, final.RunID, "../../workflows/testdata/history-approval-rev2.json")
+		saveHistory(t, temporalAddr, wfID, final.RunID, "approval")
 		require.Equal(t, []workflows.ApprovalRecord{{Step: "fix", Decision: "approved", By: "alice", Reason: "checked the dashboards", At: final.Run.Approvals[0].At}}, final.Run.Approvals)
 
 		// The stream delivered the run's events in order and ended.
@@ -337,7 +337,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, body)
 		require.Equal(t, "rejected", body["decision"])
 		d := waitRunStatus(t, base, wfID, runs.StatusCancelled, time.Minute)
-		saveHistory(t, temporalAddr, wfID, d.RunID, "../../workflows/testdata/history-reject-compensate-rev2.json")
+		saveHistory(t, temporalAddr, wfID, d.RunID, "reject-compensate")
 		require.Equal(t, workflows.RunStateRejected, d.Run.State)
 		require.Equal(t, "rejected by bob: not today", d.Run.StopReason)
 		require.Equal(t, "alice", d.Run.LaunchedBy)
@@ -356,7 +356,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		code, body := call(t, "POST", base+"/v1/runbooks/hasty/launch", ops.alice, map[string]any{"params": map[string]string{"target": tg.URL}})
 		require.Equal(t, http.StatusAccepted, code, body)
 		d := waitRunStatus(t, base, body["workflowId"].(string), runs.StatusFailed, time.Minute)
-		saveHistory(t, temporalAddr, body["workflowId"].(string), d.RunID, "../../workflows/testdata/history-approval-timeout-rev2.json")
+		saveHistory(t, temporalAddr, body["workflowId"].(string), d.RunID, "approval-timeout")
 		require.Contains(t, d.Run.Error, "no decision on the approval of the whole run within 2s")
 		require.Zero(t, tg.count("/hasty"))
 	})
@@ -371,7 +371,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		code, body = call(t, "POST", runPath(base, wfID, "cancel"), ops.bob, runs.CancelRequest{Reason: "wrong service"})
 		require.Equal(t, http.StatusAccepted, code, body)
 		d := waitRunStatus(t, base, wfID, runs.StatusCancelled, time.Minute)
-		saveHistory(t, temporalAddr, wfID, d.RunID, "../../workflows/testdata/history-cancel-rev2.json")
+		saveHistory(t, temporalAddr, wfID, d.RunID, "cancel")
 		require.Equal(t, workflows.RunStateCancelled, d.Run.State)
 		require.Equal(t, 2, tg.count("/undo"), "undo ran (once before, for the rejected run)")
 		require.Zero(t, tg.count("/verify"))
@@ -409,7 +409,7 @@ func TestOperateEndToEnd(t *testing.T) {
 		require.Equal(t, "from the CLI", det.Run.Reason)
 		require.Equal(t, "skipped", det.Run.Steps[2].State, "its when is false")
 		require.Zero(t, tg.count("/never"))
-		saveHistory(t, temporalAddr, "salve/quick/cli-1", det.RunID, "../../workflows/testdata/history-when-skip-rev2.json")
+		saveHistory(t, temporalAddr, "salve/quick/cli-1", det.RunID, "when-skip")
 
 		// A viewer's launch is refused with the reason, exit code 1.
 		errOut.Reset()

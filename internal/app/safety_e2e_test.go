@@ -80,7 +80,7 @@ spec:
 	require.Equal(t, 200, postWebhook(t, base, d.WebhookToken, webhook("firing", "Locked", "db-7", "l1", t0, ann)))
 	follow := waitRunStatus(t, base, "salve/follow/db-7", runs.StatusSucceeded, time.Minute)
 	hold := waitRunStatus(t, base, "salve/hold/db-7", runs.StatusSucceeded, time.Minute)
-	saveHistory(t, d.TemporalAddr, "salve/hold/db-7", hold.RunID, "../../workflows/testdata/history-target-wait-rev2.json")
+	saveHistory(t, d.TemporalAddr, "salve/hold/db-7", hold.RunID, "target-wait")
 	require.Equal(t, "db/db-7", hold.Run.Target)
 	require.True(t, hold.Run.Steps[0].StartedAt.After(follow.Run.Steps[1].FinishedAt),
 		"hold acted at %s, before follow released the target (its last step ended %s)", hold.Run.Steps[0].StartedAt, follow.Run.Steps[1].FinishedAt)
@@ -104,7 +104,7 @@ spec:
 		require.Equal(t, 200, postWebhook(t, base, d.WebhookToken, webhook("firing", "Flaky", inst, "f"+inst, t0, ann)))
 		failed := waitRunStatus(t, base, "salve/flaky/"+inst, runs.StatusFailed, time.Minute)
 		if i == 0 {
-			saveHistory(t, d.TemporalAddr, "salve/flaky/"+inst, failed.RunID, "../../workflows/testdata/history-failed-rev2.json")
+			saveHistory(t, d.TemporalAddr, "salve/flaky/"+inst, failed.RunID, "failed")
 		}
 		require.Equal(t, i+1, tg.count("/flaky"))
 	}
@@ -124,7 +124,7 @@ spec:
 	require.Equal(t, 200, postWebhook(t, base, d.WebhookToken, webhook("firing", "Flaky", "w-3", "fw-3", t0, ann)))
 	// (The plan "succeeds": its mutating steps are recorded as planned.)
 	plan := waitRunStatus(t, base, "salve/flaky/w-3", runs.StatusSucceeded, time.Minute)
-	saveHistory(t, d.TemporalAddr, "salve/flaky/w-3", plan.RunID, "../../workflows/testdata/history-dryrun-rev2.json")
+	saveHistory(t, d.TemporalAddr, "salve/flaky/w-3", plan.RunID, "dryrun")
 	require.True(t, plan.Run.DryRun)
 	require.Contains(t, plan.Run.DryRunReason, "circuit breaker of runbook flaky is open")
 	require.Equal(t, 2, tg.count("/flaky"), "an open breaker lets nothing act")

@@ -210,8 +210,10 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	env.SetStartTime(start)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: domain.WorkflowID(rb.Name(), key), TaskQueue: "salve-runbook-test"})
 	env.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error { return nil },
-		activity.RegisterOptions{Name: workflows.AuditActivity})
+	for _, name := range []string{workflows.AuditActivity, workflows.RecordActivity, workflows.RunFinishedActivity} {
+		env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error { return nil },
+			activity.RegisterOptions{Name: name})
+	}
 	env.RegisterActivityWithOptions(func(context.Context, step.HookEvent) error { return nil },
 		activity.RegisterOptions{Name: step.HookActivity})
 
