@@ -23,8 +23,8 @@ const (
 	SignalAlert = "alert"
 	// SignalAlerts carries a batch of compact alert references: one
 	// history event per batch, never the alerts' annotations.
-	SignalAlerts  = "alerts"
-	QueryStatus = "status"
+	SignalAlerts = "alerts"
+	QueryStatus  = "status"
 	// AuditActivity records a run-level audit event and, for run.finished,
 	// also applies the finished run to the safety state: what runs of
 	// revision 2 and earlier call (see RecordActivity).
@@ -397,8 +397,8 @@ type run struct {
 func newRun(ctx workflow.Context, in Input) *run {
 	info := workflow.GetInfo(ctx)
 	r := &run{
-		in:   in,
-		info: info,
+		in:       in,
+		info:     info,
 		lean:     in.Revision >= revisionLean,
 		explicit: in.Revision >= revisionExplicit,
 		seen:     map[string]bool{},
