@@ -203,6 +203,7 @@ func truncate(s string, n int) string {
 // Runbook is the workflow. It returns the final Status; a failed run also
 // returns an error so Temporal marks the execution failed.
 func Runbook(ctx workflow.Context, in Input) (Status, error) {
+	checkRevision(in)
 	r := newRun(ctx, in)
 	if r.lean {
 		r.version = versionApprovals

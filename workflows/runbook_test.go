@@ -1054,3 +1054,16 @@ func TestFinishedRunIsAppliedToTheSafetyStateExplicitly(t *testing.T) {
 		require.NotEmpty(t, rec.legacy, "revision %d records through AuditActivity", revision)
 	}
 }
+
+// A worker given a run of a revision newer than it knows fails the
+// workflow task (Temporal retries it for a newer worker) instead of
+// running it in an older shape.
+func TestRunOfAnUnknownRevisionIsNotRun(t *testing.T) {
+	env, rec := newEnv(t, nil)
+	env.ExecuteWorkflow(workflows.WorkflowName, workflows.Input{Runbook: parseRunbook(t, oneStepRunbook), IncidentKey: "k",
+		Revision: workflows.CurrentRevision + 1})
+	require.Error(t, env.GetWorkflowError())
+	require.Contains(t, env.GetWorkflowError().Error(), "newer than this worker's")
+	require.Empty(t, rec.requests, "no step ran")
+	require.Empty(t, rec.audits, "nothing recorded")
+}

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/testenv"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/workflows"
 )
 
 const flapRunbook = `apiVersion: salve/v1
@@ -77,6 +79,11 @@ func TestDuplicatesAndFlapsMakeExactlyOneRun(t *testing.T) {
 		require.Equal(t, 1, got[a], "audit action %s: %v", a, got)
 	}
 	saveHistory(t, d.TemporalAddr, wfID, det.RunID, "flap")
+	// Every worker polling runs the current revision: the run has it.
+	h := fetchHistory(t, d.TemporalAddr, wfID, det.RunID)
+	var in workflows.Input
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetInput(), &in))
+	require.Equal(t, workflows.CurrentRevision, in.Revision)
 
 	// The incident timeline tells the story in order, from the real run.
 	var tl timeline.Timeline

@@ -28,6 +28,7 @@ import (
 	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/triggers"
+	"github.com/salve-sre/salve/workflows"
 )
 
 // Start runs the roles cfg names (every role when it names none: `salve
@@ -223,7 +224,9 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 		HostPort:  c.temporalAddr,
 		Namespace: c.namespace,
 		Logger:    sdklog.NewStructuredLogger(warnOnly(log.With("component", "temporal-client"))),
-		Identity:  "salve-" + roles.String() + "@" + hostname(),
+		// The workflow revisions this process's worker runs are in its
+		// identity: starters pick one every polling worker knows.
+		Identity: "salve-" + roles.String() + "@" + hostname() + " " + workflows.IdentityTag(),
 	}
 	if err := cfg.Temporal.apply(&topts); err != nil {
 		return nil, err

@@ -44,7 +44,7 @@ var (
 // started is then false and nothing new runs.
 func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error) {
 	workflowID = domain.WorkflowID(rb.Name(), incidentKey)
-	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason, Revision: workflows.CurrentRevision}
+	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason, Revision: r.startRevision(ctx)}
 	if err := r.sign(&in); err != nil {
 		return "", "", false, fmt.Errorf("sign runbook %s: %w", rb.Name(), err)
 	}

@@ -40,6 +40,8 @@ type Runs struct {
 	// one query: PendingApprovals then asks only those runs, not every
 	// running one. Nil: every running run is asked.
 	OpenApprovals func(ctx context.Context) (map[string]bool, error)
+
+	revisions revisionCache
 }
 
 // Signer signs runbook snapshots.
@@ -98,7 +100,7 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		Target:         req.Target,
 		TargetWait:     req.TargetWait,
 		ApprovalReason: req.ApprovalReason,
-		Revision:       workflows.CurrentRevision,
+		Revision:       r.startRevision(ctx),
 	}
 	if err := r.sign(&in); err != nil {
 		return triggers.StartResult{}, triggers.Permanent(fmt.Errorf("sign runbook %s: %w", rb.Name(), err))
