@@ -139,12 +139,8 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.Log.Error("webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
-		w.Header().Set("Retry-After", "5")
-		reason := "alerts could not be stored durably; retry later"
-		if errors.Is(err, bus.ErrStreamFull) {
-			reason = "the ALERTS stream is full (its size limit): nothing was stored; it takes alerts again as old ones age out (raise --alerts-max-bytes or lower --alerts-max-age); retry later"
-		}
-		httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
+		retryLater(w, err, "alerts could not be stored durably; retry later",
+			"the ALERTS stream is full (its size limit): nothing was stored; it takes alerts again as old ones age out (raise --alerts-max-bytes or lower --alerts-max-age); retry later")
 		return
 	}
 	if trunc := truncationEvent(msg, evs, now()); trunc != nil {
@@ -152,12 +148,8 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			// The alerts are stored, but not the record that some were cut:
 			// ask for a retry; the stream deduplicates the alerts themselves.
 			h.Log.Error("webhook truncation record not stored; answering 503 so Alertmanager retries", "error", err)
-			w.Header().Set("Retry-After", "5")
-			reason := "audit records could not be stored; retry later"
-			if errors.Is(err, bus.ErrStreamFull) {
-				reason = "the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later"
-			}
-			httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
+			retryLater(w, err, "audit records could not be stored; retry later",
+				"the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later")
 			return
 		}
 	}
@@ -170,6 +162,16 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"accepted": len(evs)})
+}
+
+// retryLater answers 503 with Retry-After, so Alertmanager sends again:
+// full names a stream at its size limit, reason any other failure.
+func retryLater(w http.ResponseWriter, err error, reason, full string) {
+	w.Header().Set("Retry-After", "5")
+	if errors.Is(err, bus.ErrStreamFull) {
+		reason = full
+	}
+	httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
 }
 
 // statusWriter remembers the status a handler sent, for IngestMetrics.

@@ -170,35 +170,28 @@ func (r *Recorder) Run(ctx context.Context) error {
 	if batch <= 0 {
 		batch = 256
 	}
-	cons, err := r.JS.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
-		Durable:     RecorderName,
-		Description: "Salve audit recorder: appends events to the audit store's hash chain",
-		// Explicit acks: acking a later message must never ack an earlier
-		// one that was not committed (as AckAll would).
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cmp.Or(r.AckWait, time.Minute),
-		MaxDeliver:    -1,
-		MaxAckPending: batch * 4,
-	})
+	consumer := func(stream, durable, description string) (jetstream.Consumer, error) {
+		return r.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:     durable,
+			Description: description,
+			// Explicit acks: acking a later message must never ack an
+			// earlier one that was not committed (as AckAll would).
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cmp.Or(r.AckWait, time.Minute),
+			MaxDeliver:    -1,
+			MaxAckPending: batch * 4,
+		})
+	}
+	cons, err := consumer(bus.StreamAudit, RecorderName, "Salve audit recorder: appends events to the audit store's hash chain")
+	var alerts jetstream.Consumer
+	if err == nil {
+		alerts, err = consumer(bus.StreamAlerts, AlertsRecorderName, "Salve audit recorder: the alert.accepted record of each stored alert")
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
 		return fmt.Errorf("create audit recorder consumer: %w", err)
-	}
-	alerts, err := r.JS.CreateOrUpdateConsumer(ctx, bus.StreamAlerts, jetstream.ConsumerConfig{
-		Durable:       AlertsRecorderName,
-		Description:   "Salve audit recorder: the alert.accepted record of each stored alert",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cmp.Or(r.AckWait, time.Minute),
-		MaxDeliver:    -1,
-		MaxAckPending: batch * 4,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("create audit recorder consumer of %s: %w", bus.StreamAlerts, err)
 	}
 	retry := backoff.NewExponentialBackOff()
 	retry.InitialInterval, retry.MaxInterval = time.Second, 30*time.Second
