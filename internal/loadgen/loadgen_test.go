@@ -169,9 +169,17 @@ func TestCLI(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "salve-load ")
 
-	code, _, errOut := run("ingest", "--help")
+	code, out, _ = run("ingest", "--help")
 	require.Equal(t, 0, code)
-	require.Contains(t, errOut, "-per-webhook")
+	require.Contains(t, out, "--per-webhook")
+
+	code, out, _ = run("--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "ingest")
+
+	code, _, errOut := run("ingest", "extra")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "Run 'salve-load --help'")
 
 	code, _, errOut = run("ingest", "--url", "http://192.0.2.1:8080", "--token", "x")
 	require.Equal(t, 1, code)
