@@ -32,6 +32,13 @@ func (d *Process) startWorker(c *core) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	d.closers = append(d.closers, w.Stop)
+	if c.kubeCreds != nil {
+		// Revokes that failed when their step ended, on any worker.
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.kubeCreds.RetryRevokes(rctx, 0) }()
+		d.closers = append(d.closers, func() { cancel(); <-done })
+	}
 	return nil
 }
 

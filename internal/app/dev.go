@@ -33,7 +33,6 @@ import (
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/auth"
-	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devkube"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/vault"
@@ -397,7 +396,8 @@ func adminLine(d *Process) string {
 // credentials picks where step credentials come from and returns the
 // readiness check that reports it: Vault (per-step, revoked at step end),
 // or a kubeconfig's standing identity, which is labelled insecure.
-func (d *Process) credentials(ctx context.Context, cfg Config, pub *bus.Publisher, log *slog.Logger, acfg *activities.Config, leases *vault.LeaseCounters) (api.Check, error) {
+func (d *Process) credentials(ctx context.Context, cfg Config, c *core, log *slog.Logger, acfg *activities.Config, leases *vault.LeaseCounters) (api.Check, error) {
+	pub := c.pub
 	if cfg.Vault.Addr == "" {
 		if cfg.Kubeconfig == "" {
 			return api.Check{Name: "credentials", Check: func(context.Context) error { return nil }, Warning: "none configured: kubernetes.* steps and secret headers fail until --vault-addr or --kubeconfig is given"}, nil
@@ -421,10 +421,15 @@ func (d *Process) credentials(ctx context.Context, cfg Config, pub *bus.Publishe
 		if err != nil {
 			return api.Check{}, err
 		}
-		acfg.Kube = &vault.KubeCredentials{
-			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster, Clusters: others,
-			Audit: pub, Log: log.With("component", "vault"), Metrics: leases,
+		pending, err := vault.OpenRevokes(ctx, c.js, cfg.StreamReplicas)
+		if err != nil {
+			return api.Check{}, err
 		}
+		c.kubeCreds = &vault.KubeCredentials{
+			Vault: vc, Mount: cfg.VaultKubernetesMount, Role: cfg.VaultKubernetesRole, Cluster: cluster, Clusters: others,
+			Audit: pub, Log: log.With("component", "vault"), Metrics: leases, Pending: pending,
+		}
+		acfg.Kube = c.kubeCreds
 		log.Info("kubernetes.* steps use per-step Vault credentials", "vault", cfg.Vault.Addr, "cluster", cluster.Host, "login", cfg.Vault.Method())
 	}
 	return api.Check{Name: "vault", Check: vc.Health}, nil

@@ -171,6 +171,9 @@ type core struct {
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
 
+	// kubeCreds issues per-step Kubernetes credentials from Vault; nil
+	// without Vault and a cluster.
+	kubeCreds *vault.KubeCredentials
 	reg       *step.Registry
 	acts      *activities.Activities
 	credCheck api.Check
@@ -248,7 +251,7 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 	}
 	leases := &vault.LeaseCounters{}
 	c.metrics.Leases(leaseTotals(leases))
-	if c.credCheck, err = d.credentials(ctx, cfg, c.pub, log, &acfg, leases); err != nil {
+	if c.credCheck, err = d.credentials(ctx, cfg, c, log, &acfg, leases); err != nil {
 		return nil, err
 	}
 	if c.reg, err = activities.NewRegistryWith(acfg); err != nil {

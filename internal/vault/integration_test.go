@@ -189,6 +189,46 @@ func TestPerStepKubernetesCredentials(t *testing.T) {
 	req.Credentials = map[string]step.CredentialRef{"kubernetes": {Role: "no-such-role"}}
 	_, err = scale.Executor.Execute(ctx, req)
 	require.ErrorIs(t, err, step.ErrPermanent)
+
+	// Vault goes away while a step holds its credential: the revoke at
+	// the step's end fails, is audited, and is kept in JetStream. Another
+	// worker (this one may have died) revokes it once Vault is back.
+	_, js := testenv.NATS(t)
+	pending, err := vault.OpenRevokes(ctx, js, 1)
+	require.NoError(t, err)
+	creds.Pending = pending
+	var held kubernetes.Interface
+	failing := &hookClients{inner: creds, during: func() {
+		tokens := proxy.Tokens()
+		held = tokenClient(t, k, tokens[len(tokens)-1])
+		proxy.Down.Store(true)
+	}}
+	req.Credentials = map[string]step.CredentialRef{"kubernetes": {Role: "salve-shop"}}
+	req.IdempotencyKey = "salve/scale/shop/scale-3"
+	_, err = kube.Specs(kube.Options{Clients: failing})[0].Executor.Execute(ctx, req)
+	require.NoError(t, err, "the step acted before Vault went away")
+	require.Equal(t, 1, audit.count(domain.ActionCredentialRevokeFailed))
+	list, err := pending.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1, "the lease is kept for a retry")
+	_, err = held.AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err, "not revoked yet: the token still works")
+
+	proxy.Down.Store(false)
+	revokedBefore := audit.count(domain.ActionCredentialRevoked)
+	other := &vault.KubeCredentials{Vault: vc, Cluster: cluster, Audit: audit, Metrics: counters, Pending: pending}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go other.RetryRevokes(rctx, 100*time.Millisecond)
+	require.Eventually(t, func() bool {
+		l, err := pending.List(ctx)
+		return err == nil && len(l) == 0
+	}, 30*time.Second, 100*time.Millisecond, "another worker revoked the kept lease")
+	require.Equal(t, revokedBefore+1, audit.count(domain.ActionCredentialRevoked))
+	require.Eventually(t, func() bool {
+		_, err := held.AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+		return apierrors.IsUnauthorized(err)
+	}, 30*time.Second, 250*time.Millisecond, "the revoked token is refused")
 }
 
 // hookClients runs during() while the step's credential is held.

@@ -59,7 +59,12 @@ type KubeCredentials struct {
 	Metrics *LeaseCounters
 	// RevokeRetry is the first wait before retrying a failed revoke;
 	// default 5s. Retries stop when the lease would have expired anyway.
+	// Used only without Pending.
 	RevokeRetry time.Duration
+	// Pending, when set, keeps a lease whose revoke failed durably, for
+	// RetryRevokes on any worker; nil retries it in this process's memory
+	// only (lost if the process dies: the lease then ends at its TTL).
+	Pending PendingRevokes
 }
 
 var _ kube.Clients = (*KubeCredentials)(nil)
@@ -186,12 +191,7 @@ func (k *KubeCredentials) revoke(ctx context.Context, lease string, base domain.
 	ev.Time = time.Now().UTC()
 	ev.Detail = detail
 	if err == nil {
-		k.Metrics.inc(&k.Metrics.revoked, role)
-		ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoked/" + LeaseHash(lease)
-		ev.Action, ev.Outcome = domain.ActionCredentialRevoked, "revoked"
-		if aerr := k.Audit.Record(actx, ev); aerr != nil && k.Log != nil {
-			k.Log.Error("audit credential revoke", "lease", LeaseHash(lease), "error", aerr)
-		}
+		k.recordRevoked(actx, lease, base, detail, role, "revoked")
 		return
 	}
 	k.Metrics.inc(&k.Metrics.revokeFailed, role)
@@ -200,11 +200,35 @@ func (k *KubeCredentials) revoke(ctx context.Context, lease string, base domain.
 	if aerr := k.Audit.Record(actx, ev); aerr != nil && k.Log != nil {
 		k.Log.Error("audit credential revoke failure", "lease", LeaseHash(lease), "error", aerr)
 	}
+	ttl, _ := time.ParseDuration(detail["ttl"])
+	if k.Pending != nil {
+		perr := k.Pending.Put(actx, PendingRevoke{Lease: lease, Expires: time.Now().Add(ttl), Role: role, Base: base, Detail: detail})
+		if perr == nil {
+			if k.Log != nil {
+				k.Log.Warn("credential revoke failed; kept for a retry by any worker (the lease expires by itself at its TTL)", "lease", LeaseHash(lease), "role", role, "error", cleanErr(err))
+			}
+			return
+		}
+		if k.Log != nil {
+			k.Log.Error("credential revoke failed and could not be kept for a retry; retrying in this process", "lease", LeaseHash(lease), "error", perr)
+		}
+	}
 	if k.Log != nil {
 		k.Log.Warn("credential revoke failed; retrying in the background (the lease expires by itself at its TTL)", "lease", LeaseHash(lease), "role", role, "error", cleanErr(err))
 	}
-	ttl, _ := time.ParseDuration(detail["ttl"])
 	go k.retryRevoke(actx, lease, base, detail, role, time.Now().Add(ttl))
+}
+
+// recordRevoked counts and audits a revoked lease.
+func (k *KubeCredentials) recordRevoked(ctx context.Context, lease string, base domain.AuditEvent, detail map[string]string, role, outcome string) {
+	k.Metrics.inc(&k.Metrics.revoked, role)
+	ev := base
+	ev.Time = time.Now().UTC()
+	ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoked/" + LeaseHash(lease)
+	ev.Action, ev.Outcome, ev.Detail = domain.ActionCredentialRevoked, outcome, detail
+	if err := k.Audit.Record(ctx, ev); err != nil && k.Log != nil {
+		k.Log.Error("audit credential revoke", "lease", LeaseHash(lease), "error", err)
+	}
 }
 
 func (k *KubeCredentials) retryRevoke(ctx context.Context, lease string, base domain.AuditEvent, detail map[string]string, role string, expires time.Time) {
@@ -218,12 +242,7 @@ func (k *KubeCredentials) retryRevoke(ctx context.Context, lease string, base do
 		err := k.Vault.API().Sys().RevokeWithContext(rctx, lease)
 		cancel()
 		if err == nil {
-			k.Metrics.inc(&k.Metrics.revoked, role)
-			ev := base
-			ev.Time = time.Now().UTC()
-			ev.ID = base.WorkflowID + "/" + base.RunID + "/" + base.Step + "/credential.revoked/" + LeaseHash(lease)
-			ev.Action, ev.Outcome, ev.Detail = domain.ActionCredentialRevoked, "revoked after retry", detail
-			_ = k.Audit.Record(ctx, ev)
+			k.recordRevoked(ctx, lease, base, detail, role, "revoked after retry")
 			return
 		}
 		wait = min(wait*2, 5*time.Minute)
