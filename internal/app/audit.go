@@ -3,13 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/salve-sre/salve/internal/audit"
-	"github.com/salve-sre/salve/internal/metrics"
 )
 
 // auditLog runs the audit recorder and serves the API's audit reads.
@@ -19,7 +17,9 @@ type auditLog struct {
 	close   func()
 }
 
-func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int, keepRecorded time.Duration, m *metrics.Metrics, log *slog.Logger) (*auditLog, error) {
+// openAudit opens the audit store and the anchors; the recorder and the
+// incidents read model run on them as parts of the process (startAPI).
+func openAudit(ctx context.Context, dsn string, js jetstream.JetStream, replicas int) (*auditLog, error) {
 	store, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -29,28 +29,7 @@ func startAudit(ctx context.Context, dsn string, js jetstream.JetStream, replica
 		_ = store.Close()
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{}, 2)
-	go func() {
-		defer func() { done <- struct{}{} }()
-		r := &audit.Recorder{JS: js, Store: store, Anchors: anchors, Log: log, Metrics: m, KeepRecorded: keepRecorded}
-		if err := r.Run(rctx); err != nil {
-			log.Error("audit recorder stopped", "error", err)
-		}
-	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		p := &audit.AlertProjector{JS: js, Store: store, Log: log, Metrics: m}
-		if err := p.Run(rctx); err != nil {
-			log.Error("incidents read model stopped", "error", err)
-		}
-	}()
-	return &auditLog{store: store, anchors: anchors, close: func() {
-		cancel()
-		<-done
-		<-done
-		_ = store.Close()
-	}}, nil
+	return &auditLog{store: store, anchors: anchors, close: func() { _ = store.Close() }}, nil
 }
 
 // Alerts reads the incidents read model.

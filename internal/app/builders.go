@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/salve-sre/salve/internal/api"
+	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/dashboard"
@@ -34,28 +35,17 @@ func (d *Process) startWorker(c *core) error {
 	d.closers = append(d.closers, w.Stop)
 	if c.kubeCreds != nil {
 		// Revokes that failed when their step ended, on any worker.
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); c.kubeCreds.RetryRevokes(rctx, 0) }()
-		d.closers = append(d.closers, func() { cancel(); <-done })
+		d.goRole("credential revokes", func(ctx context.Context) error { c.kubeCreds.RetryRevokes(ctx, 0); return nil })
 	}
 	return nil
 }
 
 // startTrigger consumes stored alerts and starts or joins runs.
-func (d *Process) startTrigger(ctx context.Context, c *core) {
+func (d *Process) startTrigger(c *core) {
 	log := d.log.With("component", "trigger")
 	trig := &triggers.Trigger{Runbooks: c.runbooks, Starter: c.runs, Audit: c.pub, Log: log, Metrics: c.metrics, Guard: c.guard, Failed: c.failed}
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	consumerDone := make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		cons := &triggers.Consumer{JS: c.js, Trigger: trig, Audit: c.pub, Log: log}
-		if err := cons.Run(cctx); err != nil {
-			d.errc <- fmt.Errorf("trigger consumer: %w", err)
-		}
-	}()
-	d.closers = append(d.closers, func() { cancel(); <-consumerDone })
+	cons := &triggers.Consumer{JS: c.js, Trigger: trig, Audit: c.pub, Log: log}
+	d.goRole("trigger consumer", cons.Run)
 }
 
 // ingest is the Alertmanager webhook handler.
@@ -76,11 +66,14 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 	if auditDB == "" {
 		auditDB = filepath.Join(cfg.DataDir, "audit.db")
 	}
-	auditLog, err := startAudit(ctx, auditDB, c.js, cfg.StreamReplicas, cfg.AuditKeepRecorded, c.metrics, d.log.With("component", "audit"))
+	auditLog, err := openAudit(ctx, auditDB, c.js, cfg.StreamReplicas)
 	if err != nil {
 		return err
 	}
 	d.closers = append(d.closers, auditLog.close)
+	alog := d.log.With("component", "audit")
+	d.goRole("audit recorder", (&audit.Recorder{JS: c.js, Store: auditLog.store, Anchors: auditLog.anchors, Log: alog, Metrics: c.metrics, KeepRecorded: cfg.AuditKeepRecorded}).Run)
+	d.goRole("incidents read model", (&audit.AlertProjector{JS: c.js, Store: auditLog.store, Log: alog, Metrics: c.metrics}).Run)
 	rs := c.runs
 	rs.OpenApprovals = openApprovals(auditLog.store)
 	c.metrics.ApprovalsPending(pendingApprovals(rs))

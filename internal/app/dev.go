@@ -247,6 +247,28 @@ func (d *Process) startKube(ctx context.Context, cfg Config) (wait func() error)
 // Err reports a role that stopped on its own.
 func (d *Process) Err() <-chan error { return d.errc }
 
+// goRole runs f, one of the process's long-running parts, in its own
+// goroutine: the one lifecycle every part shares. f's context ends when
+// Close reaches it (parts stop newest first, so the HTTP server stops
+// taking webhooks before what it feeds); an error f returns before that
+// is reported on Err, which ends Run, so a supervisor restarts the process
+// rather than leave it half working.
+func (d *Process) goRole(name string, f func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			select {
+			case d.errc <- fmt.Errorf("%s: %w", name, err):
+			default: // Err already has a reason to stop
+				d.log.Error("stopped", "part", name, "error", err)
+			}
+		}
+	}()
+	d.closers = append(d.closers, func() { cancel(); <-done })
+}
+
 // Close stops every role, newest first.
 func (d *Process) Close() {
 	for i := len(d.closers) - 1; i >= 0; i-- {

@@ -71,7 +71,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 	}
 	if roles.Trigger {
-		d.startTrigger(ctx, c)
+		d.startTrigger(c)
 	}
 	ingest := d.ingest(c)
 	if !roles.API {
@@ -313,10 +313,7 @@ func (d *Process) loadRunbooks(ctx context.Context, cfg Config, c *core) error {
 		cfg.Log.Warn("no runbook directory; no alert will start a run until it exists", "dir", cfg.RunbooksDir)
 	}
 	if cfg.RunbookReload > 0 {
-		wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-		watchDone := make(chan struct{})
-		go func() { defer close(watchDone); c.loader.Watch(wctx, cfg.RunbookReload) }()
-		d.closers = append(d.closers, func() { stopWatch(); <-watchDone })
+		d.goRole("runbook watcher", func(ctx context.Context) error { c.loader.Watch(ctx, cfg.RunbookReload); return nil })
 	}
 	return nil
 }
