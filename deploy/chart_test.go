@@ -260,7 +260,7 @@ func TestChartRefusesUnsafeSettings(t *testing.T) {
 	objs := render(t, "salve", nil, "server.replicas=3", "server.roles=ingest\\,trigger")
 	server := container(t, deployments(t, objs)["server"], "salve")
 	for _, e := range server.Env {
-		require.NotEqual(t, "SALVE_AUDIT_DB", e.Name, "the audit store is set without the api role")
+		require.NotContains(t, []string{"SALVE_AUDIT_DB", "SALVE_AUDIT_DB_FILE"}, e.Name, "the audit store is set without the api role")
 	}
 	require.Nil(t, find(objs, "PersistentVolumeClaim", release+"-audit"), "an audit volume without the api role")
 }
@@ -442,10 +442,13 @@ func TestChartDrift(t *testing.T) {
 					}
 					var hasToken, hasAudit bool
 					for _, e := range c.Env {
-						hasToken = hasToken || (e.Name == "SALVE_WEBHOOK_TOKEN" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
-						hasAudit = hasAudit || e.Name == "SALVE_AUDIT_DB"
+						// Secrets come as files (checked above to be
+						// mounted), never in the environment.
+						require.NotEqual(t, "SALVE_WEBHOOK_TOKEN", e.Name, "%s: the webhook token is in the environment", d.Name)
+						hasToken = hasToken || e.Name == "SALVE_WEBHOOK_TOKEN_FILE"
+						hasAudit = hasAudit || e.Name == "SALVE_AUDIT_DB" || e.Name == "SALVE_AUDIT_DB_FILE"
 					}
-					require.Equal(t, roles.Ingest, hasToken, "%s: the ingest role (and only it) takes the webhook token, from a Secret", d.Name)
+					require.Equal(t, roles.Ingest, hasToken, "%s: the ingest role (and only it) takes the webhook token, from a Secret mounted as a file", d.Name)
 					require.Equal(t, roles.API, hasAudit, "%s: the api role (and only it) needs --audit-db", d.Name)
 				}
 

@@ -83,15 +83,29 @@ func (r Roles) String() string {
 type NATSClientConfig struct {
 	CredsFile string // a NATS .creds file (JWT + NKey)
 	CAFile    string // CA certificate of NATS's TLS certificate
+	// CertFile and KeyFile are Salve's client certificate for NATS mTLS.
+	CertFile, KeyFile string
 }
 
-func (c NATSClientConfig) options() []nats.Option {
+// Check says what is wrong with c, or nil.
+func (c NATSClientConfig) Check() error {
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("--nats-tls-cert and --nats-tls-key go together: give both for NATS mTLS, or neither")
+	}
+	return nil
+}
+
+// Options are the nats.Connect options of c.
+func (c NATSClientConfig) Options() []nats.Option {
 	var o []nats.Option
 	if c.CredsFile != "" {
 		o = append(o, nats.UserCredentials(c.CredsFile))
 	}
 	if c.CAFile != "" {
 		o = append(o, nats.RootCAs(c.CAFile))
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		o = append(o, nats.ClientCert(c.CertFile, c.KeyFile))
 	}
 	return o
 }

@@ -208,7 +208,7 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 	if c.natsURL, c.temporalAddr, c.namespace, err = d.startServers(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if c.nc, err = nats.Connect(c.natsURL, append(cfg.NATS.options(), nats.Name("salve"), nats.MaxReconnects(-1))...); err != nil {
+	if c.nc, err = nats.Connect(c.natsURL, append(cfg.NATS.Options(), nats.Name("salve"), nats.MaxReconnects(-1))...); err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", c.natsURL, err)
 	}
 	d.closers = append(d.closers, c.nc.Close)

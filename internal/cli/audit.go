@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/salve-sre/salve/internal/app"
 	"github.com/salve-sre/salve/internal/audit"
 )
 
@@ -35,6 +36,8 @@ var errBrokenChain = errors.New("the audit chain is broken")
 
 func newAuditVerify(stdout io.Writer) *cobra.Command {
 	var db, natsURL string
+	var natsCfg app.NATSClientConfig
+	var secrets secretFiles
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute the audit hash chain; exit 1 if any row was edited, deleted, reordered or cut off",
@@ -53,7 +56,7 @@ tail. Exit code 0: intact; 1: broken (the first bad sequence number is printed).
 			var anchors audit.Anchors
 			var js jetstream.JetStream
 			if natsURL != "" {
-				nc, err := nats.Connect(natsURL, nats.Name("salve-audit-verify"), nats.Timeout(5*time.Second))
+				nc, err := nats.Connect(natsURL, append(natsCfg.Options(), nats.Name("salve-audit-verify"), nats.Timeout(5*time.Second))...)
 				if err != nil {
 					return fmt.Errorf("connect to NATS for the anchors (or pass --nats '' to skip them): %w", err)
 				}
@@ -80,8 +83,26 @@ tail. Exit code 0: intact; 1: broken (the first bad sequence number is printed).
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", filepath.Join(".salve", "audit.db"), "audit store: SQLite file or postgres:// URL")
-	cmd.Flags().StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL for the chain anchors; '' to skip")
+	f := cmd.Flags()
+	secrets.add(f, &db, "db", "audit store: SQLite file or postgres:// URL (default .salve/audit.db); a URL with a password belongs in --db-file")
+	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL for the chain anchors; '' to skip")
+	// The same connection options as salve server and salve worker.
+	f.StringVar(&natsCfg.CredsFile, "nats-creds", "", "NATS credentials file (JWT and NKey)")
+	f.StringVar(&natsCfg.CAFile, "nats-ca", "", "CA certificate of the NATS servers' TLS certificates")
+	f.StringVar(&natsCfg.CertFile, "nats-tls-cert", "", "client certificate for NATS mTLS, with --nats-tls-key")
+	f.StringVar(&natsCfg.KeyFile, "nats-tls-key", "", "client key for NATS mTLS")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if err := secrets.resolve(); err != nil {
+			return err
+		}
+		if err := natsCfg.Check(); err != nil {
+			return usageError{err}
+		}
+		if db == "" {
+			db = filepath.Join(".salve", "audit.db")
+		}
+		return nil
+	}
 	return cmd
 }
 

@@ -66,7 +66,8 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1 // the command printed what is broken
 		}
 		fmt.Fprintf(stderr, "salve: %v\n", err)
-		if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
+		var usage usageError
+		if errors.As(err, &usage) || strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
 			fmt.Fprintln(stderr, "Run 'salve --help' for usage.")
 			return 2
 		}
@@ -117,14 +118,15 @@ SALVE_DATA_DIR, --webhook-token is SALVE_WEBHOOK_TOKEN, and so on.`,
 		},
 	}
 	f := cmd.Flags()
-	commonFlags(f, &cfg, &logLevel, &logFormat)
+	var secrets secretFiles
+	commonFlags(f, &cfg, &secrets, &logLevel, &logFormat)
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "embedded Temporal frontend port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.NATSPort, "nats-port", 4222, "embedded NATS port on 127.0.0.1 (-1 = any free port)")
 	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1, no auth (-1 = any free port)")
 	f.BoolVar(&ui, "ui", true, "serve the Temporal Web UI (--ui=false to turn it off)")
 	f.BoolVar(&cfg.WithKube, "with-kube", false, "start a local Kubernetes control plane with fake nodes (kwok) for kubernetes.* steps; needs scripts/kube-tools.sh once")
 	f.BoolVar(&cfg.InfraOnly, "infra-only", false, "run only the embedded NATS JetStream and Temporal servers, for running 'salve server' and 'salve worker' as separate processes against them")
-	cmd.PreRunE = func(*cobra.Command, []string) error { return envOverrides(f) }
+	cmd.PreRunE = func(*cobra.Command, []string) error { return flagsFromEnvAndFiles(f, secrets) }
 	return cmd
 }
 

@@ -13,24 +13,24 @@ import (
 )
 
 // commonFlags are the flags of every command that runs Salve's roles.
-func commonFlags(f *pflag.FlagSet, cfg *app.Config, logLevel, logFormat *string) {
+func commonFlags(f *pflag.FlagSet, cfg *app.Config, secrets *secretFiles, logLevel, logFormat *string) {
 	f.StringVar(&cfg.DataDir, "data-dir", ".salve", "directory for NATS and Temporal data and the webhook token")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "HTTP address for the API and the Alertmanager webhook")
-	f.StringVar(&cfg.WebhookToken, "webhook-token", "", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
-	f.StringVar(&cfg.RunbookKey, "runbook-key", "", "key (at least 32 bytes) that signs the runbook snapshot of every run; workers refuse unsigned ones (default: generated once and kept in NATS, bucket SALVE_KEYS)")
+	secrets.add(f, &cfg.WebhookToken, "webhook-token", "bearer token Alertmanager must send (default: generated once and kept in the data dir)")
+	secrets.add(f, &cfg.RunbookKey, "runbook-key", "key (at least 32 bytes) that signs the runbook snapshot of every run; workers refuse unsigned ones (default: generated once and kept in NATS, bucket SALVE_KEYS)")
 	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
 	f.DurationVar(&cfg.RunbookReload, "runbook-reload", 2*time.Second, "how often to check the runbook directory for changes (invalid changes are rejected; 0 = never)")
 	f.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus.query and prometheus.assert steps use, e.g. http://prometheus:9090")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig that kubernetes.* steps act with (development only: a standing credential, not per-step Vault ones)")
 	f.StringVar(&cfg.Vault.Addr, "vault-addr", "", "Vault that issues per-step credentials, e.g. https://vault.internal:8200")
-	f.StringVar(&cfg.Vault.Token, "vault-token", "", "Vault token for Salve (development; prefer SALVE_VAULT_TOKEN over the flag, or AppRole)")
+	secrets.add(f, &cfg.Vault.Token, "vault-token", "Vault token for Salve (development; prefer --vault-token-file or AppRole)")
 	f.StringVar(&cfg.Vault.RoleID, "vault-role-id", "", "AppRole role ID Salve logs in with")
 	f.StringVar(&cfg.Vault.SecretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret ID")
 	f.StringVar(&cfg.Vault.KubernetesRole, "vault-kubernetes-auth-role", "", "log in with Vault's Kubernetes auth method as this role (Salve running in a cluster)")
 	f.StringVar(&cfg.Vault.CACertFile, "vault-cacert", "", "CA certificate that signs Vault's TLS certificate")
 	f.StringVar(&cfg.VaultKubernetesMount, "vault-kubernetes-mount", "kubernetes", "mount of Vault's Kubernetes secrets engine")
 	f.StringVar(&cfg.VaultKubernetesRole, "vault-kubernetes-role", "", "Vault role for kubernetes.* steps when a runbook names none (spec.credentials.kubernetes.vaultRole)")
-	f.StringVar(&cfg.AuditDB, "audit-db", "", "audit store: a SQLite file or a postgres:// URL (default: audit.db in the data dir)")
+	secrets.add(f, &cfg.AuditDB, "audit-db", "audit store: a SQLite file or a postgres:// URL (default: audit.db in the data dir); a URL with a password belongs in --audit-db-file")
 	f.StringVar(&cfg.ConfigFile, "config", "", "YAML file with API tokens (auth.tokens) and notification targets and hooks (notifications); without tokens, dev makes an admin token in the data dir")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM), with --tls-key")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) for --tls-cert")
@@ -49,6 +49,8 @@ func externalFlags(f *pflag.FlagSet, cfg *app.Config) {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server(s) with JetStream, e.g. nats://nats-0:4222,nats://nats-1:4222 (required)")
 	f.StringVar(&cfg.NATS.CredsFile, "nats-creds", "", "NATS credentials file (JWT and NKey) Salve connects with")
 	f.StringVar(&cfg.NATS.CAFile, "nats-ca", "", "CA certificate of the NATS servers' TLS certificates")
+	f.StringVar(&cfg.NATS.CertFile, "nats-tls-cert", "", "client certificate for NATS mTLS, with --nats-tls-key")
+	f.StringVar(&cfg.NATS.KeyFile, "nats-tls-key", "", "client key for NATS mTLS")
 	f.StringVar(&cfg.TemporalAddr, "temporal-address", "", "Temporal frontend host:port (required)")
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", "default", "Temporal namespace of Salve's runs")
 	f.StringVar(&cfg.Temporal.CAFile, "temporal-ca", "", "CA certificate of the Temporal frontend's TLS certificate (turns TLS on)")
@@ -59,9 +61,21 @@ func externalFlags(f *pflag.FlagSet, cfg *app.Config) {
 	f.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", 7*24*time.Hour, "how long the ALERTS stream keeps accepted alerts")
 }
 
+// flagsFromEnvAndFiles applies SALVE_* variables, then reads the secret
+// files given.
+func flagsFromEnvAndFiles(f *pflag.FlagSet, secrets secretFiles) error {
+	if err := envOverrides(f); err != nil {
+		return err
+	}
+	return secrets.resolve()
+}
+
 func runRoles(cmd *cobra.Command, cfg app.Config, stdout, stderr io.Writer, logLevel, logFormat string) error {
 	if cfg.NATSURL == "" || cfg.TemporalAddr == "" {
 		return fmt.Errorf("--nats-url and --temporal-address are required (flags or SALVE_NATS_URL and SALVE_TEMPORAL_ADDRESS); for a local try, start them with: salve dev --infra-only")
+	}
+	if err := cfg.NATS.Check(); err != nil {
+		return usageError{err}
 	}
 	log, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
@@ -113,9 +127,10 @@ SALVE_NATS_URL, --roles is SALVE_ROLES, and so on.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&roles, "roles", "ingest,trigger,api", "roles to run: a comma-separated list of ingest, trigger, api")
-	commonFlags(f, &cfg, &logLevel, &logFormat)
+	var secrets secretFiles
+	commonFlags(f, &cfg, &secrets, &logLevel, &logFormat)
 	externalFlags(f, &cfg)
-	cmd.PreRunE = func(*cobra.Command, []string) error { return envOverrides(f) }
+	cmd.PreRunE = func(*cobra.Command, []string) error { return flagsFromEnvAndFiles(f, secrets) }
 	return cmd
 }
 
@@ -139,8 +154,9 @@ SALVE_VAULT_ADDR, ...).`,
 		},
 	}
 	f := cmd.Flags()
-	commonFlags(f, &cfg, &logLevel, &logFormat)
+	var secrets secretFiles
+	commonFlags(f, &cfg, &secrets, &logLevel, &logFormat)
 	externalFlags(f, &cfg)
-	cmd.PreRunE = func(*cobra.Command, []string) error { return envOverrides(f) }
+	cmd.PreRunE = func(*cobra.Command, []string) error { return flagsFromEnvAndFiles(f, secrets) }
 	return cmd
 }

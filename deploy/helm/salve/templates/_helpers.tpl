@@ -285,19 +285,13 @@ Takes (dict "ctx" $ "component" "server"|"worker").
 - name: SALVE_ROLES
   value: {{ $v.server.roles | quote }}
 {{- if include "salve.hasRole" (dict "ctx" $ "role" "ingest") }}
-- name: SALVE_WEBHOOK_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "salve.webhookSecretName" $ }}
-      key: {{ $v.webhook.key }}
+- name: SALVE_WEBHOOK_TOKEN_FILE
+  value: /etc/salve/webhook-token/{{ $v.webhook.key }}
 {{- end }}
 {{- if include "salve.hasRole" (dict "ctx" $ "role" "api") }}
 {{- if $v.auditDB.existingSecret }}
-- name: SALVE_AUDIT_DB
-  valueFrom:
-    secretKeyRef:
-      name: {{ $v.auditDB.existingSecret }}
-      key: {{ $v.auditDB.key }}
+- name: SALVE_AUDIT_DB_FILE
+  value: /etc/salve/audit-db/{{ $v.auditDB.key }}
 {{- else if $v.auditDB.url }}
 - name: SALVE_AUDIT_DB
   value: {{ $v.auditDB.url | quote }}
@@ -401,6 +395,22 @@ Volumes and mounts of a Salve pod. Take (dict "ctx" $ "component" ...).
   secret:
     secretName: {{ $v.tls.existingSecret }}
 {{- end }}
+{{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "ingest")) }}
+- name: webhook-token
+  secret:
+    secretName: {{ include "salve.webhookSecretName" $ }}
+    items:
+      - key: {{ $v.webhook.key }}
+        path: {{ $v.webhook.key }}
+{{- end }}
+{{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "api")) $v.auditDB.existingSecret }}
+- name: audit-db
+  secret:
+    secretName: {{ $v.auditDB.existingSecret }}
+    items:
+      - key: {{ $v.auditDB.key }}
+        path: {{ $v.auditDB.key }}
+{{- end }}
 {{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "api")) (not (include "salve.auditPostgres" $)) }}
 - name: audit
 {{- if include "salve.auditPVC" $ }}
@@ -488,6 +498,16 @@ Volumes and mounts of a Salve pod. Take (dict "ctx" $ "component" ...).
 {{- if $v.tls.enabled }}
 - name: tls
   mountPath: /etc/salve/tls
+  readOnly: true
+{{- end }}
+{{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "ingest")) }}
+- name: webhook-token
+  mountPath: /etc/salve/webhook-token
+  readOnly: true
+{{- end }}
+{{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "api")) $v.auditDB.existingSecret }}
+- name: audit-db
+  mountPath: /etc/salve/audit-db
   readOnly: true
 {{- end }}
 {{- if and $server (include "salve.hasRole" (dict "ctx" $ "role" "api")) (not (include "salve.auditPostgres" $)) }}
