@@ -191,7 +191,11 @@ func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) {
 			serve = func() error { return hs.ServeTLS(ln, fc.TLS.CertFile, fc.TLS.KeyFile) }
 		}
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.errc <- fmt.Errorf("http server: %w", err)
+			select {
+			case d.errc <- fmt.Errorf("http server: %w", err):
+			default:
+				d.log.Error("stopped", "part", "http server", "error", err)
+			}
 		}
 	}()
 	// Stop taking webhooks first, then the rest in reverse order.
@@ -251,14 +255,19 @@ func (d *Process) Err() <-chan error { return d.errc }
 // goroutine: the one lifecycle every part shares. f's context ends when
 // Close reaches it (parts stop newest first, so the HTTP server stops
 // taking webhooks before what it feeds); an error f returns before that
-// is reported on Err, which ends Run, so a supervisor restarts the process
+// (or a return with no error: a part is meant to run until Close) is
+// reported on Err, which ends Run, so a supervisor restarts the process
 // rather than leave it half working.
 func (d *Process) goRole(name string, f func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := f(ctx); err != nil && ctx.Err() == nil {
+		err := f(ctx)
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("stopped on its own")
+			}
 			select {
 			case d.errc <- fmt.Errorf("%s: %w", name, err):
 			default: // Err already has a reason to stop

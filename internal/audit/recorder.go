@@ -239,6 +239,11 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
+				// Stopping: give the batch back now, so whoever records
+				// next keeps the stream's order.
+				for _, m := range got {
+					_ = m.Nak()
+				}
 				return nil
 			}
 			// Nothing of this batch acked: every message comes back.
@@ -369,7 +374,10 @@ func (r *Recorder) recordAlerts(ctx context.Context, cons jetstream.Consumer, ba
 			evs = append(evs, domain.AlertAccepted(ev))
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			r.Log.Warn("audit recorder: batch of alerts", "error", err)
+			for _, m := range got {
+				_ = m.Nak()
+			}
+			return recorded, fmt.Errorf("fetch from %s: %w", bus.StreamAlerts, err)
 		}
 		if err := r.append(ctx, bus.StreamAlerts, evs, got); err != nil {
 			for _, m := range got {
@@ -383,11 +391,37 @@ func (r *Recorder) recordAlerts(ctx context.Context, cons jetstream.Consumer, ba
 				r.Log.Warn("audit recorder: ack of an alert (it will be redelivered and deduplicated)", "error", err)
 			}
 		}
-		if last == 0 || last >= target {
+		if last >= target {
 			return recorded, nil
+		}
+		if last == 0 {
+			// Nothing came: done only if every alert up to target is
+			// acknowledged. Others may be held by another recorder (about
+			// to commit them) or by a crashed one (back after its ack
+			// wait): the AUDIT batch waits for them rather than go first.
+			return recorded, r.waitAlertsAcked(ctx, cons, target)
 		}
 	}
 	return recorded, ctx.Err()
+}
+
+// errAlertsHeld: alerts stored before an AUDIT batch are not recorded yet.
+var errAlertsHeld = errors.New("alerts stored before this batch are not recorded yet (held by another recorder, or awaiting redelivery)")
+
+// waitAlertsAcked waits briefly until the consumer's ack floor reaches
+// target; errAlertsHeld if it does not.
+func (r *Recorder) waitAlertsAcked(ctx context.Context, cons jetstream.Consumer, target uint64) error {
+	for range 5 {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer of %s: %w", bus.StreamAlerts, err)
+		}
+		if info.AckFloor.Stream >= target || info.NumAckPending == 0 && info.NumPending == 0 {
+			return nil
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+	return errAlertsHeld
 }
 
 // appendIsolating appends evs one at a time; an event the store refuses

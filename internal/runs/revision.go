@@ -12,8 +12,13 @@ import (
 	"github.com/salve-sre/salve/workflows"
 )
 
-// revisionTTL is how long the revision read from the pollers is reused.
-const revisionTTL = 15 * time.Second
+// revisionTTL is how long the revision read from the pollers is reused;
+// fallbackTTL how long the oldest revision is, when none could be read
+// (at most one lookup at a time: starts wait for it, not for one each).
+const (
+	revisionTTL = 15 * time.Second
+	fallbackTTL = 2 * time.Second
+)
 
 // revisionCache remembers the revision new runs start with.
 type revisionCache struct {
@@ -42,7 +47,9 @@ func (r *Runs) startRevision(ctx context.Context) int {
 		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
 	})
 	if err != nil || len(resp.GetPollers()) == 0 {
-		return workflows.OldestRevision // not cached: workers may be starting
+		// Kept briefly only: workers may be starting.
+		r.revisions.rev, r.revisions.read = workflows.OldestRevision, time.Now().Add(fallbackTTL-revisionTTL)
+		return r.revisions.rev
 	}
 	ids := make([]string, 0, len(resp.GetPollers()))
 	for _, p := range resp.GetPollers() {

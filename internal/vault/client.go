@@ -197,8 +197,9 @@ func (c *Client) keepAlive(sec *vaultapi.Secret) {
 		case <-c.stop:
 			stopWatching()
 			return
-		case sec = <-c.relogged:
+		case next := <-c.relogged:
 			stopWatching()
+			sec = c.current(sec, next)
 			continue
 		case err := <-ended:
 			stopWatching()
@@ -211,6 +212,13 @@ func (c *Client) keepAlive(sec *vaultapi.Secret) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			c.loginMu.Lock()
 			next, err := c.login(ctx)
+			if err == nil {
+				// A step's re-login handed over before this one is stale.
+				select {
+				case <-c.relogged:
+				default:
+				}
+			}
 			c.loginMu.Unlock()
 			cancel()
 			if err == nil {
@@ -223,13 +231,28 @@ func (c *Client) keepAlive(sec *vaultapi.Secret) {
 			select {
 			case <-c.stop:
 				return
-			case sec = <-c.relogged:
+			case next := <-c.relogged:
+				sec = c.current(sec, next)
 			case <-time.After(wait):
 				continue
 			}
 			break
 		}
 	}
+}
+
+// current is next if its token is the one the client uses now, else old:
+// a re-login handed over may already have been replaced by another.
+func (c *Client) current(old, next *vaultapi.Secret) *vaultapi.Secret {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	if next.Auth != nil && next.Auth.ClientToken == c.API().Token() {
+		return next
+	}
+	if c.cfg.Method() == "token" {
+		return next // a looked-up development token: nothing to renew
+	}
+	return old
 }
 
 // watch returns a channel that is sent on when sec's token needs a new

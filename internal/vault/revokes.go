@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,20 +76,22 @@ func (k *KVRevokes) List(ctx context.Context) ([]PendingRevoke, error) {
 		return nil, err
 	}
 	var out []PendingRevoke
-	for key := range keys.Keys() {
+	var firstErr error
+	for key := range keys.Keys() { // drained to the end: the lister stops then
 		e, err := k.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // revoked by another worker meanwhile
 		}
 		if err != nil {
-			return out, err
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		var p PendingRevoke
 		if json.Unmarshal(e.Value(), &p) == nil && p.Lease != "" {
 			out = append(out, p)
 		}
 	}
-	return out, nil
+	return out, firstErr
 }
 
 // Delete forgets lease.
@@ -133,8 +136,14 @@ func (k *KubeCredentials) retryPending(ctx context.Context) {
 			}
 			continue
 		}
+		used := k.Vault.API().Token()
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := k.Vault.API().Sys().RevokeWithContext(rctx, p.Lease)
+		if isPermissionDenied(err) && k.Vault.relogin(rctx, used) == nil {
+			// Salve's own token was refused (Vault restarted, token
+			// revoked): log in again, as issuing does, and retry once.
+			err = k.Vault.API().Sys().RevokeWithContext(rctx, p.Lease)
+		}
 		cancel()
 		if err != nil {
 			continue // next pass
