@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,19 @@ type Temporal struct {
 // DescribeNamespace for the configured namespace, or fails when ctx (or, if
 // ctx has no deadline, one minute) runs out.
 func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error) {
+	// The internal ports are picked free, then released and bound by the
+	// server a moment later; another process can take one in between. That
+	// race is retried with new ports (a port the caller chose that is
+	// taken fails all three times, with the same error).
+	for attempt := 1; ; attempt++ {
+		t, err := startTemporal(ctx, opts)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") || ctx.Err() != nil {
+			return t, err
+		}
+	}
+}
+
+func startTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("temporal: not started: %w", err)
 	}
