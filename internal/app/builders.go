@@ -130,6 +130,5 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 	mux.Handle("/ui/", dash)
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	mux.Handle("/", srv.Handler())
-	d.serve(ln, mux, fc)
-	return nil
+	return d.serve(ln, mux, fc)
 }

@@ -9,6 +9,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func freeOr(port int) int {
 }
 
 // serve serves h on ln (TLS when configured) until Close.
-func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) {
+func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) error {
 	hs := &http.Server{Handler: h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A webhook body (at most 4 MiB) is read well within this; a
@@ -185,11 +186,16 @@ func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 	}
-	go func() {
-		serve := func() error { return hs.Serve(ln) }
-		if fc.TLS.CertFile != "" {
-			serve = func() error { return hs.ServeTLS(ln, fc.TLS.CertFile, fc.TLS.KeyFile) }
+	serve := func() error { return hs.Serve(ln) }
+	if fc.TLS.CertFile != "" {
+		certs, err := newCertReloader(fc.TLS.CertFile, fc.TLS.KeyFile, d.log.With("component", "tls"))
+		if err != nil {
+			return err
 		}
+		hs.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+		serve = func() error { return hs.ServeTLS(ln, "", "") }
+	}
+	go func() {
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
 			case d.errc <- fmt.Errorf("http server: %w", err):
@@ -204,6 +210,7 @@ func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) {
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 	})
+	return nil
 }
 
 // startKube starts the local Kubernetes cluster in the background and

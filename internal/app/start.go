@@ -79,7 +79,9 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 			if !roles.Ingest {
 				ingest = nil
 			}
-			d.serve(ln, probesOnly(roles, ingest, c.metrics.Handler(), cfg.Version, c.ready(roles)), fc)
+			if err := d.serve(ln, probesOnly(roles, ingest, c.metrics.Handler(), cfg.Version, c.ready(roles)), fc); err != nil {
+				return nil, err
+			}
 		}
 		printRoles(cfg.Out, d, roles, c.natsURL, c.temporalAddr)
 		return d, nil

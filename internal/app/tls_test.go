@@ -81,6 +81,22 @@ func TestDevServesTLS(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// A rotated certificate is served to new connections without a
+	// restart: the old one is no longer trusted by a client that only
+	// trusts the new one, and vice versa.
+	time.Sleep(10 * time.Millisecond) // a new modification time
+	_, _, newPool := writeSelfSigned(t, dir)
+	trusting := func(p *x509.CertPool) error {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: p, MinVersion: tls.VersionTLS12}}}
+		resp, err := c.Get(d.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	require.Eventually(t, func() bool { return trusting(newPool) == nil }, 20*time.Second, 200*time.Millisecond, "the rotated certificate is served")
+	require.Error(t, trusting(pool), "the old certificate is no longer served")
+
 	// Plain HTTP on the same port gets no API.
 	resp, err = http.Get(strings.Replace(d.URL, "https://", "http://", 1) + "/healthz")
 	if err == nil {
