@@ -500,6 +500,9 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitText("#run-status", "cancelled")
 		waitText("#steps", "undrain")
 		do(chromedp.WaitNotPresent(chromedp.ID("cancel-reason")))
+		// The answer to the person's cancel outlives the live refreshes
+		// that replaced its form (one racing it made it vanish unread).
+		require.Contains(t, text("#cancel [data-msg]"), "Cancel requested")
 		require.Contains(t, tg.requests(), "POST /undrain")
 		require.Equal(t, runs.StatusCancelled, runStatus(res.WorkflowID))
 		noProblems("the cancelled run")

@@ -264,7 +264,9 @@
           return f.value !== '' && !f.disabled;
         });
         if (typing) { return; }
-        old.replaceWith(document.importNode(fresh, true));
+        var node = document.importNode(fresh, true);
+        keepMessage(old, node);
+        old.replaceWith(node);
       });
       var freshRoot = doc.getElementById('run-root');
       var root = document.getElementById('run-root');
@@ -273,6 +275,32 @@
         root.dataset.after = freshRoot.dataset.after;
       }
     });
+  }
+
+  // keepMessage carries the answer to a person's action ("Cancel
+  // requested", "Recorded: approve") into the section that replaces the
+  // one it was shown in: a live refresh racing the answer must not make it
+  // vanish before it was read.
+  function keepMessage(old, fresh) {
+    var m = old.querySelector('[data-msg]:not([hidden])');
+    if (!m || !m.textContent) { return; }
+    var was = old.querySelector('form[data-action]');
+    var now = fresh.querySelector('form[data-action]');
+    var same = was && now && was.dataset.run === now.dataset.run && was.dataset.step === now.dataset.step;
+    var target = same ? now.querySelector('[data-msg]') : null;
+    if (!target) {
+      // The form is gone (the run ended) or is a new one (the next
+      // approval): the answer stands on its own above it.
+      target = el('p', { 'data-msg': '' });
+      if (now) { now.parentNode.insertBefore(target, now); } else { fresh.appendChild(target); }
+    }
+    target.textContent = m.textContent;
+    target.className = m.className;
+    target.hidden = false;
+    // A done action stays done: the same form does not come back enabled.
+    if (same && m.classList.contains('msg-ok')) {
+      now.querySelectorAll('textarea, button').forEach(function (x) { x.disabled = true; });
+    }
   }
 
   function refreshSoon(ms) {
