@@ -69,7 +69,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if ackWait <= 0 {
 		ackWait = 30 * time.Second
 	}
-	cons, err := c.JS.CreateOrUpdateConsumer(ctx, bus.StreamAlerts, jetstream.ConsumerConfig{
+	cons, err := bus.EnsureConsumer(ctx, c.JS, bus.StreamAlerts, jetstream.ConsumerConfig{
 		Durable:       bus.TriggerDurable,
 		Description:   "Salve trigger: matches alerts to runbooks",
 		AckPolicy:     jetstream.AckExplicitPolicy,

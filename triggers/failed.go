@@ -38,7 +38,7 @@ func OpenFailedAlerts(ctx context.Context, js jetstream.JetStream, replicas int)
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      FailedBucket,
 		Description: "Salve: alerts the trigger could not handle and no retry would fix, waiting for a person",
 		Storage:     jetstream.FileStorage,

@@ -25,6 +25,9 @@ import (
 var salveBin string
 
 func TestMain(m *testing.M) {
+	if kind := os.Getenv(helperEnv); kind != "" {
+		os.Exit(runHelper(kind))
+	}
 	dir, err := os.MkdirTemp("", "salve-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -64,8 +67,18 @@ func (s *syncBuffer) String() string {
 
 func startSalve(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(salveBin, args...), logs: &syncBuffer{}}
+	return startProc(t, salveBin, nil, args...)
+}
+
+// startProc starts bin with args and env added to the environment; the
+// process is killed when the test ends.
+func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), logs: &syncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {

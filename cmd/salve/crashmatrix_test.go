@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -56,14 +58,26 @@ type idempotentTarget struct {
 	mu         sync.Mutex
 	applied    map[string]string // idempotency key -> path
 	deliveries int
+	firstAt    map[string]time.Time // path -> when a mutating call first came
+}
+
+// first is when a mutating call to path first came.
+func (tg *idempotentTarget) first(path string) (time.Time, bool) {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	at, ok := tg.firstAt[path]
+	return at, ok
 }
 
 func newIdempotentTarget(t *testing.T) *idempotentTarget {
-	tg := &idempotentTarget{applied: map[string]string{}}
+	tg := &idempotentTarget{applied: map[string]string{}, firstAt: map[string]time.Time{}}
 	tg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			key := r.Header.Get("Idempotency-Key")
 			tg.mu.Lock()
+			if _, ok := tg.firstAt[r.URL.Path]; !ok {
+				tg.firstAt[r.URL.Path] = time.Now()
+			}
 			tg.deliveries++
 			if key == "" {
 				key = "missing/" + strconv.Itoa(tg.deliveries)
@@ -79,18 +93,34 @@ func newIdempotentTarget(t *testing.T) *idempotentTarget {
 	return tg
 }
 
-// role is one Salve process the matrix kills and restarts.
+// role is one process the matrix kills and restarts: a Salve role, or
+// (with bin and env set) a server the test runs as a helper process.
 type role struct {
-	name string
-	args []string
-	mu   sync.Mutex
-	p    *proc
+	name  string
+	args  []string
+	bin   string             // default: the salve binary
+	env   []string           // added to the environment
+	ready func(t *testing.T) // waits until a (re)started role serves; nil: none
+	mu    sync.Mutex
+	p     *proc
 }
 
 func (r *role) start(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.p = startSalve(t, r.args...)
+	r.p = startProc(t, cmp.Or(r.bin, salveBin), r.env, r.args...)
+}
+
+// stormSeed is the kill schedule's seed: env names one to replay.
+func stormSeed(t *testing.T, env string) (uint64, *rand.Rand) {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(env); s != "" {
+		var err error
+		seed, err = strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, env)
+	}
+	return seed, rand.New(rand.NewPCG(seed, seed^0x5a1e))
 }
 
 func (r *role) kill9() {
@@ -125,14 +155,8 @@ func TestCrashMatrix(t *testing.T) {
 	alerts, incidents := envInt(t, "SALVE_CRASH_ALERTS", 1000), envInt(t, "SALVE_CRASH_INCIDENTS", 100)
 	perIncident := alerts / incidents
 	require.GreaterOrEqual(t, perIncident, 4, "need at least 4 alerts per incident for duplicates, flaps and resolutions")
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SALVE_CRASH_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-	}
+	seed, rng := stormSeed(t, "SALVE_CRASH_SEED")
 	t.Logf("crash matrix: %d alerts, %d incidents, seed %d (SALVE_CRASH_SEED=%d replays the kill schedule)", alerts, incidents, seed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x5a1e))
 
 	tg := newIdempotentTarget(t)
 	rbDir := t.TempDir()
@@ -147,9 +171,12 @@ func TestCrashMatrix(t *testing.T) {
 	infraDir := t.TempDir()
 	infra := &role{name: "nats+temporal", args: []string{"dev", "--infra-only", "--data-dir", infraDir, "--nats-port", fmt.Sprint(natsPort),
 		"--temporal-port", fmt.Sprint(temporalPort), "--ui=false"}}
+	infra.ready = func(t *testing.T) {
+		waitPort(t, natsPort)
+		waitPort(t, temporalPort)
+	}
 	infra.start(t)
-	waitPort(t, natsPort)
-	waitPort(t, temporalPort)
+	infra.ready(t)
 	natsURL, temporalAddr := fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", temporalPort)
 	ext := []string{"--nats-url", natsURL, "--temporal-address", temporalAddr, "--runbooks", rbDir, "--config", cfgFile,
 		"--webhook-token", "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", "--log-level", "warn"}
@@ -176,10 +203,48 @@ func TestCrashMatrix(t *testing.T) {
 	baseA, baseB := fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)
 	waitReady(t, baseA)
 	waitReady(t, baseB)
+	runStormWithKills(t, stormCase{
+		name: "crash matrix", seed: seed, rng: rng, tg: tg,
+		alerts: alerts, incidents: incidents,
+		webhooks: []string{baseA, baseB}, api: baseA,
+		natsURL: natsURL, temporalAddr: temporalAddr,
+		victims: []*role{serverB, serverA, worker1, infra},
+	})
+}
+
+// stormCase is a deployment under a storm: where to send alerts, what to
+// kill.
+type stormCase struct {
+	name              string
+	seed              uint64
+	rng               *rand.Rand
+	tg                *idempotentTarget
+	alerts, incidents int
+	webhooks          []string // servers that take webhooks (ingest)
+	api               string   // a server with the api role
+	natsURL           string
+	temporalAddr      string
+	// victims are killed with SIGKILL once each, at random points of the
+	// storm, and restarted; a role's ready (if any) waits for it after.
+	victims []*role
+	// check, if set, runs after the common checks (the caller's own).
+	check func(t *testing.T)
+}
+
+// runStormWithKills sends a storm of alerts (duplicates, flaps,
+// resolutions, poison) while killing each victim once, waits until
+// everything drained, and checks what must hold after any crash: every
+// alert answered 2xx is stored and decided, exactly one run per incident,
+// every run final, no mutating call applied twice, each poison alert
+// parked once, and the audit chain verifies. It prints the figures.
+func runStormWithKills(t *testing.T, sc stormCase) {
+	alerts, incidents, seed, rng, tg := sc.alerts, sc.incidents, sc.seed, sc.rng, sc.tg
+	perIncident := alerts / incidents
+	natsURL, temporalAddr, baseA := sc.natsURL, sc.temporalAddr, sc.api
 
 	// The storm: each incident's notifications go in order through one
 	// sender, as Alertmanager sends one group's; webhooks carry 10 alerts.
-	plan := stormPlan(incidents, perIncident, tg.URL)
+	plan := stormPlan("i", incidents, perIncident, tg.URL)
 	const senders = 8
 	var sent, accepted, webhooks, retries atomic.Int64
 	var acceptedMu sync.Mutex
@@ -200,7 +265,7 @@ func TestCrashMatrix(t *testing.T) {
 			}
 			for start := 0; start < len(mine); start += 10 {
 				batch := mine[start:min(start+10, len(mine))]
-				bases := []string{baseA, baseB}
+				bases := sc.webhooks
 				body := webhookBody(batch)
 				sent.Add(int64(len(batch)))
 				webhooks.Add(1)
@@ -208,7 +273,7 @@ func TestCrashMatrix(t *testing.T) {
 				// alternating between the two servers.
 				deadline := time.Now().Add(3 * time.Minute)
 				for try := 0; ; try++ {
-					if postStorm(bases[(s+try)%2], body) {
+					if postStorm(bases[(s+try)%len(bases)], body) {
 						acceptedMu.Lock()
 						for _, a := range batch {
 							acceptedIDs[a.ev.ID] = a.ev
@@ -231,7 +296,7 @@ func TestCrashMatrix(t *testing.T) {
 
 	// The kills: each role once, at a random point of the storm, in a
 	// random order; the victim restarts after a short pause.
-	victims := []*role{serverB, serverA, worker1, infra}
+	victims := append([]*role(nil), sc.victims...)
 	rng.Shuffle(len(victims), func(i, j int) { victims[i], victims[j] = victims[j], victims[i] })
 	var killLog []string
 	for i, v := range victims {
@@ -243,9 +308,8 @@ func TestCrashMatrix(t *testing.T) {
 		killLog = append(killLog, fmt.Sprintf("%.1fs kill -9 %s", time.Since(stormStart).Seconds(), v.name))
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 		v.start(t)
-		if v == infra {
-			waitPort(t, natsPort)
-			waitPort(t, temporalPort)
+		if v.ready != nil {
+			v.ready(t)
 		}
 		killLog = append(killLog, fmt.Sprintf("%.1fs restarted %s", time.Since(stormStart).Seconds(), v.name))
 	}
@@ -396,7 +460,10 @@ func TestCrashMatrix(t *testing.T) {
 	require.True(t, v.OK, "audit chain: %+v", v)
 
 	uniqueStored := len(stored)
-	t.Logf(`crash matrix figures (seed %d):
+	if sc.check != nil {
+		sc.check(t)
+	}
+	t.Logf(`%s figures (seed %d):
   kills:                  %s
   alerts sent:            %d in %d webhooks (%d webhook retries after errors)
   alerts accepted (2xx):  %d, %d distinct; ALERTS holds %d distinct alerts
@@ -407,7 +474,7 @@ func TestCrashMatrix(t *testing.T) {
   mutating calls:         %d delivered, %d applied (%d repeats absorbed by idempotency keys)
   storm:                  %.1fs; time to drain after it: %.1fs
   audit chain:            OK, %d records`,
-		seed, strings.Join(killLog, "; "), sent.Load(), webhooks.Load(), retries.Load(),
+		sc.name, seed, strings.Join(killLog, "; "), sent.Load(), webhooks.Load(), retries.Load(),
 		accepted.Load(), len(acceptedIDs), uniqueStored, accepted.Load()-int64(len(acceptedIDs)),
 		len(firingIncidents), len(poisoned), joined, suppressed, deliveries, applied, deliveries-applied,
 		stormEnd.Sub(stormStart).Seconds(), drainTime.Seconds(), v.Checked)
@@ -426,12 +493,17 @@ type stormAlert struct {
 // stormPlan is each incident's notifications in order: a firing alert
 // sent three times (Alertmanager HA and retries), its resolution, then
 // flaps (a new occurrence firing and resolving) for the rest.
-func stormPlan(incidents, perIncident int, target string) []stormAlert {
+// Incidents are named prefix-NNN; storms with different prefixes share
+// no alert.
+func stormPlan(prefix string, incidents, perIncident int, target string) []stormAlert {
 	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	h := fnv.New32a()
+	h.Write([]byte(prefix))
+	space := uint64(h.Sum32()) << 32
 	var out []stormAlert
 	for i := range incidents {
-		inst := fmt.Sprintf("i-%03d", i)
-		fp := fmt.Sprintf("%016x", 0x5700000+i)
+		inst := fmt.Sprintf("%s-%03d", prefix, i)
+		fp := fmt.Sprintf("%016x", space+0x5700000+uint64(i))
 		mk := func(status string, occurrence int) stormAlert {
 			starts := t0.Add(time.Duration(occurrence) * time.Minute)
 			return stormAlert{incident: i, target: target, ev: domain.AlertEvent{
@@ -455,7 +527,7 @@ func stormPlan(incidents, perIncident int, target string) []stormAlert {
 	// (no instance label). Each must be parked for a person, once, and
 	// hold nothing else up.
 	for k := range poisonAlerts {
-		fp := fmt.Sprintf("%016x", 0xb0150000+k)
+		fp := fmt.Sprintf("%016x", space+0xb0150000+uint64(k))
 		out = append(out, stormAlert{incident: k, step: perIncident / 2, target: target, ev: domain.AlertEvent{
 			ID: domain.AlertEventID(fp, domain.StatusFiring, t0), Fingerprint: fp, Status: domain.StatusFiring, StartsAt: t0,
 			Labels: map[string]string{"alertname": "Storm", "poison": "yes"},

@@ -29,7 +29,7 @@ type AlertProjector struct {
 
 // Run projects until ctx ends.
 func (p *AlertProjector) Run(ctx context.Context) error {
-	cons, err := p.JS.CreateOrUpdateConsumer(ctx, bus.StreamAlerts, jetstream.ConsumerConfig{
+	cons, err := bus.EnsureConsumer(ctx, p.JS, bus.StreamAlerts, jetstream.ConsumerConfig{
 		Durable:     AlertsDurable,
 		Description: "Salve incidents read model: alert firing and resolved times",
 		AckPolicy:   jetstream.AckExplicitPolicy,

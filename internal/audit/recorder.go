@@ -37,7 +37,7 @@ type JetStreamAnchors struct {
 
 // Ensure creates the anchor stream.
 func (a JetStreamAnchors) Ensure(ctx context.Context, replicas int) error {
-	_, err := a.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return bus.EnsureStream(ctx, a.JS, jetstream.StreamConfig{
 		Name:              StreamAnchors,
 		Description:       "Audit chain heads written by the recorder; salve audit verify checks the store against them",
 		Subjects:          []string{SubjectAnchors},
@@ -45,10 +45,6 @@ func (a JetStreamAnchors) Ensure(ctx context.Context, replicas int) error {
 		Replicas:          max(replicas, 1),
 		MaxMsgsPerSubject: 10000,
 	})
-	if err != nil {
-		return fmt.Errorf("ensure stream %s: %w", StreamAnchors, err)
-	}
-	return nil
 }
 
 // Write publishes an anchor.
@@ -171,7 +167,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 		batch = 256
 	}
 	consumer := func(stream, durable, description string) (jetstream.Consumer, error) {
-		return r.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		return bus.EnsureConsumer(ctx, r.JS, stream, jetstream.ConsumerConfig{
 			Durable:     durable,
 			Description: description,
 			// Explicit acks: acking a later message must never ack an

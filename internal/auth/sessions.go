@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/salve-sre/salve/internal/bus"
 )
 
 // SessionTTL is how long a dashboard sign-in lasts.
@@ -64,7 +66,7 @@ type KVSessions struct{ kv jetstream.KeyValue }
 
 // OpenSessions creates (or finds) the sessions bucket.
 func OpenSessions(ctx context.Context, js jetstream.JetStream, replicas int) (*KVSessions, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      SessionsBucket,
 		Description: "Salve dashboard sessions (hashed IDs; no tokens)",
 		History:     1,

@@ -94,8 +94,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Discard:     jetstream.DiscardNew,
 		},
 	} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		if err := EnsureStream(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	return nil

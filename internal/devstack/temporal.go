@@ -5,6 +5,7 @@ package devstack
 // packages of go.temporal.io/server so Salve needs no external binary.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/authorization"
@@ -31,6 +34,7 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 const (
@@ -49,6 +53,16 @@ type TemporalOptions struct {
 	Port      int          // frontend gRPC port; 0 = pick a free port
 	Namespace string       // default "default"; created idempotently, 24h retention
 	Logger    *slog.Logger // receives server logs at WARN+; nil = discard
+
+	// Store, when set, replaces SQLite: an SQL store (Temporal's
+	// PostgreSQL or MySQL plugin, whose package the caller imports) that
+	// already holds Temporal's schema, as a production cluster's does;
+	// VisibilityStore holds the visibility schema. DBPath is then unused,
+	// and the namespace is registered through the frontend once it is up.
+	Store, VisibilityStore *config.SQL
+	// HistoryShards is persisted by the first start and must never change
+	// for a store; default 1 (SQLite), 4 with Store.
+	HistoryShards int32
 }
 
 // Temporal is a running embedded Temporal server (frontend, history,
@@ -127,9 +141,22 @@ func startTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		primitives.WorkerService:   net.JoinHostPort(internalIP, strconv.Itoa(ports[2])),
 	}
 
-	sqlCfg, err := prepareSQLite(opts.DBPath, opts.Namespace)
-	if err != nil {
-		return nil, err
+	stores := map[string]config.DataStore{}
+	defaultStore, visibilityStore, shards := "sqlite-default", "sqlite-default", cmp.Or(opts.HistoryShards, 1)
+	if opts.Store != nil {
+		if opts.VisibilityStore == nil {
+			return nil, errors.New("temporal: a SQL store needs a visibility store too")
+		}
+		defaultStore, visibilityStore, shards = "default", "visibility", cmp.Or(opts.HistoryShards, 4)
+		stores[defaultStore] = config.DataStore{SQL: opts.Store}
+		stores[visibilityStore] = config.DataStore{SQL: opts.VisibilityStore}
+	} else {
+		sqlCfg, err := prepareSQLite(opts.DBPath, opts.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		// Same SQLite datastore for visibility, so ListWorkflowExecutions works.
+		stores[defaultStore] = config.DataStore{SQL: sqlCfg}
 	}
 
 	cfg := &config.Config{}
@@ -138,11 +165,10 @@ func startTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	cfg.Global.Membership.BroadcastAddress = internalIP
 	// Metrics and pprof stay off (nil / port 0): they would need more ports.
 	cfg.Persistence = config.Persistence{
-		DefaultStore: "sqlite-default",
-		// Same SQLite datastore for visibility, so ListWorkflowExecutions works.
-		VisibilityStore:  "sqlite-default",
-		NumHistoryShards: 1, // persisted on first start; a dev server needs one
-		DataStores:       map[string]config.DataStore{"sqlite-default": {SQL: sqlCfg}},
+		DefaultStore:     defaultStore,
+		VisibilityStore:  visibilityStore,
+		NumHistoryShards: shards, // persisted on first start; a dev server needs one
+		DataStores:       stores,
 	}
 	cfg.ClusterMetadata = &cluster.Config{
 		EnableGlobalNamespace:    false,
@@ -219,6 +245,12 @@ func startTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 	}
 
 	t := &Temporal{server: srv, hostPort: hostPort, namespace: opts.Namespace, logLevel: minLevel}
+	if opts.Store != nil {
+		if err := t.registerNamespace(ctx); err != nil {
+			_ = t.Stop()
+			return nil, err
+		}
+	}
 	if err := t.waitReady(ctx); err != nil {
 		_ = t.Stop()
 		return nil, err
@@ -244,6 +276,43 @@ func (t *Temporal) Stop() error {
 		t.stopErr = catchFatal(t.server.Stop)
 	})
 	return t.stopErr
+}
+
+// registerNamespace creates the namespace through the frontend (24h
+// retention, like the SQLite path), retrying until the frontend answers;
+// one that exists already is fine.
+func (t *Temporal) registerNamespace(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
+		defer cancel()
+	}
+	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
+		HostPort: t.hostPort,
+		Logger:   sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return fmt.Errorf("temporal: client for %s: %w", t.hostPort, err)
+	}
+	defer nc.Close()
+	retention := 24 * time.Hour
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := nc.Register(attemptCtx, &workflowservice.RegisterNamespaceRequest{
+			Namespace:                        t.namespace,
+			WorkflowExecutionRetentionPeriod: durationpb.New(retention),
+		})
+		cancel()
+		var exists *serviceerror.NamespaceAlreadyExists
+		if err == nil || errors.As(err, &exists) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporal: register namespace %q: %w (last error: %v)", t.namespace, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitReady polls DescribeNamespace: it needs the frontend listening and its

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -97,7 +98,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Guard, er
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Salve's safety envelope: cooldowns, rate and concurrency limits, circuit breakers",
 		History:     1,

@@ -26,6 +26,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/runbooks"
 )
 
@@ -114,7 +115,7 @@ func Load(ctx context.Context, js jetstream.JetStream, configured string, replic
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "Salve: the key that signs runbook snapshots (when --runbook-key is not set)",
 		Storage: jetstream.FileStorage, Replicas: replicas, History: 1,
 	})

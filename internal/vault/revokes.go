@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 )
 
@@ -43,7 +44,7 @@ type KVRevokes struct{ kv jetstream.KeyValue }
 
 // OpenRevokes creates (or finds) the bucket.
 func OpenRevokes(ctx context.Context, js jetstream.JetStream, replicas int) (*KVRevokes, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      RevokesBucket,
 		Description: "Salve: Vault leases whose revoke failed, retried until revoked or expired",
 		History:     1,
