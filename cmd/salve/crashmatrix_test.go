@@ -594,30 +594,55 @@ func listExecutions(ctx context.Context, tc client.Client) (map[string][]enumspb
 	}
 }
 
-// alertsInStream reads every alert ID stored in ALERTS.
+// alertsInStream reads every alert ID stored in ALERTS. A read that fails
+// (on a cluster, a stream leader that moved after a kill answers "no
+// responders" for a moment) starts over, for up to a minute.
 func alertsInStream(ctx context.Context, t *testing.T, js jetstream.JetStream) map[string]bool {
 	t.Helper()
-	stream, err := js.Stream(ctx, bus.StreamAlerts)
-	require.NoError(t, err)
-	info, err := stream.Info(ctx)
-	require.NoError(t, err)
-	out := map[string]bool{}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	require.NoError(t, err)
-	for got := uint64(0); got < info.State.Msgs; {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
-		require.NoError(t, err)
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			var ev domain.AlertEvent
-			require.NoError(t, json.Unmarshal(m.Data(), &ev))
-			out[ev.ID] = true
+	read := func() (map[string]bool, error) {
+		stream, err := js.Stream(ctx, bus.StreamAlerts)
+		if err != nil {
+			return nil, err
 		}
-		require.NoError(t, batch.Error())
-		require.NotZero(t, n, "ALERTS has %d messages, read %d", info.State.Msgs, got)
-		got += uint64(n)
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]bool{}
+		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return nil, err
+		}
+		for got := uint64(0); got < info.State.Msgs; {
+			batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				var ev domain.AlertEvent
+				if err := json.Unmarshal(m.Data(), &ev); err != nil {
+					return nil, fmt.Errorf("message %d is not an alert: %w", got+uint64(n), err)
+				}
+				out[ev.ID] = true
+			}
+			if err := batch.Error(); err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("ALERTS has %d messages, read %d", info.State.Msgs, got)
+			}
+			got += uint64(n)
+		}
+		return out, nil
 	}
+	var out map[string]bool
+	var last error
+	eventually(t, time.Minute, func() bool {
+		out, last = read()
+		return last == nil
+	}, func() string { return fmt.Sprintf("reading ALERTS: %v", last) })
 	return out
 }
 

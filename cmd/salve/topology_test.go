@@ -28,6 +28,7 @@ import (
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/storm"
 	"github.com/salve-sre/salve/internal/testenv"
 	"github.com/salve-sre/salve/internal/testenv/temporalsql"
 )
@@ -249,6 +250,11 @@ func TestProductionTopology(t *testing.T) {
 	// same machine, the same storm shape.
 	figAlerts, figIncidents := alerts, incidents
 	topo := measureStorm(t, ctx, "topo", []string{baseA, baseB}, temporalAddr, tg, figAlerts, figIncidents)
+	// The raw floor of each Temporal, in this run: as many one-step
+	// workflows as the storm has incidents, started by 8 callers, with
+	// nothing of Salve's around them.
+	topoFloor, err := storm.MeasureFloorAt(ctx, temporalAddr, "default", "floor-topo-", figIncidents, 8)
+	require.NoError(t, err)
 	devPort := freePort(t)
 	devBase := fmt.Sprintf("http://127.0.0.1:%d", devPort)
 	devNATS, devTemporal := freePort(t), freePort(t)
@@ -261,17 +267,24 @@ func TestProductionTopology(t *testing.T) {
 		}
 	})
 	waitReady(t, devBase)
-	devFig := measureStorm(t, ctx, "dev", []string{devBase}, fmt.Sprintf("127.0.0.1:%d", devTemporal), tg, figAlerts, figIncidents)
+	devTemporalAddr := fmt.Sprintf("127.0.0.1:%d", devTemporal)
+	devFig := measureStorm(t, ctx, "dev", []string{devBase}, devTemporalAddr, tg, figAlerts, figIncidents)
+	devFloor, err := storm.MeasureFloorAt(ctx, devTemporalAddr, "default", "floor-dev-", figIncidents, 8)
+	require.NoError(t, err)
 	t.Logf(`storm figures, %d alerts for %d incidents, no kills, same machine, same run:
-                              production topology    salve dev
-  accepted alerts/s           %8.0f               %8.0f
-  alert → first step p50      %8.2fs              %8.2fs
-  alert → first step p99      %8.2fs              %8.2fs
-  runs/s (to the last end)    %8.1f               %8.1f
-  (topology: 3 NATS nodes R3, Temporal on PostgreSQL with 4 shards, PostgreSQL audit, 2 servers, 2 workers; dev: one process, embedded NATS and Temporal on SQLite; 2 cores shared by every process)`,
+                                   production topology    salve dev
+  accepted alerts/s                %8.0f               %8.0f
+  alert → first step p50           %8.2fs              %8.2fs
+  alert → first step p99           %8.2fs              %8.2fs
+  runs/s (to the last end)         %8.1f               %8.1f
+  raw floor: Temporal alone, runs/s %7.1f               %8.1f   (%d one-step workflows, 8 starters)
+  runs/s ÷ raw floor               %8.2f               %8.2f
+  (topology: 3 NATS nodes R3, Temporal on PostgreSQL with 4 shards, PostgreSQL audit, 2 servers, 2 workers; dev: one process, embedded NATS and Temporal on SQLite; 2 cores shared by every process; each storm run has a 2 s sleep step)`,
 		figAlerts, figIncidents,
 		topo.acceptedPerSec, devFig.acceptedPerSec, topo.p50.Seconds(), devFig.p50.Seconds(),
-		topo.p99.Seconds(), devFig.p99.Seconds(), topo.runsPerSec, devFig.runsPerSec)
+		topo.p99.Seconds(), devFig.p99.Seconds(), topo.runsPerSec, devFig.runsPerSec,
+		topoFloor.PerSec, devFloor.PerSec, figIncidents,
+		topo.runsPerSec/topoFloor.PerSec, devFig.runsPerSec/devFloor.PerSec)
 }
 
 func withDatabase(t *testing.T, dsn, name string) string {

@@ -59,3 +59,34 @@ func TestPublisherReportsDuplicateAlerts(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 4, info.CachedInfo().State.Msgs, "each alert stored once")
 }
+
+// An audit event the stream cannot take for a moment (its leader is being
+// elected after a node died; here: the stream is gone and comes back) is
+// published again until it is stored, instead of failing the step that
+// waits on it. Alerts are not retried: the webhook answers at once.
+func TestRecordOutlastsAStreamThatIsBrieflyUnavailable(t *testing.T) {
+	_, js := testenv.NATS(t)
+	ctx := context.Background()
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamAudit))
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamAlerts))
+	pub := bus.NewPublisher(js)
+
+	start := time.Now()
+	err := pub.PublishAlerts(ctx, []domain.AlertEvent{{ID: "a", Fingerprint: "a", Status: "firing", StartsAt: start, Labels: map[string]string{"alertname": "X"}}})
+	require.ErrorIs(t, err, bus.ErrNotStored)
+	require.Less(t, time.Since(start), 5*time.Second, "alerts fail fast")
+
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		back <- bus.EnsureStreams(ctx, js, bus.StreamOptions{})
+	}()
+	start = time.Now()
+	require.NoError(t, pub.Record(ctx, domain.AuditEvent{ID: "x/1", Action: domain.ActionStepStarted, Time: start}))
+	require.NoError(t, <-back)
+	require.GreaterOrEqual(t, time.Since(start), 1400*time.Millisecond, "stored only once the stream was back")
+	st, err := js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.CachedInfo().State.Msgs)
+}

@@ -57,13 +57,20 @@ func MeasureFloor(ctx context.Context, n, concurrency int) (*Floor, error) {
 		return nil, err
 	}
 	defer ts.Stop()
-	c, err := client.Dial(client.Options{HostPort: ts.HostPort(), Namespace: ts.Namespace(),
+	return MeasureFloorAt(ctx, ts.HostPort(), ts.Namespace(), "floor-", n, concurrency)
+}
+
+// MeasureFloorAt measures the same floor on a running Temporal server
+// (e.g. one on PostgreSQL): workflow IDs start with idPrefix, the task
+// queue is the prefix too, so it can run more than once on one server.
+func MeasureFloorAt(ctx context.Context, hostPort, namespace, idPrefix string, n, concurrency int) (*Floor, error) {
+	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: namespace,
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	w := worker.New(c, "floor", worker.Options{})
+	w := worker.New(c, idPrefix, worker.Options{})
 	w.RegisterWorkflowWithOptions(floorWF, workflow.RegisterOptions{Name: floorWorkflow})
 	w.RegisterActivityWithOptions(floorAct, activity.RegisterOptions{Name: floorActivity})
 	if err := w.Start(); err != nil {
@@ -80,7 +87,7 @@ func MeasureFloor(ctx context.Context, n, concurrency int) (*Floor, error) {
 	for range concurrency {
 		wg.Go(func() {
 			for i := range jobs {
-				r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "floor-" + strconv.Itoa(i), TaskQueue: "floor"}, floorWorkflow)
+				r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: idPrefix + strconv.Itoa(i), TaskQueue: idPrefix}, floorWorkflow)
 				if err != nil {
 					once.Do(func() { startErr = err })
 					continue
