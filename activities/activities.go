@@ -244,8 +244,21 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 	start := time.Now()
 	res, err := spec.Executor.Execute(ctx, req)
 	took := time.Since(start)
-	// The outcome is recorded even if the activity's context has ended.
-	actx := context.WithoutCancel(ctx)
+	// The outcome is recorded even if the activity's context has ended,
+	// but a slow record must not outlast the activity's own deadline: a
+	// result that comes too late is discarded and a step that acted would
+	// be run again. So the record stops a second before the deadline
+	// (or gets a few seconds when that has passed: the result is lost
+	// anyway, the record is not).
+	recordBy := time.Now().Add(15 * time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		recordBy = dl.Add(-time.Second)
+		if min := time.Now().Add(3 * time.Second); ctx.Err() != nil && recordBy.Before(min) {
+			recordBy = min
+		}
+	}
+	actx, cancelRecord := context.WithDeadline(context.WithoutCancel(ctx), recordBy)
+	defer cancelRecord()
 	if err != nil {
 		log.Warn("step failed", "error", err)
 		a.stepFinished(spec.Kind, "failed", took)

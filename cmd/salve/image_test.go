@@ -229,6 +229,7 @@ func TestContainerImage(t *testing.T) {
 		}
 	}
 	require.Equal(t, platforms, got)
+	require.FileExists(t, hostBinary, "the image has no linux/%s binary to run here", runtime.GOARCH)
 	t.Logf("image %s: %v, layers %.1f MiB compressed in total, archive %.1f MiB", ref, got, float64(total)/(1<<20), float64(fileSize(t, archive))/(1<<20))
 	// 60 MiB compressed today (the binary embeds the Temporal server):
 	// a jump means something big came in.
@@ -284,6 +285,7 @@ func runImageWithPodman(t *testing.T, archive, ref string) {
 	}
 	out, err := podman("load", "-i", archive)
 	require.NoError(t, err, "podman load: %s", out)
+	t.Cleanup(func() { _, _ = podman("rmi", "-f", ref) })
 	require.Contains(t, out, "Loaded image: "+ref)
 	base := []string{"run", "--rm", "--network", "host", "--cgroups", "disabled",
 		"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -102,6 +103,7 @@ func helperTemporal(ctx context.Context) error {
 		Port:            port,
 		Store:           stores.Default,
 		VisibilityStore: stores.Visibility,
+		HistoryShards:   4,
 		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -486,6 +488,9 @@ func runEnds(ctx context.Context, tc client.Client, prefix string) (map[string]t
 			if e.GetCloseTime() == nil {
 				running++
 				continue
+			}
+			if e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+				return nil, 0, fmt.Errorf("run %s ended %s", e.GetExecution().GetWorkflowId(), e.GetStatus())
 			}
 			ends[e.GetExecution().GetWorkflowId()] = e.GetCloseTime().AsTime()
 		}

@@ -274,7 +274,9 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 	if err != nil {
 		return nil, err
 	}
-	c.acts = activities.New(c.reg, c.pub, log.With("component", "worker"))
+	// Steps wait out a failover of the AUDIT stream's leader (see
+	// bus.PatientRecorder) rather than spend their retries on it.
+	c.acts = activities.New(c.reg, bus.PatientRecorder{Pub: c.pub}, log.With("component", "worker"))
 	c.acts.Metrics = c.metrics
 	c.acts.Safety = c.guard
 	c.acts.VerifySnapshot = key.Verify

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -166,28 +165,9 @@ func (p *Publisher) RecordAll(ctx context.Context, evs []domain.AuditEvent) erro
 		}
 		msgs = append(msgs, outMsg{subject: SubjectAudit + "." + subjectToken(ev.Action), id: ev.ID, data: data})
 	}
-	// An audit event usually stands before an action (a step is not run
-	// until its start is stored), so a failover of the stream's leader —
-	// seconds on a NATS cluster, when the node holding it dies — must not
-	// fail the step or the run: publish again, for a while. The event's ID
-	// is the message ID, so a publish that was stored but not acknowledged
-	// is stored once. Alerts are not retried here: the webhook answers
-	// 503 at once and Alertmanager retries.
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval = 250*time.Millisecond, 2*time.Second
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		_, err := p.publishAll(ctx, msgs)
-		if err != nil && (errors.Is(err, ErrStreamFull) || ctx.Err() != nil) {
-			return struct{}{}, backoff.Permanent(err)
-		}
-		return struct{}{}, err
-	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(AuditRetryFor))
+	_, err := p.publishAll(ctx, msgs)
 	return err
 }
-
-// AuditRetryFor is how long RecordAll keeps publishing an audit event the
-// stream did not acknowledge.
-const AuditRetryFor = 20 * time.Second
 
 // subjectToken keeps an action name a valid subject suffix.
 func subjectToken(s string) string {

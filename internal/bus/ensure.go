@@ -62,6 +62,11 @@ func busy(err error) bool {
 	if errors.As(err, &apiErr) {
 		// 10008: JetStream system temporarily unavailable; 10074: no
 		// suitable peers for placement (a node is still starting).
+		// 10039 (JetStream not enabled for the account) is a 503 too, but
+		// a configuration no retry fixes.
+		if apiErr.ErrorCode == 10039 {
+			return false
+		}
 		return apiErr.Code == 503 || apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10074
 	}
 	return false

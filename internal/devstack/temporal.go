@@ -61,7 +61,7 @@ type TemporalOptions struct {
 	// and the namespace is registered through the frontend once it is up.
 	Store, VisibilityStore *config.SQL
 	// HistoryShards is persisted by the first start and must never change
-	// for a store; default 1 (SQLite), 4 with Store.
+	// for a store; default 1 (SQLite); required with Store.
 	HistoryShards int32
 }
 
@@ -147,7 +147,12 @@ func startTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		if opts.VisibilityStore == nil {
 			return nil, errors.New("temporal: a SQL store needs a visibility store too")
 		}
-		defaultStore, visibilityStore, shards = "default", "visibility", cmp.Or(opts.HistoryShards, 4)
+		if opts.HistoryShards == 0 {
+			// An existing store was created with a shard count; guessing
+			// another one keeps the server from starting.
+			return nil, errors.New("temporal: a SQL store needs HistoryShards, the count it was created with")
+		}
+		defaultStore, visibilityStore = "default", "visibility"
 		stores[defaultStore] = config.DataStore{SQL: opts.Store}
 		stores[visibilityStore] = config.DataStore{SQL: opts.VisibilityStore}
 	} else {

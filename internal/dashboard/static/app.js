@@ -282,9 +282,13 @@
   // one it was shown in: a live refresh racing the answer must not make it
   // vanish before it was read.
   function keepMessage(old, fresh) {
-    var m = old.querySelector('[data-msg]:not([hidden])');
+    // Only the answer to a finished action (a success): progress and
+    // input errors belong to a form a person is still using.
+    var m = old.querySelector('.msg-ok[data-msg]:not([hidden])');
     if (!m || !m.textContent) { return; }
-    var was = old.querySelector('form[data-action]');
+    // The form the answer belongs to: its own, or none when it already
+    // stands on its own (carried before, above a newer form).
+    var was = m.closest('form[data-action]');
     var now = fresh.querySelector('form[data-action]');
     var same = was && now && was.dataset.run === now.dataset.run && was.dataset.step === now.dataset.step;
     var target = same ? now.querySelector('[data-msg]') : null;
@@ -298,7 +302,7 @@
     target.className = m.className;
     target.hidden = false;
     // A done action stays done: the same form does not come back enabled.
-    if (same && m.classList.contains('msg-ok')) {
+    if (same) {
       now.querySelectorAll('textarea, button').forEach(function (x) { x.disabled = true; });
     }
   }
