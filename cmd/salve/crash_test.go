@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/auth"
 )
 
 var salveBin string
@@ -92,6 +93,33 @@ func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
 	return p
 }
 
+// hitCounter is a target that counts the requests to each path.
+func hitCounter(t *testing.T) (*httptest.Server, func(path string) int) {
+	t.Helper()
+	var mu sync.Mutex
+	hits := map[string]int{}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++
+		mu.Unlock()
+	}))
+	t.Cleanup(target.Close)
+	return target, func(p string) int { mu.Lock(); defer mu.Unlock(); return hits[p] }
+}
+
+// adminConfig writes dir/salve.yaml with a new admin API token (mode is
+// the file's), makes it the token the test's API calls use, and returns
+// the file's path.
+func adminConfig(t *testing.T, dir string, mode os.FileMode) string {
+	t.Helper()
+	tok, hash, err := auth.NewToken()
+	require.NoError(t, err)
+	path := filepath.Join(dir, "salve.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("auth:\n  tokens:\n    - {subject: ops, role: admin, sha256: "+hash+"}\n"), mode))
+	apiToken = tok
+	return path
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -157,15 +185,7 @@ spec:
 // kill -9 of `salve dev` in the middle of a run: after a restart on the same
 // data dir the run resumes at the step it was in and every step acts once.
 func TestDevKilledMidRunResumesAfterRestart(t *testing.T) {
-	var mu sync.Mutex
-	hits := map[string]int{}
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits[r.URL.Path]++
-		mu.Unlock()
-	}))
-	defer target.Close()
-	count := func(p string) int { mu.Lock(); defer mu.Unlock(); return hits[p] }
+	target, count := hitCounter(t)
 
 	rbDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "crash.yaml"), []byte(crashRunbook), 0o600))

@@ -29,7 +29,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/salve-sre/salve/internal/audit"
-	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 )
@@ -161,11 +160,7 @@ func TestCrashMatrix(t *testing.T) {
 	tg := newIdempotentTarget(t)
 	rbDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "storm.yaml"), []byte(stormRunbook), 0o600))
-	tok, hash, err := auth.NewToken()
-	require.NoError(t, err)
-	cfgFile := filepath.Join(t.TempDir(), "salve.yaml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte("auth:\n  tokens:\n    - {subject: ops, role: admin, sha256: "+hash+"}\n"), 0o600))
-	apiToken = tok
+	cfgFile := adminConfig(t, t.TempDir(), 0o600)
 
 	natsPort, temporalPort := freePort(t), freePort(t)
 	infraDir := t.TempDir()

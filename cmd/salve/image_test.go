@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +17,10 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/salve-sre/salve/internal/auth"
 )
 
 // ociDescriptor, ociIndex, ociManifest and ociConfig are the parts of the
@@ -293,14 +289,7 @@ func runImageWithPodman(t *testing.T, archive, ref string) {
 	require.NoError(t, err, "podman run %s --version: %s", ref, out)
 	require.Contains(t, out, "salve "+chartAppVersion(t))
 
-	var mu sync.Mutex
-	hits := map[string]int{}
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits[r.URL.Path]++
-		mu.Unlock()
-	}))
-	defer target.Close()
+	target, count := hitCounter(t)
 
 	// The container's user (65532) reads what is mounted into it.
 	rbDir := t.TempDir()
@@ -318,12 +307,9 @@ spec:
     - {name: act, action: http.request, with: {url: '{{ .Params.url }}/act', method: POST}}
     - {name: verify, action: http.request, with: {url: '{{ .Params.url }}/verify'}}
 `), 0o644))
-	tok, hash, err := auth.NewToken()
-	require.NoError(t, err)
 	cfgDir := t.TempDir()
 	require.NoError(t, os.Chmod(cfgDir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(cfgDir, "salve.yaml"), []byte("auth:\n  tokens:\n    - {subject: ops, role: admin, sha256: "+hash+"}\n"), 0o644))
-	apiToken = tok
+	adminConfig(t, cfgDir, 0o644)
 
 	name := fmt.Sprintf("salve-image-test-%d", time.Now().UnixNano())
 	httpPort, natsPort, temporalPort := freePort(t), freePort(t), freePort(t)
@@ -365,8 +351,6 @@ spec:
 		v, ok := readRun(base2, "salve/image/web-1")
 		return ok && v.Status == "succeeded"
 	}, 2*time.Minute, 200*time.Millisecond, "the alert never became a succeeded run in the container")
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, 1, hits["/act"])
-	require.Equal(t, 1, hits["/verify"])
+	require.Equal(t, 1, count("/act"))
+	require.Equal(t, 1, count("/verify"))
 }

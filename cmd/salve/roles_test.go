@@ -4,18 +4,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/salve-sre/salve/internal/auth"
 )
 
 // The production roles as separate processes: `salve dev --infra-only`
@@ -24,23 +20,11 @@ import (
 // second worker finishes the run at the step it was in, and every step
 // acts once.
 func TestRolesAsSeparateProcesses(t *testing.T) {
-	var mu sync.Mutex
-	hits := map[string]int{}
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits[r.URL.Path]++
-		mu.Unlock()
-	}))
-	defer target.Close()
-	count := func(p string) int { mu.Lock(); defer mu.Unlock(); return hits[p] }
+	target, count := hitCounter(t)
 
 	rbDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "crash.yaml"), []byte(crashRunbook), 0o600))
-	tok, hash, err := auth.NewToken()
-	require.NoError(t, err)
-	cfgFile := filepath.Join(t.TempDir(), "salve.yaml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte("auth:\n  tokens:\n    - {subject: ops, role: admin, sha256: "+hash+"}\n"), 0o600))
-	apiToken = tok
+	cfgFile := adminConfig(t, t.TempDir(), 0o600)
 
 	natsPort, temporalPort, httpPort := freePort(t), freePort(t), freePort(t)
 	startSalve(t, "dev", "--infra-only", "--data-dir", t.TempDir(), "--nats-port", fmt.Sprint(natsPort),

@@ -25,7 +25,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devstack"
 	"github.com/salve-sre/salve/internal/domain"
@@ -191,11 +190,7 @@ func TestProductionTopology(t *testing.T) {
 	tg := newIdempotentTarget(t)
 	rbDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(rbDir, "storm.yaml"), []byte(stormRunbook), 0o600))
-	tok, hash, err := auth.NewToken()
-	require.NoError(t, err)
-	cfgFile := filepath.Join(t.TempDir(), "salve.yaml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte("auth:\n  tokens:\n    - {subject: ops, role: admin, sha256: "+hash+"}\n"), 0o600))
-	apiToken = tok
+	cfgFile := adminConfig(t, t.TempDir(), 0o600)
 	ext := []string{"--nats-url", natsURL, "--stream-replicas", "3", "--temporal-address", temporalAddr,
 		"--runbooks", rbDir, "--config", cfgFile, "--webhook-token", "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", "--log-level", "warn"}
 	portA, portB := freePort(t), freePort(t)

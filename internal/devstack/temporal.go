@@ -283,6 +283,19 @@ func (t *Temporal) Stop() error {
 	return t.stopErr
 }
 
+// namespaceClient is a quiet client of the frontend: a failed attempt is
+// reported by the caller's return value, not logged.
+func (t *Temporal) namespaceClient() (sdkclient.NamespaceClient, error) {
+	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
+		HostPort: t.hostPort,
+		Logger:   sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal: client for %s: %w", t.hostPort, err)
+	}
+	return nc, nil
+}
+
 // registerNamespace creates the namespace through the frontend (24h
 // retention, like the SQLite path), retrying until the frontend answers;
 // one that exists already is fine.
@@ -292,12 +305,9 @@ func (t *Temporal) registerNamespace(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
 		defer cancel()
 	}
-	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
-		HostPort: t.hostPort,
-		Logger:   sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-	})
+	nc, err := t.namespaceClient()
 	if err != nil {
-		return fmt.Errorf("temporal: client for %s: %w", t.hostPort, err)
+		return err
 	}
 	defer nc.Close()
 	retention := 24 * time.Hour
@@ -329,13 +339,9 @@ func (t *Temporal) waitReady(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
 		defer cancel()
 	}
-	nc, err := sdkclient.NewNamespaceClient(sdkclient.Options{
-		HostPort: t.hostPort,
-		// Quiet: a failed readiness check is reported by our return value.
-		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-	})
+	nc, err := t.namespaceClient()
 	if err != nil {
-		return fmt.Errorf("temporal: client for %s: %w", t.hostPort, err)
+		return err
 	}
 	defer nc.Close()
 
