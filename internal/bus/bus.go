@@ -185,7 +185,7 @@ func notStored(subject string, err error) error {
 	if s := err.Error(); strings.Contains(s, "maximum bytes exceeded") || strings.Contains(s, "maximum messages exceeded") {
 		return fmt.Errorf("%w: %w: publish %s: %v", ErrNotStored, ErrStreamFull, subject, err)
 	}
-	return fmt.Errorf("%w: publish %s: %v", ErrNotStored, subject, err)
+	return fmt.Errorf("%w: publish %s: %w", ErrNotStored, subject, err)
 }
 
 // publishAll returns how many messages JetStream answered as duplicates.
@@ -207,7 +207,7 @@ func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ 
 		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}},
 			jetstream.WithStallWait(5*time.Second))
 		if err != nil {
-			return 0, fmt.Errorf("%w: publish %s: %v", ErrNotStored, m.subject, err)
+			return 0, fmt.Errorf("%w: publish %s: %w", ErrNotStored, m.subject, err)
 		}
 		futures = append(futures, f)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/bus"
@@ -99,4 +101,20 @@ func TestRecordOutlastsAStreamThatIsBrieflyUnavailable(t *testing.T) {
 	st, err := js.Stream(ctx, bus.StreamAudit)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, st.CachedInfo().State.Msgs)
+}
+
+// What no retry fixes is not retried: a closed connection.
+func TestPatientRecorderStopsAtAClosedConnection(t *testing.T) {
+	srv, _ := testenv.NATS(t)
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+	nc.Close()
+	start := time.Now()
+	err = bus.PatientRecorder{Pub: bus.NewPublisher(js), For: time.Minute}.Record(ctx, domain.AuditEvent{ID: "x/1", Action: domain.ActionStepStarted, Time: start})
+	require.ErrorIs(t, err, bus.ErrNotStored)
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 }
