@@ -252,12 +252,7 @@ func runStormWithKills(t *testing.T, sc stormCase) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []stormAlert
-			for i, a := range plan {
-				if a.incident%senders == s {
-					mine = append(mine, plan[i])
-				}
-			}
+			mine := senderShare(plan, senders, s)
 			for start := 0; start < len(mine); start += 10 {
 				batch := mine[start:min(start+10, len(mine))]
 				bases := sc.webhooks
@@ -483,6 +478,18 @@ type stormAlert struct {
 	step     int // position in its incident's sequence
 	ev       domain.AlertEvent
 	target   string
+}
+
+// senderShare is the alerts sender s of n sends: whole incidents, in
+// order, as Alertmanager sends one group's notifications.
+func senderShare(plan []stormAlert, n, s int) []stormAlert {
+	var mine []stormAlert
+	for _, a := range plan {
+		if a.incident%n == s {
+			mine = append(mine, a)
+		}
+	}
+	return mine
 }
 
 // stormPlan is each incident's notifications in order: a firing alert

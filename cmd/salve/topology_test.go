@@ -389,12 +389,7 @@ func measureStorm(t *testing.T, ctx context.Context, prefix string, bases []stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []stormAlert
-			for _, a := range plan {
-				if a.incident%senders == s {
-					mine = append(mine, a)
-				}
-			}
+			mine := senderShare(plan, senders, s)
 			for i := 0; i < len(mine); i += 10 {
 				batch := mine[i:min(i+10, len(mine))]
 				body := webhookBody(batch)

@@ -300,40 +300,32 @@ func (t *Temporal) namespaceClient() (sdkclient.NamespaceClient, error) {
 // retention, like the SQLite path), retrying until the frontend answers;
 // one that exists already is fine.
 func (t *Temporal) registerNamespace(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
-		defer cancel()
-	}
-	nc, err := t.namespaceClient()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	retention := 24 * time.Hour
-	for {
-		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := nc.Register(attemptCtx, &workflowservice.RegisterNamespaceRequest{
+	return t.poll(ctx, "register namespace", 200*time.Millisecond, func(ctx context.Context, nc sdkclient.NamespaceClient) error {
+		err := nc.Register(ctx, &workflowservice.RegisterNamespaceRequest{
 			Namespace:                        t.namespace,
-			WorkflowExecutionRetentionPeriod: durationpb.New(retention),
+			WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour),
 		})
-		cancel()
 		var exists *serviceerror.NamespaceAlreadyExists
-		if err == nil || errors.As(err, &exists) {
+		if errors.As(err, &exists) {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("temporal: register namespace %q: %w (last error: %v)", t.namespace, ctx.Err(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 // waitReady polls DescribeNamespace: it needs the frontend listening and its
 // namespace registry loaded, which is what callers need before they start
 // workers or workflows.
 func (t *Temporal) waitReady(ctx context.Context) error {
+	return t.poll(ctx, "not ready", 100*time.Millisecond, func(ctx context.Context, nc sdkclient.NamespaceClient) error {
+		_, err := nc.Describe(ctx, t.namespace)
+		return err
+	})
+}
+
+// poll calls attempt (each call bounded to a few seconds) every `every`
+// until it succeeds or ctx — or, without a deadline, one minute — ends.
+func (t *Temporal) poll(ctx context.Context, what string, every time.Duration, attempt func(context.Context, sdkclient.NamespaceClient) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultReadyTimeout)
@@ -344,20 +336,19 @@ func (t *Temporal) waitReady(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		attemptCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := nc.Describe(attemptCtx, t.namespace)
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := attempt(attemptCtx, nc)
 		cancel()
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("temporal: frontend %s not ready (namespace %q): %w (last error: %v)",
-				t.hostPort, t.namespace, ctx.Err(), err)
+			return fmt.Errorf("temporal: frontend %s: %s (namespace %q): %w (last error: %v)",
+				t.hostPort, what, t.namespace, ctx.Err(), err)
 		case <-tick.C:
 		}
 	}
