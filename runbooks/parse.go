@@ -342,7 +342,15 @@ func (v *validator) access(path string, a Access) {
 }
 
 func (v *validator) safety(path string, s Safety) {
-	v.oneOf(path+".mode", s.Mode, ModeEnforce, ModeDryRun)
+	v.oneOf(path+".mode", s.Mode, ModeEnforce, ModeDryRun, ModeShadow)
+	switch {
+	case s.ShadowWindow < 0:
+		v.add(path+".shadowWindow", "must not be negative")
+	case s.ShadowWindow.D() > MaxShadowWindow:
+		v.add(path+".shadowWindow", "at most %s: a shadow run holds its workflow open that long", MaxShadowWindow)
+	case s.ShadowWindow > 0 && !s.Shadow():
+		v.add(path+".shadowWindow", "applies only with mode: shadow")
+	}
 	if s.MaxRunsPerHour < 0 {
 		v.add(path+".maxRunsPerHour", "must not be negative (0 means no limit)")
 	}

@@ -72,8 +72,11 @@ func (r *Runbook) Plan(cat StepCatalog, workflowID, incidentKey string, alert *d
 				ps.Approval = true
 				p.Approvals = append(p.Approvals, plannedApproval(s.Name, s.Approval))
 			}
-			if mode == ModeDryRun && ps.Mutating {
+			switch {
+			case mode == ModeDryRun && ps.Mutating:
 				ps.Note = "dry-run mode: would not act"
+			case mode == ModeShadow && ps.Mutating:
+				ps.Note = "shadow mode: records what it would do, does not act"
 			}
 			out = append(out, ps)
 		}
@@ -104,8 +107,8 @@ const alertRunsOnly = " (alert-triggered runs; not manual launches)"
 func (r *Runbook) safetyChecks() []SafetyCheck {
 	s := r.Spec.Safety
 	out := []SafetyCheck{{Name: "one run per incident", Setting: "workflow ID salve/" + r.Name() + "/<incident key>", Enforced: true}}
-	if s.DryRun() {
-		out = append(out, SafetyCheck{Name: "mode", Setting: ModeDryRun, Enforced: true})
+	if !s.Acts() {
+		out = append(out, SafetyCheck{Name: "mode", Setting: s.Mode, Enforced: true})
 	}
 	if s.Cooldown > 0 {
 		out = append(out, SafetyCheck{Name: "cooldown", Setting: s.Cooldown.String() + alertRunsOnly, Enforced: true})

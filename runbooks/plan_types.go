@@ -6,7 +6,7 @@ type Plan struct {
 	Runbook     string            `json:"runbook"`
 	RunbookHash string            `json:"runbookHash"`
 	IncidentKey string            `json:"incidentKey"`
-	Mode        string            `json:"mode"` // enforce or dry-run
+	Mode        string            `json:"mode"` // enforce, dry-run or shadow
 	Params      map[string]string `json:"params"`
 	Steps       []PlannedStep     `json:"steps"`
 	OnFailure   []PlannedStep     `json:"onFailure,omitempty"`

@@ -142,8 +142,14 @@ type Credential struct {
 // Safety is the runbook's safety envelope. It is parsed and validated
 // here; the trigger and the workflow enforce it.
 type Safety struct {
-	// Mode "dry-run" runs the full plan without mutating anything.
+	// Mode "dry-run" runs the full plan without mutating anything; mode
+	// "shadow" does too, takes no place from real runs, and then watches
+	// what happens (see ShadowWindow) to gather evidence for promotion.
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// ShadowWindow is how long a shadow run watches its alert and targets
+	// after planning: until the alert resolves or this much time after
+	// the run started (default DefaultShadowWindow).
+	ShadowWindow Duration `yaml:"shadowWindow,omitempty" json:"shadowWindow,omitempty"`
 	// Cooldown suppresses a new run for an incident key for this long after
 	// the previous run for it finished.
 	Cooldown       Duration        `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
@@ -216,10 +222,29 @@ func (s Safety) LockPolicy() TargetLock {
 const (
 	ModeEnforce = "enforce"
 	ModeDryRun  = "dry-run"
+	ModeShadow  = "shadow"
+	// DefaultShadowWindow and MaxShadowWindow bound a shadow run's watch.
+	DefaultShadowWindow = 30 * time.Minute
+	MaxShadowWindow     = 24 * time.Hour
 )
 
 // DryRun reports whether the runbook is in dry-run mode.
 func (s Safety) DryRun() bool { return s.Mode == ModeDryRun }
+
+// Shadow reports whether the runbook is in shadow mode.
+func (s Safety) Shadow() bool { return s.Mode == ModeShadow }
+
+// Acts reports whether the runbook's runs may change anything: not in
+// dry-run or shadow mode.
+func (s Safety) Acts() bool { return !s.DryRun() && !s.Shadow() }
+
+// EffectiveShadowWindow is the shadow window with its default.
+func (s Safety) EffectiveShadowWindow() time.Duration {
+	if s.ShadowWindow > 0 {
+		return s.ShadowWindow.D()
+	}
+	return DefaultShadowWindow
+}
 
 // CircuitBreaker stops a runbook acting after Failures failed runs within
 // Window, until an admin resets it.

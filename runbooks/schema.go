@@ -39,7 +39,7 @@ func JSONSchema(cat StepCatalog) ([]byte, error) {
 	defs["Spec"].(map[string]any)["required"] = []string{"steps"}
 	setEnum(defs, "Param", "type", ParamTypes)
 	setEnum(defs, "Trigger", "onResolved", []string{OnResolvedIgnore, OnResolvedFinish, OnResolvedCancel})
-	setEnum(defs, "Safety", "mode", []string{ModeEnforce, ModeDryRun})
+	setEnum(defs, "Safety", "mode", []string{ModeEnforce, ModeDryRun, ModeShadow})
 	setEnum(defs, "Approval", "onTimeout", []string{ApprovalTimeoutFail, ApprovalTimeoutGoOn})
 	setEnum(defs, "TargetLock", "onBusy", []string{TargetBusyWait, TargetBusySuppress})
 	setEnum(defs, "BlastRadius", "onExceed", []string{BlastRefuse, BlastApprove})

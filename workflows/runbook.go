@@ -148,6 +148,10 @@ type Status struct {
 	// LaunchedBy is the person who launched the run; "" for alert runs.
 	LaunchedBy string `json:"launchedBy,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// Shadow: a shadow run, which acts on nothing and gathers Evidence
+	// (set when its watch ended).
+	Shadow   bool      `json:"shadow,omitempty"`
+	Evidence *Evidence `json:"evidence,omitempty"`
 	// Approval is the approval the run waits for now, if any.
 	Approval  *ApprovalWait    `json:"approval,omitempty"`
 	Approvals []ApprovalRecord `json:"approvals,omitempty"`
@@ -225,6 +229,13 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	notified := func(refs []AlertRef) {
 		for _, ref := range refs {
 			if r.addAlert(ref) && ref.Status == domain.StatusResolved && r.status.State == RunStateRunning {
+				if r.isShadow() {
+					// A shadow run watches on: the resolution is evidence.
+					if r.shadow.resolvedAt.IsZero() {
+						r.shadow.resolvedAt = workflow.Now(ctx)
+					}
+					continue
+				}
 				r.onResolved(cancelExec)
 			}
 		}
@@ -393,6 +404,7 @@ type run struct {
 	// approvalWait is the time spent waiting for people's decisions.
 	approvalWait time.Duration
 	hooks        []workflow.Future
+	shadow       shadow
 }
 
 func newRun(ctx workflow.Context, in Input) *run {
@@ -409,7 +421,8 @@ func newRun(ctx workflow.Context, in Input) *run {
 			IncidentKey:    in.IncidentKey,
 			State:          RunStateRunning,
 			Reason:         in.Reason,
-			DryRun:         in.Runbook.Spec.Safety.DryRun() || in.DryRun,
+			DryRun:         !in.Runbook.Spec.Safety.Acts() || in.DryRun,
+			Shadow:         in.Runbook.Spec.Safety.Shadow(),
 			DryRunReason:   in.DryRunReason,
 			Target:         in.Target,
 			ApprovalReason: in.ApprovalReason,
@@ -461,7 +474,9 @@ func (r *run) addAlert(ref AlertRef) bool {
 	return true
 }
 
-func (r *run) dryRun() bool { return r.in.Runbook.Spec.Safety.DryRun() || r.in.DryRun }
+// dryRun: no step may act (dry-run or shadow mode, or the safety
+// envelope said so).
+func (r *run) dryRun() bool { return !r.in.Runbook.Spec.Safety.Acts() || r.in.DryRun }
 
 // errApprovalUnsupported refuses runbooks that ask for a person's approval:
 // until this version can wait for one, running such a runbook would act
@@ -498,12 +513,22 @@ func (r *run) execute(ctx workflow.Context) error {
 			return err
 		}
 	}
-	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required && !r.dryRun() && r.version >= versionApprovals {
-		if err := r.awaitApproval(ctx, "", a, true); err != nil {
-			return err
+	if a := r.in.Runbook.Spec.Safety.Approval; a != nil && a.Required {
+		if r.isShadow() {
+			r.shadow.evidence.Approvals = append(r.shadow.evidence.Approvals, "run")
+		} else if !r.dryRun() && r.version >= versionApprovals {
+			if err := r.awaitApproval(ctx, "", a, true); err != nil {
+				return err
+			}
 		}
 	}
-	return r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, "")
+	if err := r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, ""); err != nil {
+		return err
+	}
+	if r.isShadow() {
+		return r.watchShadow(ctx)
+	}
+	return nil
 }
 
 // runSteps runs steps in order and stops at the first failure that the
@@ -519,7 +544,9 @@ func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, out *[]StepS
 		st := &(*out)[len(*out)-1]
 		err := r.runStep(ctx, s, st, keySuffix)
 		r.data.Steps[s.Name] = runbooks.StepData{Status: st.State, Output: st.Output}
-		if err != nil && !s.ContinueOnError {
+		// A shadow run goes on past a failed step: the failure is
+		// evidence too, and nothing acted that later steps could harm.
+		if err != nil && !s.ContinueOnError && !(r.isShadow() && keySuffix == "") {
 			// The step's own message, without Temporal's error envelope:
 			// this text is what people read in the run and the audit log.
 			return fmt.Errorf("step %q: %s", s.Name, st.Error)
@@ -551,6 +578,9 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, key
 		st.State, st.Error = StepStateFailed, err.Error()
 		return err
 	}
+	if s.Approval != nil && s.Approval.Required && r.isShadow() && keySuffix == "" {
+		r.shadow.evidence.Approvals = append(r.shadow.evidence.Approvals, s.Name)
+	}
 	if s.Approval != nil && s.Approval.Required && !r.dryRun() && r.version >= versionApprovals {
 		st.State = StepStateWaiting
 		if err := r.awaitApproval(ctx, s.Name, s.Approval, keySuffix == ""); err != nil {
@@ -575,10 +605,17 @@ func (r *run) runStep(ctx workflow.Context, s runbooks.Step, st *StepStatus, key
 	}
 	if err != nil {
 		st.State, st.Error = StepStateFailed, errorMessage(err)
-		return err
+	} else {
+		st.State = StepStateSucceeded
 	}
-	st.State = StepStateSucceeded
-	return nil
+	if r.isShadow() && keySuffix == "" && s.Action != runbooks.ActionSleep {
+		if planned, _ := st.Output["dryRun"].(bool); planned {
+			r.plannedShadow(ctx, s, params)
+		} else {
+			r.readOnlyDone(*st)
+		}
+	}
+	return err
 }
 
 // sleep is a durable timer: it survives worker and server restarts.

@@ -119,8 +119,9 @@ func (r *recorder) audit(t *testing.T, action string) domain.AuditEvent {
 // newEnv returns a test environment in which the step kind http.request and
 // the audit activity are registered by name, exactly as the worker registers
 // them, and mocked: steps are answered by handle (nil = succeed with no
-// output), audit events are recorded.
-func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, *recorder) {
+// output), audit events are recorded. kinds are more step kinds to
+// register (a test mocks them).
+func newEnv(t *testing.T, handle stepFunc, kinds ...string) (*testsuite.TestWorkflowEnvironment, *recorder) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	// The SDK's logs (e.g. every failed attempt) go to the test's output,
@@ -133,6 +134,11 @@ func newEnv(t *testing.T, handle stepFunc) (*testsuite.TestWorkflowEnvironment, 
 	env.RegisterActivityWithOptions(func(context.Context, step.Request) (step.Result, error) {
 		return step.Result{}, errors.New("the real step must not run in unit tests")
 	}, activity.RegisterOptions{Name: httpActivity})
+	for _, kind := range kinds {
+		env.RegisterActivityWithOptions(func(context.Context, step.Request) (step.Result, error) {
+			return step.Result{}, errors.New("the real step must not run in unit tests")
+		}, activity.RegisterOptions{Name: step.ActivityName(kind)})
+	}
 	for _, name := range []string{workflows.AuditActivity, workflows.RecordActivity, workflows.RunFinishedActivity} {
 		env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error {
 			return errors.New("the real audit recorder and safety state must not run in unit tests")

@@ -143,7 +143,7 @@ func Specs(opts Options) []step.Spec {
 		},
 		{
 			Kind:       KindGet,
-			Summary:    "Read a workload's state (replicas, available, revision, images, conditions) for later steps and when.",
+			Summary:    "Read a workload's state (replicas, available, revision, images, conditions, restartedAt) for later steps and when.",
 			Params:     with(),
 			Credential: CredentialKubernetes, Executor: step.ExecutorFunc(k.get),
 		},

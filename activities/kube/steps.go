@@ -507,6 +507,9 @@ func (k kinds) get(ctx context.Context, req step.Request) (step.Result, error) {
 		"rolloutComplete":   r.done,
 		"images":            images(w.template.Spec),
 		"generation":        w.meta.Generation,
+		// A person's `kubectl rollout restart` shows here: a shadow run
+		// compares it before and after its watch.
+		"restartedAt": w.template.Annotations[AnnotationRestartedAt],
 	}
 	if w.dep != nil {
 		rev, _ := strconv.ParseInt(w.meta.Annotations[annotationRevision], 10, 64)

@@ -30,15 +30,18 @@ const (
 	ActionApprovalGranted   = "approval.granted"
 	ActionApprovalRejected  = "approval.rejected"
 	ActionApprovalTimedOut  = "approval.timed_out"
-	ActionApprovalSkipped   = "approval.skipped"         // the alert resolved while waiting (onResolved: finish)
-	ActionRunLaunched       = "run.launched"             // a person launched a run (API)
-	ActionRunPlanned        = "run.planned"              // a person asked for a dry-run plan
-	ActionRunCancelRequest  = "run.cancel_requested"     // a person asked to cancel a run
-	ActionAuthDenied        = "auth.denied"              // an API request was refused (401/403)
-	ActionRunbookReload     = "runbook.reload_requested" // a person asked to re-read the runbooks
-	ActionBreakerReset      = "breaker.reset"            // an admin closed a runbook's circuit breaker
-	ActionTargetWaiting     = "target.waiting"           // a run waits for another run to release its target
-	ActionTargetAcquired    = "target.acquired"          // a waiting run took its target
+	ActionApprovalSkipped   = "approval.skipped"          // the alert resolved while waiting (onResolved: finish)
+	ActionRunLaunched       = "run.launched"              // a person launched a run (API)
+	ActionRunPlanned        = "run.planned"               // a person asked for a dry-run plan
+	ActionRunCancelRequest  = "run.cancel_requested"      // a person asked to cancel a run
+	ActionAuthDenied        = "auth.denied"               // an API request was refused (401/403)
+	ActionRunbookReload     = "runbook.reload_requested"  // a person asked to re-read the runbooks
+	ActionBreakerReset      = "breaker.reset"             // an admin closed a runbook's circuit breaker
+	ActionTargetWaiting     = "target.waiting"            // a run waits for another run to release its target
+	ActionTargetAcquired    = "target.acquired"           // a waiting run took its target
+	ActionShadowEvidence    = "shadow.evidence"           // what a shadow run would have done, and what happened instead
+	ActionRunbookPromoted   = "runbook.promoted"          // an admin promoted a runbook a rung up the trust ladder
+	ActionPromotionRefused  = "runbook.promotion_refused" // a promotion below the evidence threshold, without an override
 
 	ActionCredentialIssued       = "credential.issued"
 	ActionCredentialRevoked      = "credential.revoked"

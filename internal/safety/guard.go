@@ -144,11 +144,24 @@ type activeRun struct {
 	Global bool `json:"global,omitempty"`
 }
 
-func runbookKey(name string) string { return "runbook." + name }
+// A shadow runbook keeps its own state under shadowSpace: its runs count
+// against its own limits only, as if it acted, and a promoted runbook
+// starts with a clean slate instead of meeting its shadow runs' cooldowns
+// and rate limits.
+const shadowSpace = "shadow."
 
-func cooldownKey(runbook, incident string) string {
+func space(rb *runbooks.Runbook) string {
+	if rb.Spec.Safety.Shadow() {
+		return shadowSpace
+	}
+	return ""
+}
+
+func runbookKey(space, name string) string { return space + "runbook." + name }
+
+func cooldownKey(space, runbook, incident string) string {
 	sum := sha256.Sum256([]byte(incident))
-	return "cooldown." + runbook + "." + hex.EncodeToString(sum[:12])
+	return space + "cooldown." + runbook + "." + hex.EncodeToString(sum[:12])
 }
 
 // Admit decides whether a new run of rb for incidentKey may start now and,
@@ -158,7 +171,8 @@ func cooldownKey(runbook, incident string) string {
 func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.AlertEvent, incidentKey, workflowID string) (Admission, error) {
 	s := g.effective(rb.Spec.Safety)
 	now := g.now().UTC()
-	if cool, err := g.cooling(ctx, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
+	sp := space(rb)
+	if cool, err := g.cooling(ctx, sp, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
 		return deref(cool), err
 	}
 	if (s.RespectSilences || g.cfg.Alertmanager.CheckSilences) && alert != nil && g.Silences != nil {
@@ -180,7 +194,7 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 	var adm Admission
 	var again bool
 	global := g.cfg.MaxConcurrentRuns > 0
-	err = g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+	err = g.update(ctx, runbookKey(sp, rb.Name()), func(st *runbookState) bool {
 		again = false
 		st.trim(now, s)
 		if a, ok := st.Active[workflowID]; ok {
@@ -254,7 +268,7 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 	// The places below are taken one document at a time; a refusal gives
 	// back what this admission took before it.
 	undo := func(refused Admission) (Admission, error) {
-		if err := g.Release(ctx, rb.Name(), workflowID); err != nil {
+		if _, err := g.release(ctx, sp, rb.Name(), workflowID); err != nil {
 			return Admission{}, err
 		}
 		return refused, nil
@@ -263,13 +277,26 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		// The incident's last run may have finished between the cooldown
 		// check above and the reservation: Finished starts the cooldown
 		// before it frees the run's place, so it shows now.
-		if cool, err := g.cooling(ctx, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
+		if cool, err := g.cooling(ctx, sp, rb.Name(), incidentKey, s, now); err != nil || cool != nil {
 			if err != nil {
 				_, _ = undo(Admission{})
 				return Admission{}, err
 			}
 			return undo(*cool)
 		}
+	}
+	if sp == shadowSpace {
+		// A shadow run takes no place from real runs: it only learns
+		// whether a real run would have found one.
+		refused, err := g.peek(ctx, rb, workflowID, target, &adm)
+		if err != nil || refused != nil {
+			if err != nil {
+				_, _ = undo(Admission{})
+				return Admission{}, err
+			}
+			return undo(*refused)
+		}
+		return adm, nil
 	}
 	if limit := g.cfg.MaxConcurrentRuns; limit > 0 && !again {
 		var refused *Admission
@@ -311,7 +338,7 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 				adm.Check, adm.Reason = CheckTargetLocked, busy+fmt.Sprintf(": the run waits up to %s for it before acting", lock.MaxWait)
 			}
 			// Remembered for a redelivery: the run must start the same way.
-			if err := g.update(ctx, runbookKey(rb.Name()), func(st *runbookState) bool {
+			if err := g.update(ctx, runbookKey(sp, rb.Name()), func(st *runbookState) bool {
 				a, ok := st.Active[workflowID]
 				if !ok {
 					return false
@@ -327,12 +354,64 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 	return adm, nil
 }
 
+// peek decides a shadow admission's places shared with real runs — the
+// global concurrency limit and the target — without taking them. It
+// returns the refusal a real run would have met, or notes in adm what it
+// would have waited for.
+func (g *Guard) peek(ctx context.Context, rb *runbooks.Runbook, workflowID, target string, adm *Admission) (*Admission, error) {
+	if limit := g.cfg.MaxConcurrentRuns; limit > 0 {
+		st, _, err := g.read(ctx, globalKey)
+		if err != nil {
+			return nil, err
+		}
+		st.trim(g.now().UTC(), runbooks.Safety{})
+		if len(st.Active) >= limit {
+			return &Admission{Check: CheckGlobalConcurrency, Reason: fmt.Sprintf("%d alert-triggered runs are going across all runbooks (safety.maxConcurrentRuns %d): a real run would not start", len(st.Active), limit)}, nil
+		}
+	}
+	if target == "" {
+		return nil, nil
+	}
+	holder, err := g.TargetHolder(ctx, target)
+	if err != nil || holder == nil || holder.WorkflowID == workflowID {
+		return nil, err
+	}
+	busy := fmt.Sprintf("target %q is held by run %s (runbook %s) since %s", target, holder.WorkflowID, holder.Runbook, holder.Since.Format(time.RFC3339))
+	if rb.Spec.Safety.LockPolicy().OnBusy == runbooks.TargetBusySuppress {
+		return &Admission{Check: CheckTargetLocked, Reason: busy}, nil
+	}
+	if adm.Check == "" {
+		adm.Check, adm.Reason = CheckTargetLocked, busy+": a real run would wait for it before acting"
+	}
+	return nil, nil
+}
+
+// TargetHolder returns the run holding target, or nil when none does (or
+// its holder is stale).
+func (g *Guard) TargetHolder(ctx context.Context, target string) (*TargetHolder, error) {
+	e, err := g.kv.Get(ctx, targetKey(target))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read target lock: %w", err)
+	}
+	var cur TargetHolder
+	if err := json.Unmarshal(e.Value(), &cur); err != nil {
+		return nil, fmt.Errorf("target lock for %q is corrupt: %w", target, err)
+	}
+	if g.now().Sub(cur.Since) >= staleActiveEntries {
+		return nil, nil
+	}
+	return &cur, nil
+}
+
 // cooling returns the refusal of an incident still in its cooldown, or nil.
-func (g *Guard) cooling(ctx context.Context, runbook, incidentKey string, s runbooks.Safety, now time.Time) (*Admission, error) {
+func (g *Guard) cooling(ctx context.Context, space, runbook, incidentKey string, s runbooks.Safety, now time.Time) (*Admission, error) {
 	if s.Cooldown <= 0 {
 		return nil, nil
 	}
-	e, err := g.kv.Get(ctx, cooldownKey(runbook, incidentKey))
+	e, err := g.kv.Get(ctx, cooldownKey(space, runbook, incidentKey))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -436,9 +515,18 @@ func (g *Guard) releaseTarget(ctx context.Context, target, workflowID string) er
 // Release gives back an admission that started nothing (the alert joined
 // a run already going, or a later check refused it).
 func (g *Guard) Release(ctx context.Context, runbook, workflowID string) error {
+	found, err := g.release(ctx, "", runbook, workflowID)
+	if err != nil || found {
+		return err
+	}
+	_, err = g.release(ctx, shadowSpace, runbook, workflowID)
+	return err
+}
+
+func (g *Guard) release(ctx context.Context, space, runbook, workflowID string) (bool, error) {
 	var a activeRun
 	var found bool
-	err := g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
+	err := g.update(ctx, runbookKey(space, runbook), func(st *runbookState) bool {
 		a, found = st.Active[workflowID]
 		if !found {
 			return false
@@ -453,9 +541,9 @@ func (g *Guard) Release(ctx context.Context, runbook, workflowID string) error {
 		return true
 	})
 	if err != nil || !found {
-		return err
+		return found, err
 	}
-	return g.freePlaces(ctx, a, workflowID)
+	return true, g.freePlaces(ctx, a, workflowID)
 }
 
 // freePlaces gives back what a run held outside its runbook's document.
@@ -476,10 +564,20 @@ func (g *Guard) freePlaces(ctx context.Context, a activeRun, workflowID string) 
 // incident's cooldown and counts a failure towards the circuit breaker.
 // It is idempotent: a run not (or no longer) admitted changes nothing.
 func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome string, at time.Time) error {
+	found, err := g.finished(ctx, "", runbook, workflowID, outcome, at)
+	if err != nil || found {
+		return err
+	}
+	// Not a real run's: a shadow run's, or none (a manual launch).
+	_, err = g.finished(ctx, shadowSpace, runbook, workflowID, outcome, at)
+	return err
+}
+
+func (g *Guard) finished(ctx context.Context, space, runbook, workflowID, outcome string, at time.Time) (bool, error) {
 	var done activeRun
 	var found, cooled bool
 	var coolErr error
-	err := g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
+	err := g.update(ctx, runbookKey(space, runbook), func(st *runbookState) bool {
 		coolErr = nil
 		done, found = st.Active[workflowID]
 		if !found {
@@ -489,7 +587,7 @@ func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome strin
 		// that finds the place free then finds the cooldown too.
 		if done.Cooldown > 0 && !cooled {
 			until, _ := json.Marshal(at.UTC().Add(done.Cooldown))
-			if _, err := g.kv.Put(ctx, cooldownKey(runbook, done.IncidentKey), until); err != nil {
+			if _, err := g.kv.Put(ctx, cooldownKey(space, runbook, done.IncidentKey), until); err != nil {
 				coolErr = fmt.Errorf("start cooldown: %w", err)
 				return false
 			}
@@ -515,9 +613,9 @@ func (g *Guard) Finished(ctx context.Context, runbook, workflowID, outcome strin
 		err = coolErr
 	}
 	if err != nil || !found {
-		return err
+		return found, err
 	}
-	return g.freePlaces(ctx, done, workflowID)
+	return true, g.freePlaces(ctx, done, workflowID)
 }
 
 // BreakerState is a runbook's circuit breaker as shown to people.
@@ -536,7 +634,7 @@ type BreakerState struct {
 
 // State reads a runbook's state.
 func (g *Guard) State(ctx context.Context, runbook string) (BreakerState, error) {
-	st, _, err := g.read(ctx, runbookKey(runbook))
+	st, _, err := g.read(ctx, runbookKey("", runbook))
 	if err != nil {
 		return BreakerState{}, err
 	}
@@ -554,7 +652,7 @@ func (g *Guard) State(ctx context.Context, runbook string) (BreakerState, error)
 // reports whether the breaker was open.
 func (g *Guard) Reset(ctx context.Context, runbook string) (bool, error) {
 	var was bool
-	err := g.update(ctx, runbookKey(runbook), func(st *runbookState) bool {
+	err := g.update(ctx, runbookKey("", runbook), func(st *runbookState) bool {
 		was = !st.OpenSince.IsZero()
 		st.OpenSince, st.Failures = time.Time{}, nil
 		return true

@@ -1,0 +1,189 @@
+package workflows_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/workflows"
+)
+
+const shadowRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: restart-web, owner: team-web}
+spec:
+  trigger:
+    matchers: ['alertname="WebDown"']
+    incidentKey: '{{ .Labels.namespace }}/{{ .Labels.service }}'
+  params:
+    namespace: {fromLabel: namespace, required: true, type: dnsLabel}
+    service: {fromLabel: service, required: true, type: k8sName}
+  safety:
+    mode: shadow
+    shadowWindow: 20m
+    approval: {required: true}
+  steps:
+    - {name: before, action: kubernetes.get, with: {namespace: '{{ .Params.namespace }}', name: '{{ .Params.service }}'}}
+    - {name: restart, action: kubernetes.restart, with: {namespace: '{{ .Params.namespace }}', name: '{{ .Params.service }}'}}
+    - {name: verify, action: http.request, with: {url: 'http://web.shop/healthz'}}
+`
+
+// workload is a fake Deployment the kubernetes.get mock reads; a test
+// changes it as a person would.
+type workload struct {
+	mu  sync.Mutex
+	out map[string]any
+}
+
+func (w *workload) get() map[string]any {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := map[string]any{}
+	for k, v := range w.out {
+		c[k] = v
+	}
+	return c
+}
+
+func (w *workload) set(k string, v any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out[k] = v
+}
+
+// shadowEnv registers the kubernetes kinds: get reads the fake workload,
+// restart answers as the activity adapter answers a planned step (the
+// mock fails the test if it is asked to act).
+func shadowEnv(t *testing.T, w *workload) (*testsuite.TestWorkflowEnvironment, *recorder) {
+	env, rec := newEnv(t, nil, "kubernetes.get", "kubernetes.restart")
+	get, restart := step.ActivityName("kubernetes.get"), step.ActivityName("kubernetes.restart")
+	env.OnActivity(get, mock.Anything, mock.Anything).Return(func(_ context.Context, req step.Request) (step.Result, error) {
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, req)
+		rec.mu.Unlock()
+		return step.Result{Output: w.get()}, nil
+	}).Maybe()
+	env.OnActivity(restart, mock.Anything, mock.Anything).Return(func(_ context.Context, req step.Request) (step.Result, error) {
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, req)
+		rec.mu.Unlock()
+		if !req.DryRun {
+			t.Errorf("a shadow run asked kubernetes.restart to act: %+v", req)
+		}
+		return step.Result{Output: map[string]any{"dryRun": true}}, nil
+	}).Maybe()
+	return env, rec
+}
+
+func TestShadowRun(t *testing.T) {
+	tests := []struct {
+		name        string
+		during      func(w *workload) // what a person does 5 minutes in
+		resolveAt   time.Duration     // 0: the alert never resolves
+		wantVerdict string
+		wantChange  string
+		wantEnd     time.Duration // when the watch ended, after the start
+	}{
+		{name: "resolved on its own", resolveAt: 7 * time.Minute, wantVerdict: workflows.VerdictResolvedOnItsOwn, wantEnd: 7 * time.Minute},
+		{name: "a person restarted it", during: func(w *workload) { w.set("restartedAt", "2026-11-24T09:05:00Z") },
+			resolveAt: 9 * time.Minute, wantVerdict: workflows.VerdictAgreed, wantChange: workflows.ChangeRestarted, wantEnd: 9 * time.Minute},
+		{name: "a person scaled it", during: func(w *workload) { w.set("replicas", float64(5)) },
+			resolveAt: 9 * time.Minute, wantVerdict: workflows.VerdictDisagreed, wantChange: workflows.ChangeScaled, wantEnd: 9 * time.Minute},
+		{name: "nobody acted and it still fires", wantVerdict: workflows.VerdictUnresolved, wantEnd: 20 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &workload{out: map[string]any{"replicas": float64(2), "generation": float64(3), "revision": float64(3), "images": []any{"web:1"}, "restartedAt": ""}}
+			env, rec := shadowEnv(t, w)
+			alert := firing()
+			if tt.during != nil {
+				env.RegisterDelayedCallback(func() { tt.during(w) }, 5*time.Minute)
+			}
+			if tt.resolveAt > 0 {
+				env.RegisterDelayedCallback(func() {
+					env.SignalWorkflow(workflows.SignalAlert, resolvedOf(alert, t0.Add(tt.resolveAt)))
+				}, tt.resolveAt)
+			}
+			st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, shadowRunbook), IncidentKey: "shop/web", Alert: alert})
+			require.NoError(t, err)
+			require.Equal(t, workflows.RunStateSucceeded, st.State)
+			require.True(t, st.Shadow)
+			require.True(t, st.DryRun)
+			// The read-only steps ran, the restart was only planned (the
+			// mock fails the test otherwise), and its workload was read
+			// before and after the watch.
+			require.Equal(t, []string{"before", "restart", "restart#before", "verify", "restart#after"}, rec.steps())
+			ev := st.Evidence
+			require.NotNil(t, ev)
+			require.Equal(t, tt.wantVerdict, ev.Verdict, ev.Summary)
+			require.Len(t, ev.Planned, 1)
+			require.Equal(t, "shop/web", ev.Planned[0].Target)
+			require.Equal(t, map[string]any{"namespace": "shop", "name": "web"}, ev.Planned[0].Params)
+			require.Equal(t, []string{"run"}, ev.Approvals, "a real run would have asked for the runbook's approval")
+			require.Equal(t, "passed", ev.Verify)
+			require.Equal(t, tt.resolveAt > 0, ev.Resolved)
+			if tt.wantChange != "" {
+				require.Len(t, ev.Changes, 1)
+				require.Equal(t, tt.wantChange, ev.Changes[0].Change)
+			} else {
+				require.Empty(t, ev.Changes)
+			}
+			// The watch ends at the resolution, else at the window.
+			require.Equal(t, t0.Add(tt.wantEnd), env.Now().UTC().Truncate(time.Second), "the run ends when its watch does")
+			if tt.resolveAt > 0 {
+				require.Equal(t, tt.resolveAt.String(), ev.ResolvedAfter)
+			}
+
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			var evidence *domain.AuditEvent
+			for i, a := range rec.audits {
+				if a.Action == domain.ActionShadowEvidence {
+					evidence = &rec.audits[i]
+				}
+			}
+			require.NotNil(t, evidence, "the evidence is audited")
+			require.Equal(t, tt.wantVerdict, evidence.Outcome)
+			require.Equal(t, "true", evidence.Detail["wouldAct"])
+			require.Equal(t, "restart:kubernetes.restart shop/web", evidence.Detail["planned"])
+			for _, a := range rec.audits {
+				require.NotEqual(t, domain.ActionApprovalRequested, a.Action, "a shadow run never waits for people")
+			}
+		})
+	}
+}
+
+func TestClassifyChange(t *testing.T) {
+	base := map[string]any{"replicas": float64(2), "generation": float64(3), "revision": float64(3), "images": []any{"web:1"}, "restartedAt": ""}
+	with := func(k string, v any) map[string]any {
+		c := map[string]any{}
+		for key, val := range base {
+			c[key] = val
+		}
+		c[k] = v
+		// Every change a person makes to the spec bumps the generation.
+		c["generation"] = float64(4)
+		return c
+	}
+	for _, tt := range []struct {
+		after map[string]any
+		want  string
+	}{
+		{base, ""},
+		{with("restartedAt", "2026-11-24T09:05:00Z"), workflows.ChangeRestarted},
+		{with("replicas", float64(3)), workflows.ChangeScaled},
+		{with("images", []any{"web:0"}), workflows.ChangeRolled},
+		{with("revision", float64(4)), workflows.ChangeRolled},
+		{with("generation", float64(4)), workflows.ChangeOther},
+	} {
+		got, _ := workflows.ClassifyChange(base, tt.after)
+		require.Equal(t, tt.want, got, "%v", tt.after)
+	}
+}
