@@ -26,6 +26,7 @@ import (
 	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -117,6 +118,8 @@ type Server struct {
 
 	// Metrics serves GET /metrics (Prometheus); nil = 404.
 	Metrics http.Handler
+	// Trust is how much evidence a promotion needs.
+	Trust trust.Policy
 	// Safety reads and resets runbooks' circuit breakers; nil = none.
 	Safety SafetyControl
 	// Failed lists and retries parked alerts; nil = 501.
@@ -159,6 +162,8 @@ func (s *Server) Routes() []Route {
 		{Method: "POST", Path: "/v1/runbooks/reload", Role: auth.RoleAdmin, Summary: "re-read the runbook directory now", handler: s.reloadRunbooks},
 		{Method: "GET", Path: "/v1/runbooks/{name}", Role: auth.RoleViewer, Summary: "one runbook with recent runs and success rate", handler: s.getRunbook},
 		{Method: "POST", Path: "/v1/runbooks/{name}/launch", Role: auth.RoleOperator, Summary: "launch a run, or get its plan with dryRun", handler: s.launch},
+		{Method: "GET", Path: "/v1/runbooks/{name}/evidence", Role: auth.RoleViewer, Summary: "the runbook's trust evidence", handler: s.getEvidence},
+		{Method: "POST", Path: "/v1/runbooks/{name}/promote", Role: auth.RoleAdmin, Summary: "promote the runbook up the trust ladder", handler: s.promote},
 		{Method: "POST", Path: "/v1/runbooks/{name}/breaker/reset", Role: auth.RoleAdmin, Summary: "close the runbook's circuit breaker", handler: s.resetBreaker},
 		{Method: "GET", Path: "/v1/audit", Role: auth.RoleViewer, Summary: "audit records", handler: s.listAudit},
 		{Method: "GET", Path: "/v1/audit/verify", Role: auth.RoleViewer, Summary: "verify the audit hash chain", handler: s.verifyAudit},

@@ -628,3 +628,23 @@ func (fakeFailed) Retry(_ context.Context, id string) (triggers.FailedAlert, err
 	}
 	return parked, nil
 }
+
+// shadowMode puts the fixture's runbook name in shadow mode (a copy: the
+// shared set stays as it is).
+func shadowMode(t testing.TB, fx *fixture, name string) {
+	t.Helper()
+	_, set, err := loadRunbooks()
+	require.NoError(t, err)
+	var rbs []*runbooks.Runbook
+	for _, rb := range set.All() {
+		if rb.Name() == name {
+			c := *rb
+			c.Spec.Safety.Mode = runbooks.ModeShadow
+			rb = &c
+		}
+		rbs = append(rbs, rb)
+	}
+	shadowSet, err := runbooks.NewSet(rbs...)
+	require.NoError(t, err)
+	fx.srv.Runbooks = triggers.StaticRunbooks{Set: shadowSet}
+}

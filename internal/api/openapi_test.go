@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/api"
+	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
@@ -223,6 +224,16 @@ func TestResponsesMatchSpec(t *testing.T) {
 	withHeader := func(r request, k, v string) request { r.header = map[string]string{k: v}; return r }
 	plain := func(r request) request { return withHeader(r, "Content-Type", "text/plain") }
 	auditDown := func(fx *fixture) { fx.audit.err = io.ErrUnexpectedEOF }
+	// Two shadow runs of a runbook in shadow mode: one agreed with a
+	// person, one resolved on its own — below the default threshold.
+	shadowEvidence := func(fx *fixture) {
+		shadowMode(t, fx, "restart-crashlooping")
+		for i, verdict := range []string{"agreed", "resolved_on_its_own"} {
+			fx.audit.recs = append(fx.audit.recs, audit.Record{Seq: int64(1000 + i), Event: domain.AuditEvent{
+				Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", Outcome: verdict, Time: time.Now().Add(-time.Hour),
+				WorkflowID: "salve/restart-crashlooping/shop/api", Detail: map[string]string{"wouldAct": "true", "summary": verdict}}})
+		}
+	}
 
 	cases := []apiCase{
 		// Public.
@@ -392,6 +403,15 @@ func TestResponsesMatchSpec(t *testing.T) {
 		{name: "breaker reset no reason", request: post("/v1/runbooks/restart-crashlooping/breaker/reset", `{}`), role: "admin", code: 400},
 		{name: "breaker reset by operator", request: post("/v1/runbooks/restart-crashlooping/breaker/reset", `{"reason":"x"}`), role: "operator", code: 403},
 		{name: "breaker reset unknown runbook", request: post("/v1/runbooks/nope/breaker/reset", `{"reason":"x"}`), role: "admin", code: 404},
+		{name: "evidence", request: get("/v1/runbooks/restart-crashlooping/evidence"), role: "viewer", code: 200, setup: shadowEvidence},
+		{name: "evidence unknown runbook", request: get("/v1/runbooks/nope/evidence"), role: "viewer", code: 404},
+		{name: "evidence store down", request: get("/v1/runbooks/restart-crashlooping/evidence"), role: "viewer", code: 503, setup: auditDown},
+		{name: "promote below threshold", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "admin", code: 409, valid: true, setup: shadowEvidence},
+		{name: "promote with override", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve","override":true,"reason":"reviewed by the SRE lead"}`), role: "admin", code: 200, valid: true, setup: shadowEvidence},
+		{name: "promote override without reason", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve","override":true}`), role: "admin", code: 400},
+		{name: "promote to a bad rung", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"yolo"}`), role: "admin", code: 400},
+		{name: "promote by operator", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "operator", code: 403},
+		{name: "promote store down", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "admin", code: 503, setup: auditDown},
 		{name: "stats window", request: get("/v1/stats?since=2026-11-01T00:00:00Z&until=2026-11-24T00:00:00Z"), role: "viewer", code: 200},
 		{name: "stats bad since", request: get("/v1/stats?since=lately"), role: "viewer", code: 400},
 		{name: "stats store down", request: get("/v1/stats"), role: "viewer", code: 503, setup: auditDown},

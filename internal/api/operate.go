@@ -199,11 +199,7 @@ func (s *Server) record(ctx context.Context, ev domain.AuditEvent) {
 	if s.Recorder == nil {
 		return
 	}
-	ev.ID = "api/" + ev.Action + "/" + randomHex(12)
-	ev.Time = time.Now().UTC()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.Recorder.Record(ctx, ev); err != nil {
+	if err := s.recordOrFail(ctx, ev); err != nil {
 		s.Log.Error("audit API action", "action", ev.Action, "error", err)
 	}
 }

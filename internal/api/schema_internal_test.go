@@ -14,6 +14,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -45,6 +46,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		"CancelRequest": runs.CancelRequest{}, "CancelResult": runs.CancelResult{}, "RunbookStats": runs.RunbookStats{},
 		"Status": workflows.Status{}, "StepStatus": workflows.StepStatus{}, "AlertRef": workflows.AlertRef{},
 		"ApprovalWait": workflows.ApprovalWait{}, "ApprovalRecord": workflows.ApprovalRecord{},
+		"Evidence": workflows.Evidence{}, "TrustSummary": trust.Summary{}, "TrustPolicy": trust.Policy{},
 		"Plan": runbooks.Plan{}, "PlannedStep": runbooks.PlannedStep{}, "PlannedApproval": runbooks.PlannedApproval{},
 		"PlannedCredential": runbooks.PlannedCredential{}, "SafetyCheck": runbooks.SafetyCheck{},
 		"Runbook": runbooks.Runbook{}, "RunbookMetadata": runbooks.Metadata{}, "RunbookSpec": runbooks.Spec{},

@@ -111,6 +111,7 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 		},
 	}
 	srv.Safety = c.guard
+	srv.Trust = fc.Trust
 	srv.Failed = c.failed
 	if srv.Sessions, err = auth.OpenSessions(ctx, js, cfg.StreamReplicas); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/internal/trust"
 )
 
 // FileConfig is the part of Salve's configuration that does not fit on a
@@ -37,6 +38,9 @@ type FileConfig struct {
 	// concurrent runs across runbooks, defaults for runbooks, maintenance
 	// windows and Alertmanager silences.
 	Safety safety.Config `yaml:"safety"`
+	// Trust is how much evidence promoting a runbook up the trust ladder
+	// (shadow → approve → enforce) needs.
+	Trust trust.Policy `yaml:"trust"`
 	// Egress limits the hosts http.request and prometheus.* steps may
 	// call (activities/egress): CIDRs, IPs, host names, *.domain.
 	Egress struct {
@@ -91,6 +95,9 @@ func LoadFileConfig(path string) (FileConfig, error) {
 	}
 	if err := c.Safety.Validate(); err != nil {
 		return c, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	if err := c.Trust.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)

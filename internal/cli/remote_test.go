@@ -169,6 +169,9 @@ func TestLaunchUsageErrors(t *testing.T) {
 		{[]string{"runs", "show"}, "salve runs show takes 1 argument(s), got 0; usage: salve runs show RUN [flags]"},
 		{[]string{"approve", "a", "b", "--reason", "x"}, "usage: salve approve RUN --reason TEXT [flags]"},
 		{[]string{"runs", "list", "extra"}, `unknown command "extra" for "salve runs list"`},
+		{[]string{"runbook", "promote", "r", "--to", "yolo"}, `--to: want approve or enforce, got "yolo"`},
+		{[]string{"runbook", "promote", "r", "--to", "enforce", "--override"}, "--override needs --reason"},
+		{[]string{"runbook", "promote", "r", "--to", "enforce", "--write"}, "--write needs --file"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, stderr, code := salve(t, tc.args...)

@@ -28,7 +28,8 @@ func newRunbook(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "runbook",
 		Short: "Author runbooks",
 	}
-	cmd.AddCommand(newRunbookList(stdout), newRunbookShow(stdout), newRunbookSchema(stdout), newRunbookTest(stdout, stderr), newRunbookKinds(stdout))
+	cmd.AddCommand(newRunbookList(stdout), newRunbookShow(stdout), newRunbookSchema(stdout), newRunbookTest(stdout, stderr), newRunbookKinds(stdout),
+		newRunbookEvidence(stdout), newRunbookPromote(stdout))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [PATH...]",
 		Short: "Check runbook files strictly; exit 1 on any problem (for pre-commit and CI)",

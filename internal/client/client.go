@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 )
@@ -462,5 +463,20 @@ func (c *Client) Reject(ctx context.Context, workflowID string, req runs.Decisio
 func (c *Client) decide(ctx context.Context, workflowID, verb string, req runs.DecisionRequest) (runs.DecisionResult, error) {
 	var res runs.DecisionResult
 	err := c.do(ctx, http.MethodPost, c.url(nil, "v1", "runs", workflowID, verb), req, &res)
+	return res, err
+}
+
+// Evidence returns a runbook's trust evidence (GET /v1/runbooks/{name}/evidence).
+func (c *Client) Evidence(ctx context.Context, runbook string) (trust.EvidenceAnswer, error) {
+	var res trust.EvidenceAnswer
+	err := c.do(ctx, http.MethodGet, c.url(nil, "v1", "runbooks", runbook, "evidence"), nil, &res)
+	return res, err
+}
+
+// Promote asks to move a runbook up the trust ladder (POST
+// /v1/runbooks/{name}/promote).
+func (c *Client) Promote(ctx context.Context, runbook string, req trust.PromoteRequest) (trust.PromoteAnswer, error) {
+	var res trust.PromoteAnswer
+	err := c.do(ctx, http.MethodPost, c.url(nil, "v1", "runbooks", runbook, "promote"), req, &res)
 	return res, err
 }

@@ -1,0 +1,54 @@
+package runbooks_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/salve-sre/salve/activities"
+	"github.com/salve-sre/salve/runbooks"
+)
+
+const shadowFile = `# yaml-language-server: $schema=schema.json
+# Restart web when it crash-loops.
+apiVersion: salve/v1
+kind: Runbook
+metadata: {name: restart-web}
+spec:
+  safety:
+    mode: shadow # watching first
+    shadowWindow: 20m
+    cooldown: 30m
+  steps:
+    - {name: check, action: http.request, with: {url: "http://svc/health"}}
+`
+
+func TestSetRung(t *testing.T) {
+	reg, err := activities.NewRegistry()
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		src, rung    string
+		wantApproval bool
+	}{
+		{shadowFile, runbooks.RungApprove, true},
+		{shadowFile, runbooks.RungEnforce, false},
+		// No safety section at all: one is added.
+		{"apiVersion: salve/v1\nkind: Runbook\nmetadata: {name: x}\nspec:\n  steps:\n    - {name: check, action: http.request, with: {url: \"http://svc/health\"}}\n", runbooks.RungApprove, true},
+	} {
+		out, err := runbooks.SetRung([]byte(tt.src), tt.rung)
+		require.NoError(t, err)
+		rb, err := runbooks.Parse("x.yaml", out, reg)
+		require.NoError(t, err, "%s", out)
+		require.Equal(t, runbooks.ModeEnforce, rb.Spec.Safety.Mode)
+		require.Zero(t, rb.Spec.Safety.ShadowWindow)
+		require.Equal(t, tt.wantApproval, rb.Spec.Safety.Approval != nil && rb.Spec.Safety.Approval.Required, "%s", out)
+		if tt.src == shadowFile {
+			require.Contains(t, string(out), "# Restart web when it crash-loops.", "comments are kept")
+			require.Equal(t, "30m0s", rb.Spec.Safety.Cooldown.String(), "the rest of the file is kept")
+		}
+	}
+	_, err = runbooks.SetRung([]byte(shadowFile), "shadow")
+	require.ErrorContains(t, err, "want approve or enforce")
+	_, err = runbooks.SetRung([]byte("- a\n- b\n"), runbooks.RungEnforce)
+	require.ErrorContains(t, err, "not a runbook")
+}
