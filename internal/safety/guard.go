@@ -79,7 +79,7 @@ type Admission struct {
 
 // Guard decides admissions against the shared state.
 type Guard struct {
-	kv  jetstream.KeyValue
+	kv  Store
 	now func() time.Time
 	cfg Config
 	// Silences, when set, is asked before runs of runbooks that respect
@@ -108,7 +108,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Guard, er
 	if err != nil {
 		return nil, fmt.Errorf("safety state bucket %s: %w", Bucket, err)
 	}
-	return &Guard{kv: kv, now: time.Now}, nil
+	return NewGuard(kv, time.Now), nil
 }
 
 // runbookState is one runbook's document (and, under globalKey, the

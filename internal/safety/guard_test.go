@@ -18,6 +18,11 @@ import (
 
 func openGuard(t *testing.T) (*safety.Guard, func() *safety.Guard) {
 	t.Helper()
+	if onMemoryStore {
+		store := safety.NewMemoryStore()
+		open := func() *safety.Guard { return safety.NewGuard(store, nil) }
+		return open(), open
+	}
 	ns, err := devnats.Start(devnats.Options{StoreDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(ns.Stop)
