@@ -177,6 +177,9 @@ type Trigger struct {
 	// Failed parks alerts no retry can fix. Nil: such an alert is only
 	// audited (trigger.failed) and cannot be retried from the API.
 	Failed FailedStore
+	// Now is the clock decisions are stamped with; nil = time.Now. A
+	// simulation (salve backtest) sets its simulated clock.
+	Now func() time.Time
 
 	told toldRuns // what each run was told (MaxToldPerRun)
 }
@@ -245,7 +248,7 @@ func (t *Trigger) parts(in *Inbound) []part {
 // after it (started or joined), so later repeats in the same batch can
 // join it in one signal.
 func (t *Trigger) handleOne(ctx context.Context, p part) (running bool, err error) {
-	ev, rb, now := p.in.Event, p.rb, time.Now().UTC()
+	ev, rb, now := p.in.Event, p.rb, t.now()
 	if rb == nil {
 		if p.in.OnlyRunbook != "" {
 			// A retry for a runbook that no longer matches (or exists).
@@ -275,7 +278,7 @@ func (t *Trigger) handleOne(ctx context.Context, p part) (running bool, err erro
 // fail parks a part no retry can fix and audits why. Its errors (the
 // store or the audit stream unavailable) are retryable.
 func (t *Trigger) fail(ctx context.Context, p part, cause error) error {
-	ev, now := p.in.Event, time.Now().UTC()
+	ev, now := p.in.Event, t.now()
 	runbook, hash := p.in.OnlyRunbook, ""
 	if p.rb != nil {
 		runbook, hash = p.rb.Name(), p.rb.Hash
@@ -454,6 +457,14 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	return true, err
 }
 
+// now is the time decisions are stamped with, in UTC.
+func (t *Trigger) now() time.Time {
+	if t.Now != nil {
+		return t.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
 // decided counts a decision whose audit record was stored (err == nil): a
 // redelivery after a failed record is counted once, when it succeeds.
 func (t *Trigger) decided(runbook, decision string, err error) error {
@@ -543,7 +554,7 @@ func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (bool, e
 	for _, ev := range skip {
 		quiet[ev.ID] = true
 	}
-	now := time.Now().UTC()
+	now := t.now()
 	recs := make([]domain.AuditEvent, 0, len(idx))
 	for _, ev := range evs {
 		rec := domain.AuditEvent{
