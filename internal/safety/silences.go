@@ -47,6 +47,21 @@ type Alertmanager struct {
 // Matching returns the first active silence whose matchers all match
 // labels, or nil.
 func (a *Alertmanager) Matching(ctx context.Context, labels map[string]string) (*Silence, error) {
+	silences, err := a.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range silences {
+		if s.Status.State == "active" && s.matches(labels) {
+			return &silences[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// List returns every silence Alertmanager keeps, expired ones included
+// (for their retention, 5 days by default).
+func (a *Alertmanager) List(ctx context.Context) ([]Silence, error) {
 	u, err := url.JoinPath(a.URL, "/api/v2/silences")
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager url %q: %w", a.URL, err)
@@ -82,13 +97,16 @@ func (a *Alertmanager) Matching(ctx context.Context, labels map[string]string) (
 	if err := json.Unmarshal(body, &silences); err != nil {
 		return nil, fmt.Errorf("GET %s: undecodable answer: %w", u, err)
 	}
-	for i, s := range silences {
-		if s.Status.State == "active" && s.matches(labels) {
-			return &silences[i], nil
-		}
-	}
-	return nil, nil
+	return silences, nil
 }
+
+// Matches reports whether the silence's matchers all match labels, as
+// Alertmanager decides it (whatever the silence's state).
+func (s Silence) Matches(labels map[string]string) bool { return s.matches(labels) }
+
+// ActiveAt reports whether the silence was in force at t, from its start
+// and end times, for a replay of the past (Status.State is the present).
+func (s Silence) ActiveAt(t time.Time) bool { return !t.Before(s.StartsAt) && t.Before(s.EndsAt) }
 
 // matches applies Alertmanager's matcher semantics, with its own matcher
 // type: every matcher must match; a regex is anchored; a missing label is
