@@ -48,11 +48,46 @@ scrape_configs:
 `, strings.Join(targets, ", "))
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	p := runPrometheus(t, bin, cfgPath, filepath.Join(dir, "data"))
+	p.targets = len(targets)
+	return p
+}
+
+// StartPrometheusOn runs Prometheus, scraping nothing, on an existing
+// TSDB directory (e.g. one BackfillPrometheus made), and stops it when
+// the test ends.
+func StartPrometheusOn(t testing.TB, dataDir string) *Prometheus {
+	t.Helper()
+	bin := Binary(t, "prometheus", prometheusInstall)
+	cfgPath := filepath.Join(t.TempDir(), "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("global:\n  evaluation_interval: 1m\n"), 0o600))
+	return runPrometheus(t, bin, cfgPath, dataDir)
+}
+
+// BackfillPrometheus writes OpenMetrics text (samples with timestamps,
+// ending in "# EOF") into a new TSDB directory with promtool tsdb
+// create-blocks-from openmetrics, and returns the directory.
+func BackfillPrometheus(t testing.TB, openMetrics []byte) string {
+	t.Helper()
+	bin := Binary(t, "promtool", prometheusInstall)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "input.om")
+	require.NoError(t, os.WriteFile(in, openMetrics, 0o600))
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(bin, "tsdb", "create-blocks-from", "openmetrics", in, data).CombinedOutput()
+	require.NoError(t, err, "promtool tsdb create-blocks-from openmetrics: %s", out)
+	return data
+}
+
+// runPrometheus starts Prometheus with a config and a TSDB directory and
+// waits until it is ready.
+func runPrometheus(t testing.TB, bin, cfgPath, dataDir string) *Prometheus {
+	t.Helper()
 	port := FreePort(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--storage.tsdb.path="+dataDir,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 		"--log.level=warn",
 	)
@@ -65,7 +100,7 @@ scrape_configs:
 			t.Logf("prometheus log:\n%s", logs.String())
 		}
 	})
-	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port), targets: len(targets)}
+	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(p.URL + "/-/ready")
 		if err != nil {
