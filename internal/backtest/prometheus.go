@@ -96,6 +96,9 @@ func (p *Prometheus) Occurrences(ctx context.Context, start, end time.Time) ([]O
 	if !end.After(start) {
 		return nil, errors.New("the time range is empty: end must be after start")
 	}
+	// Steps on whole multiples of the step since the epoch, as rule
+	// evaluations of a regular interval are: start times come out round.
+	start = start.Truncate(step)
 	chunk := step * maxPointsPerQuery
 	total := int((end.Sub(start) + chunk - 1) / chunk)
 	b := NewIntervals(step)

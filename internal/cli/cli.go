@@ -54,6 +54,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
 	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr, raw), newIncident(stdout), newRunbook(stdout, stderr),
 		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newAlerts(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
+	root.AddCommand(newBacktest(stdout, stderr))
 	return root
 }
 
