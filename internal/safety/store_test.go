@@ -34,6 +34,7 @@ func TestGuardOnMemoryStore(t *testing.T) {
 		"GlobalLimitDefaultsAndDailyRate":     TestGlobalLimitDefaultsAndDailyRate,
 		"MaintenanceWindow":                   TestMaintenanceWindow,
 		"AlertmanagerSilences":                TestAlertmanagerSilences,
+		"ShadowAdmissions":                    TestShadowAdmissionsTakeNothingFromRealRuns,
 	} {
 		t.Run(name, test)
 	}
