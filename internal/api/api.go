@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
@@ -120,6 +121,9 @@ type Server struct {
 	Metrics http.Handler
 	// Trust is how much evidence a promotion needs.
 	Trust trust.Policy
+	// SafetyConfig is the config's safety section, for backtests.
+	SafetyConfig safety.Config
+	backtesting  sync.Mutex
 	// Safety reads and resets runbooks' circuit breakers; nil = none.
 	Safety SafetyControl
 	// Failed lists and retries parked alerts; nil = 501.

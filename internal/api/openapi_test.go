@@ -404,6 +404,8 @@ func TestResponsesMatchSpec(t *testing.T) {
 		{name: "breaker reset by operator", request: post("/v1/runbooks/restart-crashlooping/breaker/reset", `{"reason":"x"}`), role: "operator", code: 403},
 		{name: "breaker reset unknown runbook", request: post("/v1/runbooks/nope/breaker/reset", `{"reason":"x"}`), role: "admin", code: 404},
 		{name: "evidence", request: get("/v1/runbooks/restart-crashlooping/evidence"), role: "viewer", code: 200, setup: shadowEvidence},
+		{name: "evidence with a backtest", request: get("/v1/runbooks/restart-crashlooping/evidence?backtest=7d"), role: "viewer", code: 200, valid: true},
+		{name: "evidence bad backtest window", request: get("/v1/runbooks/restart-crashlooping/evidence?backtest=lately"), role: "viewer", code: 400},
 		{name: "evidence unknown runbook", request: get("/v1/runbooks/nope/evidence"), role: "viewer", code: 404},
 		{name: "evidence store down", request: get("/v1/runbooks/restart-crashlooping/evidence"), role: "viewer", code: 503, setup: auditDown},
 		{name: "promote below threshold", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "admin", code: 409, valid: true, setup: shadowEvidence},

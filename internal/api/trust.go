@@ -48,16 +48,12 @@ func nextRung(rung string) string {
 	return ""
 }
 
-// getEvidence serves GET /v1/runbooks/{name}/evidence.
-func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
-	rb, ok := s.runbook(w, r.PathValue("name"))
-	if !ok {
-		return
-	}
-	sum, err := s.evidence(r.Context(), rb)
+// Evidence is a runbook's evidence, the next rung and whether the trust
+// policy allows promoting it there (the API and the dashboard show it).
+func (s *Server) Evidence(ctx context.Context, rb *runbooks.Runbook) (trust.EvidenceAnswer, error) {
+	sum, err := s.evidence(ctx, rb)
 	if err != nil {
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the runbook's evidence: "+err.Error(), nil)
-		return
+		return trust.EvidenceAnswer{}, err
 	}
 	ans := trust.EvidenceAnswer{Summary: sum, Policy: s.Trust.Effective(), Next: nextRung(sum.Rung)}
 	if ans.Next != "" {
@@ -65,6 +61,39 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 			ans.Missing = err.Error()
 		} else {
 			ans.Allowed = true
+		}
+	}
+	return ans, nil
+}
+
+// getEvidence serves GET /v1/runbooks/{name}/evidence.
+func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
+	rb, ok := s.runbook(w, r.PathValue("name"))
+	if !ok {
+		return
+	}
+	var from time.Time
+	if v := r.URL.Query().Get("backtest"); v != "" {
+		t, err := domain.ParseSince(v, time.Now())
+		if err != nil {
+			httpjson.WriteError(w, http.StatusBadRequest, "backtest: "+err.Error(), nil)
+			return
+		}
+		from = t
+	}
+	ans, err := s.Evidence(r.Context(), rb)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "cannot read the runbook's evidence: "+err.Error(), nil)
+		return
+	}
+	if !from.IsZero() {
+		if ans.Backtest, err = s.backtestOne(r.Context(), rb, from, time.Now()); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrBacktestBusy) {
+				code = http.StatusTooManyRequests
+			}
+			httpjson.WriteError(w, code, "cannot backtest the runbook: "+err.Error(), nil)
+			return
 		}
 	}
 	writeJSON(w, http.StatusOK, ans)

@@ -111,7 +111,7 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 		},
 	}
 	srv.Safety = c.guard
-	srv.Trust = fc.Trust
+	srv.Trust, srv.SafetyConfig = fc.Trust, fc.Safety
 	srv.Failed = c.failed
 	if srv.Sessions, err = auth.OpenSessions(ctx, js, cfg.StreamReplicas); err != nil {
 		return err

@@ -49,6 +49,9 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 		fmt.Fprintf(w, "kube_pod_container_resource_requests{resource=\"cpu\",namespace=\"search\",pod=\"api-5c6d7-fghij\"} 1\n")
 		fmt.Fprintf(w, "http_requests_total{namespace=\"pay\",service=\"checkout\",code=\"200\"} %g\n", 10*s)
 		fmt.Fprintf(w, "http_requests_total{namespace=\"pay\",service=\"checkout\",code=\"500\"} 3\n")
+		for _, ns := range []string{"canary1", "canary2"} { // the shadow runbook's workloads
+			fmt.Fprintf(w, "kube_pod_container_status_restarts_total{namespace=%q,pod=\"web-6b7c8-klmno\",container=\"app\"} 4\n", ns)
+		}
 	}))
 	t.Cleanup(metrics.Close)
 	prom := testenv.StartPrometheus(t, strings.TrimPrefix(metrics.URL, "http://"))
@@ -60,12 +63,15 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".yaml"), rb, 0o600))
 	}
+	writeShadowRunbook(t, dir)
+	config := filepath.Join(t.TempDir(), "salve.yaml")
+	require.NoError(t, os.WriteFile(config, []byte("trust: {minRuns: 2, minAgreement: 0.5}\n"), 0o600))
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	d, err := app.Start(dctx, app.Config{
 		DataDir: t.TempDir(), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: dir,
 		TemporalPort: -1, NATSPort: -1, UIPort: -1, Version: "test",
-		Kubeconfig: k.KubeconfigPath, PrometheusURL: prom.URL,
+		Kubeconfig: k.KubeconfigPath, PrometheusURL: prom.URL, ConfigFile: config,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	require.NoError(t, err)
@@ -146,6 +152,8 @@ func TestKubernetesRunbooksEndToEnd(t *testing.T) {
 		require.Equal(t, "registry.example/checkout:1.0", dep.Spec.Template.Spec.Containers[0].Image, "back on the good image")
 		require.Equal(t, "3", dep.Annotations["deployment.kubernetes.io/revision"], "rolled back once (revision 1 renumbered to 3)")
 	})
+
+	t.Run("shadow, evidence and promotion", func(t *testing.T) { shadowToApprove(t, c, d, dir) })
 }
 
 func createDeployment(t *testing.T, c kubernetes.Interface, ns, name string, replicas int32) {

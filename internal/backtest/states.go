@@ -29,6 +29,10 @@ func Fingerprint(labels map[string]string) string {
 	return ls.Fingerprint().String()
 }
 
+// DefaultRepeatInterval is Alertmanager's default repeat_interval: how
+// often a firing alert is sent again.
+const DefaultRepeatInterval = 4 * time.Hour
+
 // States turns occurrences into the alert states Salve's trigger would
 // have received, oldest first: a firing state at Start, a firing repeat
 // every repeat (Alertmanager's repeat_interval; 0 = none) while it fires,

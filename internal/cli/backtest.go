@@ -67,7 +67,7 @@ See docs/backtest.md.
 	fl.StringVar(&f.against, "against", "", "another runbook directory (e.g. the version deployed) to compare with")
 	fl.StringVar(&f.config, "config", "", "Salve's config file, for its safety section (defaults, maxConcurrentRuns, maintenance windows, silences policy)")
 	fl.DurationVar(&f.runDuration, "run-duration", backtest.DefaultRunDuration, "modelled length of a run")
-	fl.DurationVar(&f.repeat, "repeat-interval", 4*time.Hour, "Alertmanager's repeat_interval: a firing alert is sent again this often (0 = never)")
+	fl.DurationVar(&f.repeat, "repeat-interval", backtest.DefaultRepeatInterval, "Alertmanager's repeat_interval: a firing alert is sent again this often (0 = never)")
 	fl.StringVar(&f.alertmanager, "alertmanager", "", "Alertmanager URL: its silences (expired ones included) are checked at each alert's time")
 	r.flags(cmd)
 	return cmd

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -22,6 +24,7 @@ import (
 
 func newRunbookEvidence(stdout io.Writer) *cobra.Command {
 	r := &remote{}
+	var backtestWindow string
 	cmd := &cobra.Command{
 		Use:   "evidence NAME",
 		Short: "Show a runbook's trust evidence: shadow runs, approvals, and whether it may be promoted",
@@ -31,9 +34,12 @@ person then did the same, something else, or nothing while the alert
 resolved on its own) and people's approval decisions. It ends with the
 next rung of the trust ladder (dry-run/shadow → approve → enforce) and
 whether the server's trust policy (config: trust.minRuns,
-trust.minAgreement) allows the promotion.
+trust.minAgreement) allows the promotion. With --backtest 7d the server also
+replays the alerts it received in that window through the runbook (see
+'salve backtest') and shows what it would have done.
 ` + connectionHelp,
 		Example: `  salve runbook evidence restart-crashlooping
+  salve runbook evidence restart-crashlooping --backtest 7d
   salve runbook evidence restart-crashlooping -o json | jq .summary.agreement`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +47,7 @@ trust.minAgreement) allows the promotion.
 			if err != nil {
 				return err
 			}
-			ans, err := c.Evidence(cmd.Context(), args[0])
+			ans, err := c.Evidence(cmd.Context(), args[0], backtestWindow)
 			if err != nil {
 				return err
 			}
@@ -52,6 +58,7 @@ trust.minAgreement) allows the promotion.
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&backtestWindow, "backtest", "", "also backtest the runbook over the alerts Salve received in this window (e.g. 7d)")
 	r.flags(cmd)
 	return cmd
 }
@@ -74,6 +81,10 @@ func printEvidence(w io.Writer, ans trust.EvidenceAnswer) {
 		for _, v := range s.Recent {
 			fmt.Fprintf(w, "  %s  %-20s %s\n", fmtTime(v.Time), v.Verdict, oneLine(v.Summary, 100))
 		}
+	}
+	if b := ans.Backtest; b != nil {
+		fmt.Fprintf(w, "\nBacktest over %s to %s (%d alert states): would have started %d runs, %d alerts joined, %d suppressed%s; at most %d at once.\n",
+			fmtTime(b.From), fmtTime(b.To), b.AlertStates, b.Started, b.Joined, b.Suppressed, byChecks(b.By), b.Peak)
 	}
 	fmt.Fprintf(w, "\nPolicy: at least %d runs with evidence and %.0f%% agreement.\n", ans.Policy.MinRuns, ans.Policy.MinAgreement*100)
 	switch {
@@ -194,4 +205,16 @@ func promoteFile(w io.Writer, file string, src []byte, to string, write bool) er
 	}
 	fmt.Fprintf(w, "Wrote %s: review, commit, and reload the runbooks.\n", file)
 	return nil
+}
+
+// byChecks says suppressions by check, e.g. " (cooldown 3, max_runs_per_hour 1)".
+func byChecks(by map[string]int) string {
+	if len(by) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(by))
+	for _, c := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, fmt.Sprintf("%s %d", c, by[c]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

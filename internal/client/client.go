@@ -466,10 +466,16 @@ func (c *Client) decide(ctx context.Context, workflowID, verb string, req runs.D
 	return res, err
 }
 
-// Evidence returns a runbook's trust evidence (GET /v1/runbooks/{name}/evidence).
-func (c *Client) Evidence(ctx context.Context, runbook string) (trust.EvidenceAnswer, error) {
+// Evidence returns a runbook's trust evidence (GET
+// /v1/runbooks/{name}/evidence); with backtest (e.g. "7d") also a
+// backtest of it over the alerts Salve received in that window.
+func (c *Client) Evidence(ctx context.Context, runbook, backtest string) (trust.EvidenceAnswer, error) {
+	var q url.Values
+	if backtest != "" {
+		q = url.Values{"backtest": {backtest}}
+	}
 	var res trust.EvidenceAnswer
-	err := c.do(ctx, http.MethodGet, c.url(nil, "v1", "runbooks", runbook, "evidence"), nil, &res)
+	err := c.do(ctx, http.MethodGet, c.url(q, "v1", "runbooks", runbook, "evidence"), nil, &res)
 	return res, err
 }
 

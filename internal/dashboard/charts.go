@@ -70,11 +70,16 @@ type legendItem struct {
 	X           float64
 }
 
-type series struct {
+// series is one line of a chart over points of type P (a day of the
+// toil report, an hour of a backtest).
+type series[P any] struct {
 	Name  string
 	Class string
-	Value func(stats.DayPoint) float64
+	Value func(P) float64
 }
+
+// dayOf places a report's day on the time axis.
+func dayOf(p stats.DayPoint) time.Time { return p.Day }
 
 func newChart(title string, maxV float64, integer bool) *chart {
 	c := &chart{Title: title, W: chartW, H: chartH, PlotX: chartLeft, PlotY: chartTop,
@@ -101,16 +106,35 @@ func (c *chart) yOf(v float64) float64 {
 	return c.Bottom - v/c.top*c.PlotH
 }
 
-func (c *chart) xTicks(days []stats.DayPoint) {
-	n := len(days)
+// xTicks labels the time axis: month-day, with the hour when points are
+// less than a day apart.
+func xTicks[P any](c *chart, pts []P, at func(P) time.Time) {
+	n := len(pts)
+	layout := "01-02"
+	if n > 1 && at(pts[1]).Sub(at(pts[0])) < 24*time.Hour {
+		layout = "01-02 15h"
+	}
 	step := max(1, int(math.Ceil(float64(n)/maxXLabels)))
 	for i := 0; i < n; i += step {
-		c.XTicks = append(c.XTicks, tick{X: round1(c.PlotX + c.slot(n)*(float64(i)+0.5)), Y: c.Bottom + 16, Label: days[i].Day.UTC().Format("01-02")})
+		c.XTicks = append(c.XTicks, tick{X: round1(c.PlotX + c.slot(n)*(float64(i)+0.5)), Y: c.Bottom + 16, Label: at(pts[i]).UTC().Format(layout)})
 	}
 }
 
-// barChart draws one value per day as bars.
-func barChart(title string, days []stats.DayPoint, value func(stats.DayPoint) float64) *chart {
+// pointLabel names a point in a tooltip: its date, and its hour when
+// points are hourly.
+func pointLabel(t time.Time, hourly bool) string {
+	if hourly {
+		return t.UTC().Format("2006-01-02 15:04")
+	}
+	return t.UTC().Format(time.DateOnly)
+}
+
+func hourly[P any](pts []P, at func(P) time.Time) bool {
+	return len(pts) > 1 && at(pts[1]).Sub(at(pts[0])) < 24*time.Hour
+}
+
+// barChart draws one value per point as bars.
+func barChart[P any](title string, days []P, at func(P) time.Time, value func(P) float64) *chart {
 	maxV, total := 0.0, 0.0
 	for _, p := range days {
 		maxV = max(maxV, value(p))
@@ -122,15 +146,15 @@ func barChart(title string, days []stats.DayPoint, value func(stats.DayPoint) fl
 		v := value(p)
 		y := c.yOf(v)
 		c.Bars = append(c.Bars, bar{X: round1(c.PlotX + slot*float64(i) + slot*0.15), Y: round1(y), W: round1(max(slot*0.7, 1)),
-			H: round1(c.Bottom - y), Title: p.Day.UTC().Format(time.DateOnly) + ": " + trimNum(v, 2)})
+			H: round1(c.Bottom - y), Title: pointLabel(at(p), hourly(days, at)) + ": " + trimNum(v, 2)})
 	}
-	c.xTicks(days)
+	xTicks(c, days, at)
 	c.Total = "total " + trimNum(total, 2)
 	return c
 }
 
-// lineChart draws several values per day as lines.
-func lineChart(title string, days []stats.DayPoint, ss []series) *chart {
+// lineChart draws several values per point as lines.
+func lineChart[P any](title string, days []P, at func(P) time.Time, ss []series[P]) *chart {
 	maxV := 0.0
 	for _, s := range ss {
 		for _, p := range days {
@@ -151,7 +175,7 @@ func lineChart(title string, days []stats.DayPoint, ss []series) *chart {
 			}
 			ln.Points += trimNum(x, 1) + "," + trimNum(y, 1)
 			if len(days) <= pointsShownN {
-				ln.Dots = append(ln.Dots, dot{X: x, Y: y, Title: p.Day.UTC().Format(time.DateOnly) + ": " + trimNum(v, 2) + " " + s.Name})
+				ln.Dots = append(ln.Dots, dot{X: x, Y: y, Title: pointLabel(at(p), hourly(days, at)) + ": " + trimNum(v, 2) + " " + s.Name})
 			}
 		}
 		c.Lines = append(c.Lines, ln)
@@ -161,7 +185,7 @@ func lineChart(title string, days []stats.DayPoint, ss []series) *chart {
 		}
 		c.Total += trimNum(total, 0) + " " + s.Name
 	}
-	c.xTicks(days)
+	xTicks(c, days, at)
 	return c
 }
 

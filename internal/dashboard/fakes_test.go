@@ -161,6 +161,7 @@ func (f *fakeRuns) Stats(context.Context, string, int) ([]runs.Summary, runs.Run
 type fakeAudit struct {
 	mu     sync.Mutex
 	recs   []audit.Record
+	alerts []audit.AlertState
 	broken bool
 	err    error
 }
@@ -206,8 +207,16 @@ func (a *fakeAudit) Verify(context.Context) (audit.VerifyResult, error) {
 	return res, nil
 }
 
-func (a *fakeAudit) Alerts(context.Context, audit.AlertFilter) ([]audit.AlertState, error) {
-	return nil, nil
+func (a *fakeAudit) Alerts(_ context.Context, f audit.AlertFilter) ([]audit.AlertState, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []audit.AlertState
+	for _, al := range a.alerts {
+		if !al.StartsAt.Before(f.Since) && len(out) < f.Limit {
+			out = append(out, al)
+		}
+	}
+	return out, nil
 }
 
 func auditRecords() []audit.Record {

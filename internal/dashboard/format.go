@@ -13,7 +13,7 @@ import (
 
 // pageNames are the page templates; each defines "content" inside the
 // layout of templates/layout.html.
-var pageNames = []string{"login", "error", "overview", "runs", "run", "approvals", "runbooks", "runbook", "audit", "incident"}
+var pageNames = []string{"login", "error", "overview", "runs", "run", "approvals", "runbooks", "runbook", "audit", "incident", "backtest"}
 
 func (d *dashboard) parseTemplates() error {
 	funcs := template.FuncMap{

@@ -68,7 +68,7 @@ func TestCharts(t *testing.T) {
 	for i := range 5 {
 		days = append(days, stats.DayPoint{Day: day.AddDate(0, 0, i), SavedSeconds: float64(i) * 1800, Runs: i, Failed: i / 2})
 	}
-	c := barChart("toil", days, func(p stats.DayPoint) float64 { return p.SavedSeconds / 3600 })
+	c := barChart("toil", days, dayOf, func(p stats.DayPoint) float64 { return p.SavedSeconds / 3600 })
 	require.Len(t, c.Bars, 5)
 	require.Equal(t, c.Bottom, c.Bars[0].Y+c.Bars[0].H, "bars stand on the axis")
 	require.Equal(t, 0.0, c.Bars[0].H)
@@ -82,7 +82,7 @@ func TestCharts(t *testing.T) {
 	require.Equal(t, "11-20", c.XTicks[0].Label)
 	require.Equal(t, "total 5", c.Total)
 
-	l := lineChart("runs", days, []series{
+	l := lineChart("runs", days, dayOf, []series[stats.DayPoint]{
 		{Name: "runs", Class: "s-runs", Value: func(p stats.DayPoint) float64 { return float64(p.Runs) }},
 		{Name: "failed", Class: "s-failed", Value: func(p stats.DayPoint) float64 { return float64(p.Failed) }},
 	})
@@ -90,7 +90,7 @@ func TestCharts(t *testing.T) {
 	require.Len(t, l.Lines[0].Dots, 5)
 	require.Equal(t, "10 runs, 4 failed", l.Total)
 	// An empty window still draws axes.
-	e := barChart("empty", nil, func(stats.DayPoint) float64 { return 0 })
+	e := barChart("empty", []stats.DayPoint(nil), dayOf, func(stats.DayPoint) float64 { return 0 })
 	require.Empty(t, e.Bars)
 	require.Len(t, e.YTicks, 5)
 }

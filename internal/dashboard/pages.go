@@ -21,6 +21,7 @@ import (
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -97,8 +98,8 @@ func (d *dashboard) overview(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	pg.Report = rep
 	pg.ToilHours = hours(rep.ToilSavedSeconds)
-	pg.ToilChart = barChart("Toil saved per day (hours)", rep.Days, func(p stats.DayPoint) float64 { return p.SavedSeconds / 3600 })
-	pg.RunsChart = lineChart("Runs and failed runs per day", rep.Days, []series{
+	pg.ToilChart = barChart("Toil saved per day (hours)", rep.Days, dayOf, func(p stats.DayPoint) float64 { return p.SavedSeconds / 3600 })
+	pg.RunsChart = lineChart("Runs and failed runs per day", rep.Days, dayOf, []series[stats.DayPoint]{
 		{Name: "runs", Class: "s-runs", Value: func(p stats.DayPoint) float64 { return float64(p.Runs) }},
 		{Name: "failed", Class: "s-failed", Value: func(p stats.DayPoint) float64 { return float64(p.Failed) }},
 		{Name: "alerts", Class: "s-alerts", Value: func(p stats.DayPoint) float64 { return float64(p.Alerts) }},
@@ -464,6 +465,10 @@ type runbookPage struct {
 	CanLaunch  bool
 	LaunchNote string
 	Labels     map[string]string
+	// Evidence is the runbook's trust evidence; EvidenceError says why it
+	// is missing.
+	Evidence      *trust.EvidenceAnswer
+	EvidenceError string
 }
 
 type kv struct{ Key, Value string }
@@ -610,6 +615,11 @@ func (d *dashboard) runbookDetail(w http.ResponseWriter, r *http.Request, v *vie
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
+	if ev, err := d.o.API.Evidence(ctx, rb); err != nil {
+		pg.EvidenceError = "Evidence is unavailable: " + err.Error()
+	} else {
+		pg.Evidence = &ev
+	}
 	recent, st, err := d.o.API.Runs.Stats(ctx, rb.Name(), 100)
 	if err != nil {
 		pg.StatsError = "Recent runs are unavailable: " + err.Error()

@@ -220,6 +220,21 @@ type EvidenceAnswer struct {
 	Next    string `json:"next,omitempty"`
 	Allowed bool   `json:"allowed"`
 	Missing string `json:"missing,omitempty"`
+	// Backtest, when asked for (?backtest=7d), is what the runbook would
+	// have done with the alerts Salve received in that window.
+	Backtest *BacktestSummary `json:"backtest,omitempty"`
+}
+
+// BacktestSummary is a backtest of one runbook beside its evidence.
+type BacktestSummary struct {
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	AlertStates int            `json:"alertStates"`
+	Started     int            `json:"started"`
+	Joined      int            `json:"joined"`
+	Suppressed  int            `json:"suppressed"`
+	By          map[string]int `json:"suppressedBy,omitempty"`
+	Peak        int            `json:"peakConcurrentRuns"`
 }
 
 // PromoteRequest is the body of POST /v1/runbooks/{name}/promote.

@@ -1,0 +1,69 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/backtest"
+	"github.com/salve-sre/salve/internal/trust"
+	"github.com/salve-sre/salve/runbooks"
+)
+
+// ErrBacktestBusy: one backtest at a time per server; a replay of a busy
+// week takes seconds of CPU that the trigger and the API need too.
+var ErrBacktestBusy = errors.New("another backtest is running on this server; try again in a few seconds")
+
+// MaxBacktestWindow bounds a server-side backtest.
+const MaxBacktestWindow = 31 * 24 * time.Hour
+
+// Backtest replays the alerts Salve stored that started in [from, to)
+// through runbooks (nil: the loaded ones), with the trigger and the guard
+// of this server's safety configuration on a simulated clock: what they
+// would have done. Nothing is started and nothing acts.
+func (s *Server) Backtest(ctx context.Context, set *runbooks.Set, from, to time.Time) (*backtest.Result, error) {
+	if s.Audit == nil {
+		return nil, errors.New("this server has no audit store to read alert history from")
+	}
+	if to.Sub(from) > MaxBacktestWindow {
+		from = to.Add(-MaxBacktestWindow)
+	}
+	if set == nil {
+		set = s.Runbooks.Current()
+	}
+	if !s.backtesting.TryLock() {
+		return nil, ErrBacktestBusy
+	}
+	defer s.backtesting.Unlock()
+	occs, err := backtest.SalveOccurrences(ctx, auditAlerts{s.Audit}, from, to, nil)
+	if err != nil {
+		return nil, err
+	}
+	states := backtest.States(occs, backtest.DefaultRepeatInterval, from, to)
+	return backtest.Run(ctx, states, backtest.Options{Runbooks: set, Safety: s.SafetyConfig})
+}
+
+// auditAlerts reads alert history straight from the audit store.
+type auditAlerts struct{ a AuditReader }
+
+func (l auditAlerts) Alerts(ctx context.Context, since time.Time, limit int) ([]audit.AlertState, error) {
+	return l.a.Alerts(ctx, audit.AlertFilter{Since: since, Limit: limit})
+}
+
+// backtestOne backtests one runbook for its evidence.
+func (s *Server) backtestOne(ctx context.Context, rb *runbooks.Runbook, from, to time.Time) (*trust.BacktestSummary, error) {
+	set, err := runbooks.NewSet(rb)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.Backtest(ctx, set, from, to)
+	if err != nil {
+		return nil, err
+	}
+	sum := &trust.BacktestSummary{From: from, To: to, AlertStates: res.AlertStates}
+	for _, rr := range res.Runbooks {
+		sum.Started, sum.Joined, sum.Suppressed, sum.By, sum.Peak = rr.Started, rr.Joined, rr.Suppressed, rr.SuppressedBy, rr.PeakConcurrent
+	}
+	return sum, nil
+}
