@@ -17,7 +17,8 @@ const (
 
 // SetRung rewrites a runbook file's safety settings for a promotion:
 // approve is mode enforce with the runbook's approval required; enforce
-// is mode enforce with no runbook-level approval (step approvals stay).
+// is mode enforce without the runbook-level approval (step approvals
+// stay: they guard one risky step, which is the author's call).
 // Comments and the rest of the file are kept; Salve never writes the
 // file itself behind its owners' (and git's) back — the CLI prints this
 // or writes it where a person asked.
@@ -43,9 +44,9 @@ func SetRung(src []byte, rung string) ([]byte, error) {
 	case RungApprove:
 		setScalar(ensureMapping(safety, "approval"), "required", "true", "!!bool")
 	case RungEnforce:
-		if a := mapping(safety, "approval"); a != nil {
-			setScalar(a, "required", "false", "!!bool")
-		}
+		// The whole run-level approval goes: its timeout and onTimeout
+		// mean nothing (and are refused) without required: true.
+		deleteKey(safety, "approval")
 	}
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)

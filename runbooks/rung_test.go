@@ -52,3 +52,39 @@ func TestSetRung(t *testing.T) {
 	_, err = runbooks.SetRung([]byte("- a\n- b\n"), runbooks.RungEnforce)
 	require.ErrorContains(t, err, "not a runbook")
 }
+
+// FuzzSetRung: a promotion rewrites whatever runbook file it is given
+// without panicking, and a valid runbook stays the same runbook — same
+// name, steps and trigger — on the rung asked for.
+func FuzzSetRung(f *testing.F) {
+	f.Add([]byte(shadowFile), true)
+	f.Add([]byte("apiVersion: salve/v1\nkind: Runbook\nmetadata: {name: x}\nspec:\n  safety: null\n  steps:\n    - {name: check, action: http.request, with: {url: \"http://svc/health\"}}\n"), false)
+	f.Add([]byte("spec: [1, 2]\n"), true)
+	f.Add([]byte("apiVersion: salve/v1\nkind: Runbook\nmetadata: {name: x}\nspec:\n  safety: {approval: {required: true, timeout: 15m, onTimeout: continue}}\n  steps:\n    - {name: check, action: http.request, with: {url: \"http://svc/health\"}}\n"), false)
+	f.Add([]byte("a: &x {b: *x}\n"), false)
+	reg, err := activities.NewRegistry()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, src []byte, approve bool) {
+		rung := runbooks.RungEnforce
+		if approve {
+			rung = runbooks.RungApprove
+		}
+		before, err := runbooks.Parse("x.yaml", src, reg)
+		out, serr := runbooks.SetRung(src, rung)
+		if err != nil || serr != nil {
+			return // not a runbook: nothing to keep
+		}
+		after, err := runbooks.Parse("x.yaml", out, reg)
+		if err != nil {
+			t.Fatalf("a valid runbook became invalid: %v\n%s", err, out)
+		}
+		if after.Name() != before.Name() || len(after.Spec.Steps) != len(before.Spec.Steps) || after.Spec.Trigger.IncidentKey != before.Spec.Trigger.IncidentKey {
+			t.Fatalf("the runbook changed beyond its rung:\n%s\n---\n%s", src, out)
+		}
+		if after.Spec.Safety.Mode != runbooks.ModeEnforce || (after.Spec.Safety.Approval != nil && after.Spec.Safety.Approval.Required) != approve {
+			t.Fatalf("not on rung %s:\n%s", rung, out)
+		}
+	})
+}

@@ -118,7 +118,7 @@ step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the ev
 # fixed in Go 1.27); a count has no deadline to race.
 for target in "./triggers FuzzDecodeWebhook" "./runbooks FuzzParse" "./internal/api FuzzOperateBodies" \
               "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL" "./internal/domain FuzzWorkflowID" \
-              "./runbooks FuzzRenderKeepsStructure" "./internal/backtest FuzzIntervals" "./internal/backtest FuzzSelector"; do
+              "./runbooks FuzzRenderKeepsStructure" "./runbooks FuzzSetRung" "./internal/backtest FuzzIntervals" "./internal/backtest FuzzSelector"; do
   set -- $target
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-5000x}" -fuzzminimizetime 5s "$1"
 done

@@ -14,14 +14,15 @@ func FuzzOperateBodies(f *testing.F) {
 	for _, seed := range []string{
 		`{"params":{"namespace":"shop","deployment":"api"}}`,
 		`{"params":{"namespace":"shop","deployment":"api"},"dryRun":true,"reason":"r","incidentKey":"k"}`,
-		`{"reason":"ok","step":"restart"}`,
+		`{"reason":"ok","step":"restart"}`, `{"to":"approve","override":true,"reason":"x"}`,
 		`{"dryrun":true}`, `{"params":{"namespace":1}}`, `[]`, `null`, `{"reason":"\u0000"}`, `{"a":`, ``,
 		`{"params":{"namespace":"shop","deployment":"api"}} {"x":1}`,
 	} {
 		f.Add(seed)
 	}
 	fx := newFixture(f)
-	paths := []string{launchPath, approvePath, "/v1/runs/salve%2Frestart-crashlooping%2Fshop%2Fapi/reject", "/v1/runs/salve%2Frestart-crashlooping%2Fshop%2Fapi/cancel"}
+	paths := []string{launchPath, approvePath, "/v1/runs/salve%2Frestart-crashlooping%2Fshop%2Fapi/reject", "/v1/runs/salve%2Frestart-crashlooping%2Fshop%2Fapi/cancel",
+		"/v1/runbooks/restart-crashlooping/promote"}
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, p := range paths {
 			before := len(fx.runs.launchCalls()) + len(fx.runs.decisionCalls())

@@ -167,7 +167,7 @@ func changeText(to string) string {
 	if to == trust.RungApprove {
 		return "spec.safety.mode: enforce, spec.safety.approval.required: true (remove spec.safety.shadowWindow); then reload the runbooks. `salve runbook promote --file` writes it."
 	}
-	return "spec.safety.mode: enforce, spec.safety.approval.required: false (remove spec.safety.shadowWindow); then reload the runbooks. `salve runbook promote --file` writes it."
+	return "spec.safety.mode: enforce, and remove spec.safety.approval and spec.safety.shadowWindow; then reload the runbooks. `salve runbook promote --file` writes it."
 }
 
 // recordOrFail records an audit event and returns the error, for actions
