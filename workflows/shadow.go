@@ -53,6 +53,12 @@ type Evidence struct {
 	// Verify is how the read-only steps after the first planned action
 	// ended: "passed", "failed", or "" when there were none.
 	Verify string `json:"verify,omitempty"`
+	// Target is the run's safety target ("" when the runbook names
+	// none) and Since when its watch began (the run's start): a person's
+	// launch of a runbook on that target within the watch is evidence too
+	// (internal/trust reads it from the audit log).
+	Target string    `json:"target,omitempty"`
+	Since  time.Time `json:"since"`
 }
 
 // PlannedAction is one mutating step a shadow run did not run.
@@ -163,7 +169,7 @@ func (r *run) readOnlyDone(st StepStatus) {
 func (r *run) watchShadow(ctx workflow.Context) error {
 	window := r.in.Runbook.Spec.Safety.EffectiveShadowWindow()
 	ev := &r.shadow.evidence
-	ev.Window = window.String()
+	ev.Window, ev.Target, ev.Since = window.String(), r.in.Target, r.info.WorkflowStartTime
 	if remaining := r.info.WorkflowStartTime.Add(window).Sub(workflow.Now(ctx)); remaining > 0 && len(ev.Planned) > 0 {
 		if _, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return !r.shadow.resolvedAt.IsZero() }); err != nil {
 			return err
@@ -281,5 +287,9 @@ func evidenceDetail(ev Evidence) map[string]string {
 	if ev.Verify != "" {
 		d["verify"] = ev.Verify
 	}
+	if ev.Target != "" {
+		d["target"] = ev.Target
+	}
+	d["since"] = ev.Since.UTC().Format(time.RFC3339Nano)
 	return d
 }

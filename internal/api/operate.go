@@ -398,6 +398,11 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	for k, v := range plan.Params {
 		detail["param."+k] = v
 	}
+	// The run's safety target, so a shadow run watching it learns that a
+	// person acted on it (internal/trust).
+	if t, err := rb.Target(nil, req.Params); err == nil && t != "" {
+		detail["target"] = t
+	}
 	base := domain.AuditEvent{Actor: actorOf(p), Runbook: rb.Name(), RunbookHash: rb.Hash, IncidentKey: key, Detail: detail}
 	if req.DryRun {
 		ev := base

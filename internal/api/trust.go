@@ -26,13 +26,27 @@ func (s *Server) evidence(ctx context.Context, rb *runbooks.Runbook) (trust.Summ
 	}
 	var all []domain.AuditEvent
 	since := time.Now().Add(-evidenceWindow)
-	for _, action := range []string{domain.ActionShadowEvidence, domain.ActionApprovalGranted, domain.ActionApprovalRejected} {
-		recs, err := s.Audit.Query(ctx, audit.Filter{Runbook: rb.Name(), Action: action, Since: since, Limit: 10000})
+	// People's launches matter only from the oldest shadow run's watch on;
+	// read them last, from there.
+	launchesSince := time.Time{}
+	for _, action := range []string{domain.ActionShadowEvidence, domain.ActionApprovalGranted, domain.ActionApprovalRejected, domain.ActionRunLaunched} {
+		f := audit.Filter{Runbook: rb.Name(), Action: action, Since: since, Limit: 10000}
+		if action == domain.ActionRunLaunched {
+			if launchesSince.IsZero() {
+				break // no shadow run to compare with
+			}
+			// A launch of any runbook on the shadow run's target.
+			f.Runbook, f.Since = "", launchesSince
+		}
+		recs, err := s.Audit.Query(ctx, f)
 		if err != nil {
 			return trust.Summary{}, err
 		}
 		for _, r := range recs {
 			all = append(all, r.Event)
+			if r.Event.Action == domain.ActionShadowEvidence && (launchesSince.IsZero() || r.Event.Time.Before(launchesSince)) {
+				launchesSince = r.Event.Time.Add(-runbooks.MaxShadowWindow)
+			}
 		}
 	}
 	return trust.Summarize(rb, all), nil

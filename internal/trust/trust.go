@@ -128,10 +128,14 @@ const (
 	maxRecent        = 10
 )
 
-// Summarize reads a runbook's evidence out of its audit records:
-// shadow.evidence events and approval decisions, in any order.
+// Summarize reads a runbook's evidence out of audit records, in any
+// order: its shadow.evidence events and approval decisions, and people's
+// launches (run.launched, of any runbook) that name a target: a launch on
+// a shadow run's target during its watch is a person acting on it — this
+// runbook launched by hand agrees, another runbook disagrees.
 func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 	s := Summary{Runbook: rb.Name(), Rung: RungOf(rb.Spec.Safety)}
+	launches := launchesByTarget(records)
 	for _, ev := range records {
 		if ev.Runbook != rb.Name() {
 			continue
@@ -141,6 +145,14 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 			s.ShadowRuns++
 			if ev.Detail["wouldAct"] == "true" {
 				s.WouldHaveActed++
+			}
+			summary := ev.Detail["summary"]
+			if by, ok := launchedDuring(launches, ev); ok && (ev.Outcome == verdictResolved || ev.Outcome == verdictOpen) {
+				ev.Outcome = verdictDisagreed
+				if by.Runbook == rb.Name() {
+					ev.Outcome = verdictAgreed
+				}
+				summary = fmt.Sprintf("Would have acted; %s launched %s by hand on %s meanwhile.", by.Actor.Name, by.Runbook, by.Detail["target"])
 			}
 			switch ev.Outcome {
 			case verdictAgreed:
@@ -152,7 +164,7 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 			case verdictOpen:
 				s.Unresolved++
 			}
-			s.Recent = append(s.Recent, Verdict{Time: ev.Time, WorkflowID: ev.WorkflowID, Verdict: ev.Outcome, Summary: ev.Detail["summary"]})
+			s.Recent = append(s.Recent, Verdict{Time: ev.Time, WorkflowID: ev.WorkflowID, Verdict: ev.Outcome, Summary: summary})
 		case domain.ActionApprovalGranted:
 			s.Approved++
 		case domain.ActionApprovalRejected:
@@ -177,6 +189,34 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 		s.Recent = s.Recent[:maxRecent]
 	}
 	return s
+}
+
+// launchesByTarget indexes people's launches that started a run on a
+// target.
+func launchesByTarget(records []domain.AuditEvent) map[string][]domain.AuditEvent {
+	out := map[string][]domain.AuditEvent{}
+	for _, ev := range records {
+		if ev.Action == domain.ActionRunLaunched && ev.Outcome == "started" && ev.Actor.Kind == domain.ActorUser && ev.Detail["target"] != "" {
+			out[ev.Detail["target"]] = append(out[ev.Detail["target"]], ev)
+		}
+	}
+	return out
+}
+
+// launchedDuring finds a launch on a shadow run's target between the
+// start of its watch and its evidence.
+func launchedDuring(launches map[string][]domain.AuditEvent, shadow domain.AuditEvent) (domain.AuditEvent, bool) {
+	target := shadow.Detail["target"]
+	since, err := time.Parse(time.RFC3339Nano, shadow.Detail["since"])
+	if target == "" || err != nil {
+		return domain.AuditEvent{}, false
+	}
+	for _, l := range launches[target] {
+		if !l.Time.Before(since) && !l.Time.After(shadow.Time) {
+			return l, true
+		}
+	}
+	return domain.AuditEvent{}, false
 }
 
 // ErrBelowThreshold wraps the reasons a promotion lacks evidence.

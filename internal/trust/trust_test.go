@@ -80,3 +80,30 @@ func TestPolicyValidate(t *testing.T) {
 	require.ErrorContains(t, trust.Policy{MinRuns: -1}.Validate(), "must not be negative")
 	require.Equal(t, trust.Policy{MinRuns: 5, MinAgreement: 0.8}, trust.Policy{}.Effective())
 }
+
+// A person's launch on a shadow run's target during its watch is a
+// person acting: this runbook by hand agrees, another disagrees; a launch
+// outside the watch or on another target changes nothing.
+func TestLaunchesDuringTheWatch(t *testing.T) {
+	rb := shadowRunbook(t)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	shadow := func(at time.Time, target string) domain.AuditEvent {
+		ev := evidence("resolved_on_its_own", at.Add(20*time.Minute))
+		ev.Detail["target"], ev.Detail["since"] = target, at.Format(time.RFC3339Nano)
+		return ev
+	}
+	launch := func(runbook, target string, at time.Time) domain.AuditEvent {
+		return domain.AuditEvent{Action: domain.ActionRunLaunched, Outcome: "started", Runbook: runbook, Time: at,
+			Actor: domain.Actor{Kind: domain.ActorUser, Name: "alice"}, Detail: map[string]string{"target": target}}
+	}
+	s := trust.Summarize(rb, []domain.AuditEvent{
+		shadow(t0, "prod/shop"), launch("restart-web", "prod/shop", t0.Add(5*time.Minute)), // by hand: agreed
+		shadow(t0.Add(time.Hour), "prod/cart"), launch("scale-cart", "prod/cart", t0.Add(70*time.Minute)), // another runbook: disagreed
+		shadow(t0.Add(2*time.Hour), "prod/pay"), launch("restart-web", "prod/pay", t0.Add(3*time.Hour)), // after the watch
+		shadow(t0.Add(4*time.Hour), "prod/db"), launch("restart-web", "prod/web", t0.Add(4*time.Hour+time.Minute)), // another target
+	})
+	require.Equal(t, 1, s.Agreed)
+	require.Equal(t, 1, s.Disagreed)
+	require.Equal(t, 2, s.ResolvedOnItsOwn)
+	require.Contains(t, s.Recent[3].Summary, "alice launched restart-web by hand on prod/shop")
+}
