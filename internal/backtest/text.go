@@ -33,7 +33,7 @@ func WriteText(w io.Writer, r *Result) error {
 			started += " (" + strings.Join(extra, ", ") + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\n", rr.Runbook, started, rr.Joined, rr.Suppressed,
-			byCheck(rr.SuppressedBy, false), rr.Incidents, rr.Targets, rr.PeakConcurrent)
+			ByCheck(rr.SuppressedBy, false), rr.Incidents, rr.Targets, rr.PeakConcurrent)
 		if rr.Failed > 0 {
 			fmt.Fprintf(tw, "  %d alert state(s) failed: the runbook cannot handle them (see salve runbook validate / test)\t\t\t\t\t\t\t\n", rr.Failed)
 		}
@@ -52,12 +52,14 @@ func WriteDiffText(w io.Writer, d Diff) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d -> %d (%+d)\t%d -> %d (%+d)\t%s\n", rd.Runbook, change,
 			rd.StartedBefore, rd.Started, rd.StartedDelta, rd.Suppressed-rd.SuppressedDelta, rd.Suppressed, rd.SuppressedDelta,
-			byCheck(rd.SuppressedBy, true))
+			ByCheck(rd.SuppressedBy, true))
 	}
 	return tw.Flush()
 }
 
-func byCheck(m map[string]int, signed bool) string {
+// ByCheck says counts by safety check, by name: "cooldown 3,
+// max_runs_per_hour 1" (signed: "+3", "-1", for differences); "-" for none.
+func ByCheck(m map[string]int, signed bool) string {
 	if len(m) == 0 {
 		return "-"
 	}

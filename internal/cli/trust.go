@@ -4,15 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
 
+	"github.com/salve-sre/salve/internal/backtest"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -84,7 +83,7 @@ func printEvidence(w io.Writer, ans trust.EvidenceAnswer) {
 	}
 	if b := ans.Backtest; b != nil {
 		fmt.Fprintf(w, "\nBacktest over %s to %s (%d alert states): would have started %d runs, %d alerts joined, %d suppressed%s; at most %d at once.\n",
-			fmtTime(b.From), fmtTime(b.To), b.AlertStates, b.Started, b.Joined, b.Suppressed, byChecks(b.By), b.Peak)
+			fmtTime(b.From), fmtTime(b.To), b.AlertStates, b.Started, b.Joined, b.Suppressed, byCheck(b.By), b.Peak)
 	}
 	fmt.Fprintf(w, "\nPolicy: at least %d runs with evidence and %.0f%% agreement.\n", ans.Policy.MinRuns, ans.Policy.MinAgreement*100)
 	switch {
@@ -207,14 +206,10 @@ func promoteFile(w io.Writer, file string, src []byte, to string, write bool) er
 	return nil
 }
 
-// byChecks says suppressions by check, e.g. " (cooldown 3, max_runs_per_hour 1)".
-func byChecks(by map[string]int) string {
+// byCheck says suppressions by check in parentheses, or nothing.
+func byCheck(by map[string]int) string {
 	if len(by) == 0 {
 		return ""
 	}
-	parts := make([]string, 0, len(by))
-	for _, c := range slices.Sorted(maps.Keys(by)) {
-		parts = append(parts, fmt.Sprintf("%s %d", c, by[c]))
-	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return " (" + backtest.ByCheck(by, false) + ")"
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/salve-sre/salve/internal/api"
@@ -84,32 +82,10 @@ func (d *dashboard) backtestView(w http.ResponseWriter, r *http.Request, v *view
 	}
 	pg.Result = res
 	for _, rr := range res.Runbooks {
-		pg.Rows = append(pg.Rows, backtestRow{RunbookResult: rr, Suppressions: suppressions(rr.SuppressedBy)})
+		pg.Rows = append(pg.Rows, backtestRow{RunbookResult: rr, Suppressions: backtest.ByCheck(rr.SuppressedBy, false)})
 	}
 	pg.Chart = decisionChart(res.Decisions, from, now)
 	d.render(w, http.StatusOK, "backtest", v)
-}
-
-// suppressions lists counts by check, largest first.
-func suppressions(by map[string]int) string {
-	checks := make([]string, 0, len(by))
-	for c := range by {
-		checks = append(checks, c)
-	}
-	slices.SortFunc(checks, func(a, b string) int {
-		if by[a] != by[b] {
-			return by[b] - by[a]
-		}
-		return strings.Compare(a, b)
-	})
-	out := ""
-	for i, c := range checks {
-		if i > 0 {
-			out += ", "
-		}
-		out += c + " " + strconv.Itoa(by[c])
-	}
-	return out
 }
 
 // decisionChart counts the decisions per hour (windows up to three days) or
