@@ -185,7 +185,7 @@ func promoteFile(w io.Writer, file string, src []byte, to string, write bool) er
 	}
 	diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: difflib.SplitLines(string(src)), B: difflib.SplitLines(string(out)),
-		FromFile: "a/" + filepath.ToSlash(file), ToFile: "b/" + filepath.ToSlash(file), Context: 3,
+		FromFile: "a/" + strings.TrimPrefix(filepath.ToSlash(file), "/"), ToFile: "b/" + strings.TrimPrefix(filepath.ToSlash(file), "/"), Context: 3,
 	})
 	if err != nil {
 		return err
