@@ -257,7 +257,7 @@ func orNone(v any) any {
 }
 
 // evidenceDetail flattens the evidence for the audit record: strings
-// only, bounded by the runbook (its steps), never by the alert.
+// only, never an annotation, each value bounded.
 func evidenceDetail(ev Evidence) map[string]string {
 	d := map[string]string{"verdict": ev.Verdict, "summary": ev.Summary, "window": ev.Window,
 		"wouldAct": strconv.FormatBool(len(ev.Planned) > 0), "resolved": strconv.FormatBool(ev.Resolved)}
@@ -291,5 +291,13 @@ func evidenceDetail(ev Evidence) map[string]string {
 		d["target"] = ev.Target
 	}
 	d["since"] = ev.Since.UTC().Format(time.RFC3339Nano)
+	// Targets come from params, which may come from alert labels: bound
+	// what each value adds to the audit log.
+	for _, k := range workflow.DeterministicKeys(d) {
+		d[k] = truncate(d[k], maxEvidenceValue)
+	}
 	return d
 }
+
+// maxEvidenceValue bounds one value of a shadow.evidence record.
+const maxEvidenceValue = 1024
