@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/salve-sre/salve/internal/domain"
 	"gopkg.in/yaml.v3"
 )
 
@@ -233,6 +234,15 @@ func (s Safety) DryRun() bool { return s.Mode == ModeDryRun }
 
 // Shadow reports whether the runbook is in shadow mode.
 func (s Safety) Shadow() bool { return s.Mode == ModeShadow }
+
+// WorkflowID names the one run of the runbook for an incident: a shadow
+// runbook's runs have IDs of their own (domain.ShadowWorkflowID).
+func (r *Runbook) WorkflowID(incidentKey string) string {
+	if r.Spec.Safety.Shadow() {
+		return domain.ShadowWorkflowID(r.Name(), incidentKey)
+	}
+	return domain.WorkflowID(r.Name(), incidentKey)
+}
 
 // Acts reports whether the runbook's runs may change anything: not in
 // dry-run or shadow mode.

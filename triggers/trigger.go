@@ -237,7 +237,7 @@ func (t *Trigger) parts(in *Inbound) []part {
 	for _, rb := range matched {
 		p := part{in: in, rb: rb}
 		if p.key, p.keyErr = rb.IncidentKey(in.Event); p.keyErr == nil {
-			p.wfID = domain.WorkflowID(rb.Name(), p.key)
+			p.wfID = rb.WorkflowID(p.key)
 		}
 		out = append(out, p)
 	}

@@ -382,7 +382,7 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	if !checkReason(w, req.Reason) {
 		return
 	}
-	workflowID := domain.WorkflowID(rb.Name(), key)
+	workflowID := rb.WorkflowID(key)
 	// The plan also checks the params: a bad one is a 400 naming it, and
 	// nothing starts.
 	plan, err := rb.Plan(s.Catalog, workflowID, key, nil, req.Params)

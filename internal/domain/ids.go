@@ -40,6 +40,24 @@ func WorkflowID(runbook, incidentKey string) string {
 	return WorkflowIDPrefix + runbook + "/" + readable(incidentKey, 64) + string(hashMark) + hex.EncodeToString(sum[:16])
 }
 
+// shadowMark starts the key part of a shadow run's workflow ID. A plain
+// key never contains '~' and a hashed one ends in '~' and hex, so no real
+// run's ID starts its key part with it.
+const shadowMark = "~shadow/"
+
+// ShadowWorkflowID names the one shadow run of an incident of a runbook
+// in shadow mode. It is never a real run's ID: a runbook promoted or
+// demoted while a run of the incident goes on starts a run of its new
+// kind instead of joining one of the other, and the safety state of a
+// shadow run is never taken for a real run's. It keeps the prefix
+// salve/<runbook>/, so queries by runbook find shadow runs too; its key
+// part reads as hashed (HashedKey), so the incident key is read from the
+// run, as for a hashed ID.
+func ShadowWorkflowID(runbook, incidentKey string) string {
+	real := WorkflowID(runbook, incidentKey)
+	return WorkflowIDPrefix + runbook + "/" + shadowMark + strings.TrimPrefix(real, WorkflowIDPrefix+runbook+"/")
+}
+
 // HashedKey reports whether the key part of a workflow ID is a shortened,
 // hashed form rather than the incident key itself.
 func HashedKey(idKey string) bool { return strings.ContainsRune(idKey, hashMark) }

@@ -208,7 +208,7 @@ func execute(plan *Plan, c Case, rb *runbooks.Runbook, alert *domain.AlertEvent,
 	suite.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(start)
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: domain.WorkflowID(rb.Name(), key), TaskQueue: "salve-runbook-test"})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: rb.WorkflowID(key), TaskQueue: "salve-runbook-test"})
 	env.RegisterWorkflowWithOptions(workflows.Runbook, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	for _, name := range []string{workflows.AuditActivity, workflows.RecordActivity, workflows.RunFinishedActivity} {
 		env.RegisterActivityWithOptions(func(context.Context, domain.AuditEvent) error { return nil },

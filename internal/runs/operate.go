@@ -43,8 +43,9 @@ var (
 // requestID makes a retried request (same ID) find the run it started:
 // started is then false and nothing new runs.
 func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error) {
-	workflowID = domain.WorkflowID(rb.Name(), incidentKey)
+	workflowID = rb.WorkflowID(incidentKey)
 	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason, Revision: r.startRevision(ctx)}
+	markShadow(&in)
 	if err := r.sign(&in); err != nil {
 		return "", "", false, fmt.Errorf("sign runbook %s: %w", rb.Name(), err)
 	}
@@ -167,7 +168,8 @@ func (f ListFilter) query() (string, error) {
 	conds := []string{fmt.Sprintf("WorkflowType = %q", workflows.WorkflowName)}
 	switch {
 	case f.Runbook != "" && f.IncidentKey != "":
-		conds = append(conds, "WorkflowId = "+quote(domain.WorkflowID(f.Runbook, f.IncidentKey)))
+		// The incident's runs, and its shadow runs.
+		conds = append(conds, "(WorkflowId = "+quote(domain.WorkflowID(f.Runbook, f.IncidentKey))+" OR WorkflowId = "+quote(domain.ShadowWorkflowID(f.Runbook, f.IncidentKey))+")")
 	case f.Runbook != "":
 		conds = append(conds, "WorkflowId STARTS_WITH "+quote(domain.WorkflowIDPrefix+f.Runbook+"/"))
 	case f.IncidentKey != "":

@@ -102,6 +102,7 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		ApprovalReason: req.ApprovalReason,
 		Revision:       r.startRevision(ctx),
 	}
+	markShadow(&in)
 	if err := r.sign(&in); err != nil {
 		return triggers.StartResult{}, triggers.Permanent(fmt.Errorf("sign runbook %s: %w", rb.Name(), err))
 	}
@@ -167,6 +168,20 @@ func (r *Runs) Notify(ctx context.Context, workflowID string, evs ...domain.Aler
 		return false, classify(fmt.Errorf("signal run %s: %w", workflowID, err))
 	}
 	return true, nil
+}
+
+// markShadow makes a shadow runbook's run a dry run in its input too: a
+// worker of an older version, which knows no shadow mode and reads
+// "shadow" as enforce, honours the input's flag and acts on nothing (it
+// plans, without the watch). A reason the safety envelope gave is kept.
+func markShadow(in *workflows.Input) {
+	if !in.Runbook.Spec.Safety.Shadow() {
+		return
+	}
+	in.DryRun = true
+	if in.DryRunReason == "" {
+		in.DryRunReason = "shadow mode: the runbook acts on nothing yet; this run records what it would have done"
+	}
 }
 
 // keyMemo keeps the incident key as it was in the run's memo: a workflow

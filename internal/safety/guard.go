@@ -252,7 +252,8 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		}
 		// Global is set before the global place is taken, so that one
 		// write suffices; releasing a place never taken changes nothing.
-		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D(), Admission: adm, Global: global}
+		// A shadow run holds no global place (peek only looks).
+		a := activeRun{IncidentKey: incidentKey, Since: now, Cooldown: s.Cooldown.D(), Admission: adm, Global: global && sp == ""}
 		if alert != nil {
 			a.AlertID = alert.ID
 		}
@@ -286,6 +287,11 @@ func (g *Guard) Admit(ctx context.Context, rb *runbooks.Runbook, alert *domain.A
 		}
 	}
 	if sp == shadowSpace {
+		if again {
+			// A redelivery: the run was admitted, and a place a real run
+			// took since must not take the shadow run's back.
+			return adm, nil
+		}
 		// A shadow run takes no place from real runs: it only learns
 		// whether a real run would have found one.
 		refused, err := g.peek(ctx, rb, workflowID, target, &adm)

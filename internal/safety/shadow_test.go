@@ -71,3 +71,48 @@ func TestShadowAdmissionsTakeNothingFromRealRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Active, "the shadow runs left no active places behind in the real state")
 }
+
+// A shadow run and a real run of one incident (a runbook demoted or
+// promoted while a run goes on) have IDs of their own, and nothing the
+// shadow run's admission, redelivery, release or finish does frees what
+// the real run holds — nor takes back the shadow run's own place.
+func TestShadowAndRealRunsOfOneIncidentKeepApart(t *testing.T) {
+	g, _ := openGuard(t)
+	g.Configure(safety.Config{MaxConcurrentRuns: 5})
+	ctx := context.Background()
+	real := targeted(t, "restart", `{target: "prod/{{ .Params.ns }}", maxConcurrent: 1}`)
+	shadow := targeted(t, "restart", `{mode: shadow, target: "prod/{{ .Params.ns }}", maxConcurrent: 1, targetLock: {onBusy: suppress}}`)
+	realID, shadowID := real.WorkflowID("shop"), shadow.WorkflowID("shop")
+	require.NotEqual(t, realID, shadowID)
+
+	a, err := g.Admit(ctx, shadow, alertIn("shop"), "shop", shadowID)
+	require.NoError(t, err)
+	require.True(t, a.Allowed)
+	a, err = g.Admit(ctx, real, alertIn("shop"), "shop", realID)
+	require.NoError(t, err)
+	require.True(t, a.Allowed, "the shadow run took neither the target nor a place")
+	require.False(t, a.WaitForTarget)
+
+	// The shadow alert redelivered, now that a real run holds the target
+	// (which a new shadow admission would be refused for): the same
+	// admission, and the shadow run keeps its place.
+	again, err := g.Admit(ctx, shadow, alertIn("shop"), "shop", shadowID)
+	require.NoError(t, err)
+	require.True(t, again.Allowed)
+	require.False(t, again.Reserved)
+	other, err := g.Admit(ctx, shadow, alertIn("cart"), "cart", shadow.WorkflowID("cart"))
+	require.NoError(t, err)
+	require.False(t, other.Allowed, "the shadow run still counts against its own maxConcurrent")
+	require.Equal(t, safety.CheckConcurrency, other.Check)
+
+	// The shadow run's release and finish leave the real run's holdings.
+	require.NoError(t, g.Release(ctx, "restart", shadowID))
+	require.NoError(t, g.Finished(ctx, "restart", shadowID, "succeeded", time.Now()))
+	holder, err := g.TargetHolder(ctx, "prod/shop")
+	require.NoError(t, err)
+	require.NotNil(t, holder)
+	require.Equal(t, realID, holder.WorkflowID, "the real run still holds its target")
+	st, err := g.State(ctx, "restart")
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Active, "the real run still holds its place")
+}

@@ -35,6 +35,7 @@ func TestGuardOnMemoryStore(t *testing.T) {
 		"MaintenanceWindow":                   TestMaintenanceWindow,
 		"AlertmanagerSilences":                TestAlertmanagerSilences,
 		"ShadowAdmissions":                    TestShadowAdmissionsTakeNothingFromRealRuns,
+		"ShadowAndRealRunsKeepApart":          TestShadowAndRealRunsOfOneIncidentKeepApart,
 	} {
 		t.Run(name, test)
 	}
