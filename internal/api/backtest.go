@@ -18,6 +18,15 @@ var ErrBacktestBusy = errors.New("another backtest is running on this server; tr
 // MaxBacktestWindow bounds a server-side backtest.
 const MaxBacktestWindow = 31 * 24 * time.Hour
 
+// ClampBacktestWindow is the start of a backtest window ending at to,
+// at most MaxBacktestWindow long.
+func ClampBacktestWindow(from, to time.Time) time.Time {
+	if to.Sub(from) > MaxBacktestWindow {
+		return to.Add(-MaxBacktestWindow)
+	}
+	return from
+}
+
 // Backtest replays the alerts Salve stored that started in [from, to)
 // through runbooks (nil: the loaded ones), with the trigger and the guard
 // of this server's safety configuration on a simulated clock: what they
@@ -26,9 +35,7 @@ func (s *Server) Backtest(ctx context.Context, set *runbooks.Set, from, to time.
 	if s.Audit == nil {
 		return nil, errors.New("this server has no audit store to read alert history from")
 	}
-	if to.Sub(from) > MaxBacktestWindow {
-		from = to.Add(-MaxBacktestWindow)
-	}
+	from = ClampBacktestWindow(from, to)
 	if set == nil {
 		set = s.Runbooks.Current()
 	}
@@ -53,6 +60,7 @@ func (l auditAlerts) Alerts(ctx context.Context, since time.Time, limit int) ([]
 
 // backtestOne backtests one runbook for its evidence.
 func (s *Server) backtestOne(ctx context.Context, rb *runbooks.Runbook, from, to time.Time) (*trust.BacktestSummary, error) {
+	from = ClampBacktestWindow(from, to)
 	set, err := runbooks.NewSet(rb)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,11 @@ type Options struct {
 	Progress func(done, total int)
 }
 
+// MaxStates bounds one backtest's alert states (about 10 minutes and a
+// few GB at the measured speed): a larger history is a mistake of window
+// or selection, or an attempt to exhaust whoever runs it.
+const MaxStates = 5_000_000
+
 // ProgressEvery is how often Options.Progress is called, in alert states.
 const ProgressEvery = 10000
 
@@ -47,8 +52,14 @@ func Run(ctx context.Context, states []domain.AlertEvent, o Options) (*Result, e
 	if o.RunDuration <= 0 {
 		o.RunDuration = DefaultRunDuration
 	}
+	if len(states) > MaxStates {
+		return nil, fmt.Errorf("backtest: %d alert states, more than %d: shorten the window or narrow the selection", len(states), MaxStates)
+	}
 	s := newSim(o)
 	for i := range states {
+		if i%1000 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("backtest stopped after %d of %d alert states: %w", i, len(states), ctx.Err())
+		}
 		ev := states[i]
 		s.endRunsUntil(ctx, ev.ReceivedAt, false)
 		s.clock = ev.ReceivedAt

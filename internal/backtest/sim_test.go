@@ -228,3 +228,14 @@ func TestRepeatsAndRange(t *testing.T) {
 		"repeats every hour while firing; b ended before the range")
 	require.Equal(t, backtest.Fingerprint(occs[0].Labels), states[0].Fingerprint)
 }
+
+// A cancelled context stops a replay; too many states are refused.
+func TestRunStopsWhenCancelled(t *testing.T) {
+	set, err := runbooks.NewSet(book(t, "restart", "", `{cooldown: 30m}`))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	states := backtest.States([]backtest.Occurrence{{Labels: map[string]string{"alertname": "Down", "namespace": "a"}, Start: t0}}, 0, t0, t0.Add(time.Hour))
+	_, err = backtest.Run(ctx, states, backtest.Options{Runbooks: set})
+	require.ErrorIs(t, err, context.Canceled)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -96,7 +97,11 @@ func runBacktest(ctx context.Context, f backtestFlags, r *remote, stdout, stderr
 		return err
 	}
 	if f.alertmanager != "" {
-		am := safety.Alertmanager{URL: f.alertmanager, BearerTokenFile: opts.Safety.Alertmanager.BearerTokenFile}
+		am := safety.Alertmanager{URL: f.alertmanager}
+		if strings.TrimSuffix(f.alertmanager, "/") == strings.TrimSuffix(opts.Safety.Alertmanager.URL, "/") {
+			// The config's token goes only to the config's Alertmanager.
+			am.BearerTokenFile = opts.Safety.Alertmanager.BearerTokenFile
+		}
 		if opts.Silences, err = am.List(ctx); err != nil {
 			return fmt.Errorf("read silences from Alertmanager: %w", err)
 		}

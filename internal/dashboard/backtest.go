@@ -54,6 +54,9 @@ func (d *dashboard) backtestView(w http.ResponseWriter, r *http.Request, v *view
 		d.render(w, http.StatusBadRequest, "backtest", v)
 		return
 	}
+	// The page shows the window the backtest replays, never more: a
+	// year-2000 "since" must not draw a million empty days.
+	from = api.ClampBacktestWindow(from, now)
 	var set *runbooks.Set
 	if pg.Runbook != "" {
 		rb, ok := d.runbook(pg.Runbook)

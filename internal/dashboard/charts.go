@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/salve-sre/salve/internal/stats"
@@ -166,18 +167,20 @@ func lineChart[P any](title string, days []P, at func(P) time.Time, ss []series[
 	for i, s := range ss {
 		ln := line{Class: s.Class, Name: s.Name}
 		total := 0.0
+		var points strings.Builder
 		for j, p := range days {
 			v := s.Value(p)
 			total += v
 			x, y := round1(c.PlotX+slot*(float64(j)+0.5)), round1(c.yOf(v))
 			if j > 0 {
-				ln.Points += " "
+				points.WriteByte(' ')
 			}
-			ln.Points += trimNum(x, 1) + "," + trimNum(y, 1)
+			points.WriteString(trimNum(x, 1) + "," + trimNum(y, 1))
 			if len(days) <= pointsShownN {
 				ln.Dots = append(ln.Dots, dot{X: x, Y: y, Title: pointLabel(at(p), hourly(days, at)) + ": " + trimNum(v, 2) + " " + s.Name})
 			}
 		}
+		ln.Points = points.String()
 		c.Lines = append(c.Lines, ln)
 		c.Legend = append(c.Legend, legendItem{Class: s.Class, Name: s.Name, X: c.Right - float64(len(ss)-i)*70})
 		if c.Total != "" {

@@ -1,11 +1,13 @@
 package dashboard_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/stretchr/testify/require"
 )
 
 // The backtest page replays the stored alerts through the loaded
@@ -41,4 +43,12 @@ func TestRunbookTrustPanel(t *testing.T) {
 	page(t, fx, "/ui/runbooks/restart-crashlooping", fx.tok.viewer, 200,
 		`id="trust-rung">enforce</strong>`, `id="trust-shadow">2 (2 would have acted): 1 agreed with a person`, `id="trust-agreement">100% of 1 compared`,
 		`it resolved_on_its_own`, `href="/ui/backtest?runbook=restart-crashlooping&amp;since=7d"`)
+}
+
+// A "since" far in the past replays and draws at most the longest window
+// (31 days: daily points), not two thousand years of them.
+func TestBacktestPageClampsTheWindow(t *testing.T) {
+	fx := newFixture(t)
+	body := page(t, fx, "/ui/backtest?since=0001-01-01T00:00:00Z", fx.tok.viewer, 200, `per day`)
+	require.LessOrEqual(t, strings.Count(body, "<circle"), 3*32, "at most 32 days of points per line")
 }
