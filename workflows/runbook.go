@@ -231,9 +231,11 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 			if r.addAlert(ref) && ref.Status == domain.StatusResolved && r.status.State == RunStateRunning {
 				if r.isShadow() {
 					// A shadow run watches on: the resolution is evidence.
+					// It plans no more than a real run would still do.
 					if r.shadow.resolvedAt.IsZero() {
 						r.shadow.resolvedAt = workflow.Now(ctx)
 					}
+					r.onResolvedShadow()
 					continue
 				}
 				r.onResolved(cancelExec)
@@ -293,7 +295,8 @@ func Runbook(ctx workflow.Context, in Input) (Status, error) {
 	if err != nil {
 		r.status.Error = err.Error()
 		// Compensate only if a step acted; it must run even after a cancel.
-		if r.acted() {
+		// A shadow run acted on nothing.
+		if r.acted() && !r.isShadow() {
 			dctx, cancel := workflow.NewDisconnectedContext(ctx)
 			defer cancel()
 			_ = r.runSteps(dctx, in.Runbook.Spec.OnFailure, &r.status.OnFailure, onFailureKeySuffix)
@@ -522,13 +525,13 @@ func (r *run) execute(ctx workflow.Context) error {
 			}
 		}
 	}
-	if err := r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, ""); err != nil {
-		return err
-	}
+	err = r.runSteps(ctx, r.in.Runbook.Spec.Steps, &r.status.Steps, "")
 	if r.isShadow() {
-		return r.watchShadow(ctx)
+		// Where a real run would have stopped is evidence, not the
+		// shadow run's failure.
+		return r.watchShadow(ctx, err)
 	}
-	return nil
+	return err
 }
 
 // runSteps runs steps in order and stops at the first failure that the
@@ -544,9 +547,7 @@ func (r *run) runSteps(ctx workflow.Context, steps []runbooks.Step, out *[]StepS
 		st := &(*out)[len(*out)-1]
 		err := r.runStep(ctx, s, st, keySuffix)
 		r.data.Steps[s.Name] = runbooks.StepData{Status: st.State, Output: st.Output}
-		// A shadow run goes on past a failed step: the failure is
-		// evidence too, and nothing acted that later steps could harm.
-		if err != nil && !s.ContinueOnError && !(r.isShadow() && keySuffix == "") {
+		if err != nil && !s.ContinueOnError {
 			// The step's own message, without Temporal's error envelope:
 			// this text is what people read in the run and the audit log.
 			return fmt.Errorf("step %q: %s", s.Name, st.Error)

@@ -53,6 +53,13 @@ type Evidence struct {
 	// Verify is how the read-only steps after the first planned action
 	// ended: "passed", "failed", or "" when there were none.
 	Verify string `json:"verify,omitempty"`
+	// Stopped says where a real run would have stopped early: a step
+	// that failed (it would then have run its onFailure steps), or the
+	// alert's resolution under onResolved: finish or cancel.
+	Stopped string `json:"stopped,omitempty"`
+	// Cancelled: a person cancelled the shadow run during its watch; the
+	// evidence is what it saw until then.
+	Cancelled bool `json:"cancelled,omitempty"`
 	// Target is the run's safety target ("" when the runbook names
 	// none) and Since when its watch began (the run's start): a person's
 	// launch of a runbook on that target within the watch is evidence too
@@ -156,23 +163,53 @@ func (r *run) readWorkload(ctx workflow.Context, s runbooks.Step, get map[string
 	return st.Output, nil
 }
 
+// notifyKind is the notify step kind (activities/notify, which workflows
+// may not import): it reads nothing, so it verifies nothing.
+const notifyKind = "notify"
+
+// onResolvedShadow: under onResolved finish or cancel a real run would
+// not start another step once the alert resolved; a shadow run plans no
+// more either.
+func (r *run) onResolvedShadow() {
+	switch r.in.Runbook.Spec.Trigger.OnResolved {
+	case runbooks.OnResolvedCancel, runbooks.OnResolvedFinish:
+		if !r.finish {
+			r.finish = true
+			r.status.StopReason = "alert resolved (onResolved: " + r.in.Runbook.Spec.Trigger.OnResolved + ")"
+		}
+	}
+}
+
 // readOnlyDone notes how a read-only step after a planned action ended:
 // what a real run's verification would have seen without the action.
 func (r *run) readOnlyDone(st StepStatus) {
-	if r.shadow.afterPlan && st.State != StepStateSkipped {
+	if r.shadow.afterPlan && st.State != StepStateSkipped && st.Action != notifyKind {
 		r.shadow.verify = append(r.shadow.verify, st.State)
 	}
 }
 
 // watchShadow waits until the alert resolves or the window ends, looks at
-// the watched workloads again, and records the evidence.
-func (r *run) watchShadow(ctx workflow.Context) error {
+// the watched workloads again, and records the evidence. stepErr is why
+// a real run would have stopped at a step. A person's cancel ends the
+// watch early: the evidence seen so far is still recorded, and the run
+// ends cancelled.
+func (r *run) watchShadow(ctx workflow.Context, stepErr error) error {
 	window := r.in.Runbook.Spec.Safety.EffectiveShadowWindow()
 	ev := &r.shadow.evidence
 	ev.Window, ev.Target, ev.Since = window.String(), r.in.Target, r.info.WorkflowStartTime
+	switch {
+	case stepErr != nil:
+		ev.Stopped = stepErr.Error() + ": a real run would have stopped there and run its onFailure steps"
+	case r.finish:
+		ev.Stopped = r.status.StopReason + ": a real run would have started no further step"
+	}
+	var cancelled error
 	if remaining := r.info.WorkflowStartTime.Add(window).Sub(workflow.Now(ctx)); remaining > 0 && len(ev.Planned) > 0 {
 		if _, err := workflow.AwaitWithTimeout(ctx, remaining, func() bool { return !r.shadow.resolvedAt.IsZero() }); err != nil {
-			return err
+			cancelled, ev.Cancelled = err, true
+			dctx, cancel := workflow.NewDisconnectedContext(ctx)
+			defer cancel()
+			ctx = dctx
 		}
 	}
 	if !r.shadow.resolvedAt.IsZero() {
@@ -198,9 +235,15 @@ func (r *run) watchShadow(ctx workflow.Context) error {
 		ev.Verify = "passed"
 	}
 	ev.Verdict, ev.Summary = verdict(*ev)
+	if ev.Stopped != "" {
+		ev.Summary += " A real run would have stopped early: " + ev.Stopped + "."
+	}
+	if ev.Cancelled {
+		ev.Summary = "Cancelled during the watch. " + ev.Summary
+	}
 	r.status.Evidence = ev
 	r.auditWith(ctx, domain.ActionShadowEvidence, "", ev.Verdict, nil, r.in.Actor, evidenceDetail(*ev))
-	return nil
+	return cancelled
 }
 
 // verdict weighs the evidence: what people did outweighs what the alert
@@ -289,6 +332,12 @@ func evidenceDetail(ev Evidence) map[string]string {
 	}
 	if ev.Target != "" {
 		d["target"] = ev.Target
+	}
+	if ev.Stopped != "" {
+		d["stopped"] = ev.Stopped
+	}
+	if ev.Cancelled {
+		d["cancelled"] = "true"
 	}
 	d["since"] = ev.Since.UTC().Format(time.RFC3339Nano)
 	// Targets come from params, which may come from alert labels: bound

@@ -2,12 +2,14 @@ package workflows_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/salve-sre/salve/activities/step"
@@ -32,7 +34,9 @@ spec:
   steps:
     - {name: before, action: kubernetes.get, with: {namespace: '{{ .Params.namespace }}', name: '{{ .Params.service }}'}}
     - {name: restart, action: kubernetes.restart, with: {namespace: '{{ .Params.namespace }}', name: '{{ .Params.service }}'}}
-    - {name: verify, action: http.request, with: {url: 'http://web.shop/healthz'}}
+    - {name: verify, action: prometheus.query, with: {query: 'up{job="web"}'}}
+  onFailure:
+    - {name: undo, action: http.request, with: {url: 'http://web.shop/undo'}}
 `
 
 // workload is a fake Deployment the kubernetes.get mock reads; a test
@@ -40,6 +44,8 @@ spec:
 type workload struct {
 	mu  sync.Mutex
 	out map[string]any
+	// failQuery makes prometheus.query fail (a real run would stop there).
+	failQuery bool
 }
 
 func (w *workload) get() map[string]any {
@@ -62,8 +68,17 @@ func (w *workload) set(k string, v any) {
 // restart answers as the activity adapter answers a planned step (the
 // mock fails the test if it is asked to act).
 func shadowEnv(t *testing.T, w *workload) (*testsuite.TestWorkflowEnvironment, *recorder) {
-	env, rec := newEnv(t, nil, "kubernetes.get", "kubernetes.restart")
+	env, rec := newEnv(t, nil, "kubernetes.get", "kubernetes.restart", "prometheus.query")
 	get, restart := step.ActivityName("kubernetes.get"), step.ActivityName("kubernetes.restart")
+	env.OnActivity(step.ActivityName("prometheus.query"), mock.Anything, mock.Anything).Return(func(_ context.Context, req step.Request) (step.Result, error) {
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, req)
+		rec.mu.Unlock()
+		if w.failQuery {
+			return failNonRetryable("prometheus: no data")
+		}
+		return step.Result{Output: map[string]any{"value": 1.0}}, nil
+	}).Maybe()
 	env.OnActivity(get, mock.Anything, mock.Anything).Return(func(_ context.Context, req step.Request) (step.Result, error) {
 		rec.mu.Lock()
 		rec.requests = append(rec.requests, req)
@@ -186,4 +201,64 @@ func TestClassifyChange(t *testing.T) {
 		got, _ := workflows.ClassifyChange(base, tt.after)
 		require.Equal(t, tt.want, got, "%v", tt.after)
 	}
+}
+
+func freshWorkload() *workload {
+	return &workload{out: map[string]any{"replicas": float64(2), "generation": float64(3), "revision": float64(3), "images": []any{"web:1"}, "restartedAt": ""}}
+}
+
+// A person cancels the shadow run during its watch (say, while they fix
+// the incident by hand): what it saw is still recorded, the run ends
+// cancelled, and no onFailure step runs — nothing acted.
+func TestShadowRunCancelledDuringTheWatch(t *testing.T) {
+	w := freshWorkload()
+	env, rec := shadowEnv(t, w)
+	env.RegisterDelayedCallback(func() { w.set("restartedAt", "2026-11-24T09:04:00Z") }, 4*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 6*time.Minute)
+	st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, shadowRunbook), IncidentKey: "shop/web", Alert: firing()})
+	var cancelled *temporal.CanceledError
+	require.ErrorAs(t, err, &cancelled)
+	require.Equal(t, workflows.RunStateCancelled, st.State)
+	require.NotNil(t, st.Evidence)
+	require.True(t, st.Evidence.Cancelled)
+	require.Equal(t, workflows.VerdictAgreed, st.Evidence.Verdict, "the restart seen before the cancel counts")
+	require.Contains(t, st.Evidence.Summary, "Cancelled during the watch.")
+	require.Empty(t, st.OnFailure, "a shadow run compensates nothing")
+	require.NotContains(t, rec.steps(), "undo")
+	require.Contains(t, rec.steps(), "restart#after")
+	require.Equal(t, workflows.VerdictAgreed, rec.audit(t, domain.ActionShadowEvidence).Outcome)
+}
+
+// Where a real run would have stopped, a shadow run stops planning: a
+// failed read-only step before the action, or the alert's resolution
+// under onResolved: finish.
+func TestShadowRunStopsWhereARealRunWould(t *testing.T) {
+	t.Run("a step fails before the action", func(t *testing.T) {
+		w := freshWorkload()
+		w.failQuery = true
+		env, rec := shadowEnv(t, w)
+		rb := strings.Replace(shadowRunbook, "    - {name: verify, action: prometheus.query, with: {query: 'up{job=\"web\"}'}}\n", "", 1)
+		rb = strings.Replace(rb, "  steps:\n", "  steps:\n    - {name: precheck, action: prometheus.query, with: {query: 'up{job=\"web\"} == 0'}}\n", 1)
+		st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, rb), IncidentKey: "shop/web", Alert: firing()})
+		require.NoError(t, err)
+		require.Equal(t, workflows.VerdictWouldNotAct, st.Evidence.Verdict)
+		require.Contains(t, st.Evidence.Stopped, `step "precheck"`)
+		require.Empty(t, st.Evidence.Planned)
+		require.Equal(t, []string{"precheck"}, rec.steps(), "nothing after the failed step, no onFailure")
+	})
+	t.Run("the alert resolves before the action (onResolved: finish)", func(t *testing.T) {
+		env, rec := shadowEnv(t, freshWorkload())
+		rb := strings.Replace(shadowRunbook, "  steps:\n", "  steps:\n    - {name: settle, action: sleep, with: {duration: 5m}}\n", 1)
+		rb = strings.Replace(rb, "    incidentKey:", "    onResolved: finish\n    incidentKey:", 1)
+		alert := firing()
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(workflows.SignalAlert, resolvedOf(alert, t0.Add(2*time.Minute)))
+		}, 2*time.Minute)
+		st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, rb), IncidentKey: "shop/web", Alert: alert})
+		require.NoError(t, err)
+		require.Equal(t, workflows.VerdictWouldNotAct, st.Evidence.Verdict, st.Evidence.Summary)
+		require.Contains(t, st.Evidence.Stopped, "onResolved: finish")
+		require.True(t, st.Evidence.Resolved)
+		require.NotContains(t, rec.steps(), "restart")
+	})
 }
