@@ -42,7 +42,16 @@ func SetRung(src []byte, rung string) ([]byte, error) {
 	deleteKey(safety, "shadowWindow")
 	switch rung {
 	case RungApprove:
-		setScalar(ensureMapping(safety, "approval"), "required", "true", "!!bool")
+		a := ensureMapping(safety, "approval")
+		setScalar(a, "required", "true", "!!bool")
+		// On approve a run acts only once a person approves: one that
+		// timed out waiting must not act anyway.
+		for i := 0; i+1 < len(a.Content); i += 2 {
+			if a.Content[i].Value == "onTimeout" && a.Content[i+1].Value == ApprovalTimeoutGoOn {
+				deleteKey(a, "onTimeout")
+				break
+			}
+		}
 	case RungEnforce:
 		// The whole run-level approval goes: its timeout and onTimeout
 		// mean nothing (and are refused) without required: true.

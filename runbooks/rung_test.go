@@ -1,6 +1,7 @@
 package runbooks_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -47,6 +48,15 @@ func TestSetRung(t *testing.T) {
 			require.Equal(t, "30m0s", rb.Spec.Safety.Cooldown.String(), "the rest of the file is kept")
 		}
 	}
+	// approve: a run that times out waiting must not act unapproved.
+	out, err := runbooks.SetRung([]byte(strings.Replace(shadowFile, "    cooldown: 30m\n", "    cooldown: 30m\n    approval: {required: false, timeout: 10m, onTimeout: continue}\n", 1)), runbooks.RungApprove)
+	require.NoError(t, err)
+	rb, err := runbooks.Parse("x.yaml", out, reg)
+	require.NoError(t, err, "%s", out)
+	require.True(t, rb.Spec.Safety.Approval.Required)
+	require.Empty(t, rb.Spec.Safety.Approval.OnTimeout, "%s", out)
+	require.Equal(t, "10m0s", rb.Spec.Safety.Approval.Timeout.String())
+
 	_, err = runbooks.SetRung([]byte(shadowFile), "shadow")
 	require.ErrorContains(t, err, "want approve or enforce")
 	_, err = runbooks.SetRung([]byte("- a\n- b\n"), runbooks.RungEnforce)

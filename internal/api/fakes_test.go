@@ -364,11 +364,15 @@ func auditRecords() []audit.Record {
 type fakeRecorder struct {
 	mu  sync.Mutex
 	evs []domain.AuditEvent
+	err error // every Record fails with it (the audit stream is down)
 }
 
 func (r *fakeRecorder) Record(_ context.Context, ev domain.AuditEvent) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
 	r.evs = append(r.evs, ev)
 	return nil
 }
@@ -630,21 +634,23 @@ func (fakeFailed) Retry(_ context.Context, id string) (triggers.FailedAlert, err
 }
 
 // shadowMode puts the fixture's runbook name in shadow mode (a copy: the
-// shared set stays as it is).
-func shadowMode(t testing.TB, fx *fixture, name string) {
+// shared set stays as it is) and returns the copy.
+func shadowMode(t testing.TB, fx *fixture, name string) *runbooks.Runbook {
 	t.Helper()
 	_, set, err := loadRunbooks()
 	require.NoError(t, err)
 	var rbs []*runbooks.Runbook
+	var shadow *runbooks.Runbook
 	for _, rb := range set.All() {
 		if rb.Name() == name {
 			c := *rb
 			c.Spec.Safety.Mode = runbooks.ModeShadow
-			rb = &c
+			rb, shadow = &c, &c
 		}
 		rbs = append(rbs, rb)
 	}
 	shadowSet, err := runbooks.NewSet(rbs...)
 	require.NoError(t, err)
 	fx.srv.Runbooks = triggers.StaticRunbooks{Set: shadowSet}
+	return shadow
 }

@@ -227,10 +227,11 @@ func TestResponsesMatchSpec(t *testing.T) {
 	// Two shadow runs of a runbook in shadow mode: one agreed with a
 	// person, one resolved on its own — below the default threshold.
 	shadowEvidence := func(fx *fixture) {
-		shadowMode(t, fx, "restart-crashlooping")
+		rb := shadowMode(t, fx, "restart-crashlooping")
 		for i, verdict := range []string{"agreed", "resolved_on_its_own"} {
 			fx.audit.recs = append(fx.audit.recs, audit.Record{Seq: int64(1000 + i), Event: domain.AuditEvent{
-				Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", Outcome: verdict, Time: time.Now().Add(-time.Hour),
+				Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", RunbookHash: rb.Hash, Outcome: verdict, Time: time.Now().Add(-time.Hour),
+				Actor: domain.Actor{Kind: domain.ActorAlert, Name: "KubeDeploymentCrashLooping"},
 				WorkflowID: "salve/restart-crashlooping/shop/api", Detail: map[string]string{"wouldAct": "true", "summary": verdict}}})
 		}
 	}
@@ -413,6 +414,8 @@ func TestResponsesMatchSpec(t *testing.T) {
 		{name: "promote override without reason", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve","override":true}`), role: "admin", code: 400},
 		{name: "promote to a bad rung", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"yolo"}`), role: "admin", code: 400},
 		{name: "promote by operator", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "operator", code: 403},
+		{name: "promote with the audit stream down", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve","override":true,"reason":"x"}`), role: "admin", code: 503,
+			setup: func(fx *fixture) { shadowEvidence(fx); fx.recorder.err = io.ErrUnexpectedEOF }},
 		{name: "promote store down", request: post("/v1/runbooks/restart-crashlooping/promote", `{"to":"approve"}`), role: "admin", code: 503, setup: auditDown},
 		{name: "stats window", request: get("/v1/stats?since=2026-11-01T00:00:00Z&until=2026-11-24T00:00:00Z"), role: "viewer", code: 200},
 		{name: "stats bad since", request: get("/v1/stats?since=lately"), role: "viewer", code: 400},

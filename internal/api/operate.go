@@ -402,6 +402,9 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 	// person acted on it (internal/trust).
 	if t, err := rb.Target(nil, req.Params); err == nil && t != "" {
 		detail["target"] = t
+		// Whether the run could act at all: a shadow runbook's is a
+		// shadow run too, which is no person acting.
+		detail["acts"] = strconv.FormatBool(rb.Spec.Safety.Acts())
 	}
 	base := domain.AuditEvent{Actor: actorOf(p), Runbook: rb.Name(), RunbookHash: rb.Hash, IncidentKey: key, Detail: detail}
 	if req.DryRun {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -229,4 +230,33 @@ func TestCancelRecordsRequest(t *testing.T) {
 	require.Equal(t, "restart-crashlooping", evs[0].Runbook)
 	require.Equal(t, "shop/api", evs[0].IncidentKey)
 	require.Equal(t, wfRunning, evs[0].WorkflowID)
+}
+
+// A promotion's decision is in the audit log before the answer: a refusal
+// below the threshold, an override with its reason; and when the audit
+// record cannot be written, nothing is promoted.
+func TestPromotionIsAuditedBeforeItAnswers(t *testing.T) {
+	fx := newFixture(t)
+	shadowMode(t, fx, "restart-crashlooping")
+	promote := func(body string) int {
+		return fx.do(request{method: http.MethodPost, path: "/v1/runbooks/restart-crashlooping/promote", token: fx.tok.admin, body: body}).Code
+	}
+	require.Equal(t, http.StatusConflict, promote(`{"to":"approve"}`))
+	refused := fx.recorder.events(domain.ActionPromotionRefused)
+	require.Len(t, refused, 1)
+	require.Equal(t, "below_threshold", refused[0].Outcome)
+	require.Contains(t, refused[0].Error, "no run was compared")
+	require.Empty(t, fx.recorder.events(domain.ActionRunbookPromoted))
+
+	require.Equal(t, http.StatusOK, promote(`{"to":"approve","override":true,"reason":"reviewed with the owners"}`))
+	promoted := fx.recorder.events(domain.ActionRunbookPromoted)
+	require.Len(t, promoted, 1)
+	require.Equal(t, "approve", promoted[0].Outcome)
+	require.Equal(t, "true", promoted[0].Detail["override"])
+	require.Equal(t, "reviewed with the owners", promoted[0].Detail["reason"])
+	require.Equal(t, "shadow", promoted[0].Detail["from"])
+
+	fx.recorder.err = errors.New("nats: no responders available for request")
+	require.Equal(t, http.StatusServiceUnavailable, promote(`{"to":"approve","override":true,"reason":"again"}`))
+	require.Equal(t, http.StatusServiceUnavailable, promote(`{"to":"approve"}`), "an unaudited refusal is no answer either")
 }

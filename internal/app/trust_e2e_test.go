@@ -134,11 +134,12 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 	require.Empty(t, dep.Spec.Template.Annotations[kube.AnnotationRestartedAt], "the shadow run did not restart it")
 	require.EqualValues(t, 1, dep.Generation, "the shadow run changed nothing")
 
-	// One run with evidence, none compared with people: refused, audited.
+	// One run compared, in which the runbook would have acted for
+	// nothing: refused, audited.
 	code, body := promote(t, trust.RungApprove)
 	require.Equal(t, http.StatusConflict, code, "%v", body)
-	require.Contains(t, body["error"], "1 runs with evidence")
-	require.Contains(t, body["error"], "no run was compared with what people did")
+	require.Contains(t, body["error"], "1 runs compared with what happened instead, 2 needed")
+	require.Contains(t, body["error"], "the runbook was right in 0% of 1 compared, 50% needed")
 	refused := eventually(t, d.URL, "action="+domain.ActionPromotionRefused)
 	require.Equal(t, shadowRunbookName, refused[0].Event.Runbook)
 	require.Equal(t, "dev-admin", refused[0].Event.Actor.Name, "the admin who asked")
@@ -168,7 +169,7 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 	require.Equal(t, trust.RungShadow, body["from"])
 	promoted := eventually(t, d.URL, "action="+domain.ActionRunbookPromoted)
 	require.Equal(t, trust.RungApprove, promoted[0].Event.Outcome)
-	require.Equal(t, "1.000", promoted[0].Event.Detail["agreement"])
+	require.Equal(t, "0.500", promoted[0].Event.Detail["agreement"])
 	require.Equal(t, "2", promoted[0].Event.Detail["evidenceRuns"])
 
 	// The change reaches the runbook through its file, as a person (or

@@ -11,6 +11,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
 
+	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/internal/backtest"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
@@ -164,7 +165,7 @@ server's runbook changes when it reloads the file.
 				fmt.Fprintf(stdout, "Now change its file (%s on the server): %s\n", ans.Source, ans.Change)
 				return nil
 			}
-			return promoteFile(stdout, file, src, ans.To, write)
+			return promoteFile(stdout, ans.Runbook, file, src, ans.To, write)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "rung to promote to: approve or enforce")
@@ -176,12 +177,24 @@ server's runbook changes when it reloads the file.
 	return cmd
 }
 
-// promoteFile prints (and with write, writes) the promotion's change to a
-// runbook file.
-func promoteFile(w io.Writer, file string, src []byte, to string, write bool) error {
+// promoteFile prints (and with write, writes) the promotion's change to
+// runbook name's file. The result must load as that runbook on the new
+// rung, or nothing is written.
+func promoteFile(w io.Writer, name, file string, src []byte, to string, write bool) error {
 	out, err := runbooks.SetRung(src, to)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
+	}
+	reg, err := activities.NewRegistry()
+	if err != nil {
+		return err
+	}
+	rb, err := runbooks.Parse(file, out, reg)
+	if err != nil {
+		return fmt.Errorf("%s: the promoted file would not load, so it is not written: %w", file, err)
+	}
+	if rb.Name() != name {
+		return fmt.Errorf("%s is runbook %q, not %s: name the file of the runbook you promoted", file, rb.Name(), name)
 	}
 	diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A: difflib.SplitLines(string(src)), B: difflib.SplitLines(string(out)),
@@ -195,12 +208,8 @@ func promoteFile(w io.Writer, file string, src []byte, to string, write bool) er
 		fmt.Fprintf(w, "Not written: rerun with --write, or apply the diff, then commit and reload the runbooks.\n")
 		return nil
 	}
-	info, err := os.Stat(file)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(file, out, info.Mode().Perm()); err != nil {
-		return errors.Join(fmt.Errorf("write %s", file), err)
+	if err := replaceFile(file, out); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	fmt.Fprintf(w, "Wrote %s: review, commit, and reload the runbooks.\n", file)
 	return nil
@@ -212,4 +221,30 @@ func byCheck(by map[string]int) string {
 		return ""
 	}
 	return " (" + backtest.ByCheck(by, false) + ")"
+}
+
+// replaceFile writes data to path atomically (a file beside it, renamed
+// over it), keeping path's permissions: a reload never reads half a file.
+func replaceFile(path string, data []byte) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, nothing is there
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -83,11 +83,21 @@ func TestRunbookPromote(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o640), info.Mode().Perm())
 
+	// Another runbook's file: refused before anything is written.
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	require.NoError(t, os.WriteFile(other, []byte(strings.Replace(shadowRunbookFile, "name: restart-web", "name: other", 1)), 0o600))
+	_, stderr, code := api.run(t, "runbook", "promote", "restart-web", "--to", "approve", "--file", other, "--write")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `is runbook "other", not restart-web`)
+	b, err = os.ReadFile(other)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "mode: shadow")
+
 	// A refusal is the server's, said as it said it; nothing is written.
 	refuse := newFakeAPI(t, map[string]http.HandlerFunc{"POST /v1/runbooks/{name}/promote": answer(http.StatusConflict,
 		`{"error":"runbook restart-web stays on shadow: not enough evidence: 1 runs with evidence, 5 needed (trust.minRuns)"}`)})
 	before, _ := os.ReadFile(file)
-	_, stderr, code := refuse.run(t, "runbook", "promote", "restart-web", "--to", "enforce", "--file", file, "--write")
+	_, stderr, code = refuse.run(t, "runbook", "promote", "restart-web", "--to", "enforce", "--file", file, "--write")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "1 runs with evidence, 5 needed")
 	after, _ := os.ReadFile(file)

@@ -35,13 +35,16 @@ func TestBacktestPage(t *testing.T) {
 // agreement and whether it may be promoted.
 func TestRunbookTrustPanel(t *testing.T) {
 	fx := newFixture(t)
+	rb, ok := fx.srv.Runbooks.Current().Get("restart-crashlooping")
+	require.True(t, ok)
 	for i, verdict := range []string{"agreed", "resolved_on_its_own"} {
 		fx.audit.recs = append(fx.audit.recs, audit.Record{Seq: int64(500 + i), Event: domain.AuditEvent{
-			Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", Outcome: verdict, Time: time.Now().Add(-time.Hour),
+			Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", RunbookHash: rb.Hash, Outcome: verdict, Time: time.Now().Add(-time.Hour),
+			Actor: domain.Actor{Kind: domain.ActorAlert, Name: "KubeDeploymentCrashLooping"},
 			WorkflowID: "salve/restart-crashlooping/shop/cart", Detail: map[string]string{"wouldAct": "true", "summary": "it " + verdict}}})
 	}
 	page(t, fx, "/ui/runbooks/restart-crashlooping", fx.tok.viewer, 200,
-		`id="trust-rung">enforce</strong>`, `id="trust-shadow">2 (2 would have acted): 1 agreed with a person`, `id="trust-agreement">100% of 1 compared`,
+		`id="trust-rung">enforce</strong>`, `id="trust-shadow">2 (2 would have acted): 1 agreed with a person`, `id="trust-agreement">50% of 2 compared`,
 		`it resolved_on_its_own`, `href="/ui/backtest?runbook=restart-crashlooping&amp;since=7d"`)
 }
 

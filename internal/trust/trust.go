@@ -41,12 +41,16 @@ func RungOf(s runbooks.Safety) string {
 
 // Policy is how much evidence a promotion needs (config: trust).
 type Policy struct {
-	// MinRuns is the fewest runs with evidence: shadow runs that would
-	// have acted, and runs a person approved or rejected.
+	// MinRuns is the fewest runs compared with what happened instead:
+	// shadow runs that would have acted after which a person acted on the
+	// target or the alert resolved on its own, and runs a person approved
+	// or rejected.
 	MinRuns int `yaml:"minRuns" json:"minRuns"`
-	// MinAgreement is the smallest share, 0 to 1, of those compared with
-	// what people did in which people did the same: a person changed the
-	// target as the shadow run would have, or approved the run.
+	// MinAgreement is the smallest share, 0 to 1, of those in which the
+	// runbook was right: a person changed the target as the shadow run
+	// would have, or approved the run. A person doing otherwise, a
+	// rejection, and an alert resolving with nobody acting (the runbook
+	// would have acted for nothing) count against it.
 	MinAgreement float64 `yaml:"minAgreement" json:"minAgreement"`
 }
 
@@ -96,8 +100,12 @@ type Summary struct {
 	Approved int `json:"approved"`
 	Rejected int `json:"rejected"`
 	// EvidenceRuns = WouldHaveActed + Approved + Rejected; Compared =
-	// Agreed + Disagreed + Approved + Rejected; Agreement =
-	// (Agreed + Approved) / Compared, nil when nothing was compared.
+	// Agreed + Disagreed + ResolvedOnItsOwn + Approved + Rejected;
+	// Agreement = (Agreed + Approved) / Compared, nil when nothing was
+	// compared. Only runs of the runbook's current version (its content
+	// hash) count, and of shadow runs only alert-triggered ones: a
+	// person's launch of a shadow runbook is no evidence of what alerts
+	// need.
 	EvidenceRuns int      `json:"evidenceRuns"`
 	Compared     int      `json:"compared"`
 	Agreement    *float64 `json:"agreement,omitempty"`
@@ -137,11 +145,14 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 	s := Summary{Runbook: rb.Name(), Rung: RungOf(rb.Spec.Safety)}
 	launches := launchesByTarget(records)
 	for _, ev := range records {
-		if ev.Runbook != rb.Name() {
+		if ev.Runbook != rb.Name() || ev.RunbookHash != rb.Hash {
 			continue
 		}
 		switch ev.Action {
 		case domain.ActionShadowEvidence:
+			if ev.Actor.Kind != domain.ActorAlert {
+				continue
+			}
 			s.ShadowRuns++
 			if ev.Detail["wouldAct"] == "true" {
 				s.WouldHaveActed++
@@ -172,7 +183,7 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 		}
 	}
 	s.EvidenceRuns = s.WouldHaveActed + s.Approved + s.Rejected
-	s.Compared = s.Agreed + s.Disagreed + s.Approved + s.Rejected
+	s.Compared = s.Agreed + s.Disagreed + s.ResolvedOnItsOwn + s.Approved + s.Rejected
 	if s.Compared > 0 {
 		a := float64(s.Agreed+s.Approved) / float64(s.Compared)
 		s.Agreement = &a
@@ -191,12 +202,13 @@ func Summarize(rb *runbooks.Runbook, records []domain.AuditEvent) Summary {
 	return s
 }
 
-// launchesByTarget indexes people's launches that started a run on a
-// target.
+// launchesByTarget indexes people's launches that started a run able to
+// act (not a shadow or dry-run runbook's) on a target.
 func launchesByTarget(records []domain.AuditEvent) map[string][]domain.AuditEvent {
 	out := map[string][]domain.AuditEvent{}
 	for _, ev := range records {
-		if ev.Action == domain.ActionRunLaunched && ev.Outcome == "started" && ev.Actor.Kind == domain.ActorUser && ev.Detail["target"] != "" {
+		if ev.Action == domain.ActionRunLaunched && ev.Outcome == "started" && ev.Actor.Kind == domain.ActorUser &&
+			ev.Detail["target"] != "" && ev.Detail["acts"] == "true" {
 			out[ev.Detail["target"]] = append(out[ev.Detail["target"]], ev)
 		}
 	}
@@ -233,16 +245,18 @@ func (p Policy) Check(from, to string, s Summary) error {
 		return fmt.Errorf("promote to %q: want approve or enforce", to)
 	case fi >= ti:
 		return fmt.Errorf("runbook %s is on rung %s already; promotion goes up the ladder %s", s.Runbook, from, strings.Join(Rungs, " → "))
+	case to == RungEnforce && from != RungApprove:
+		return fmt.Errorf("runbook %s is on rung %s: promote it to approve first; one rung at a time (%s)", s.Runbook, from, strings.Join(Rungs, " → "))
 	}
 	var missing []string
-	if s.EvidenceRuns < p.MinRuns {
-		missing = append(missing, fmt.Sprintf("%d runs with evidence (shadow runs that would have acted, approved or rejected runs), %d needed (trust.minRuns)", s.EvidenceRuns, p.MinRuns))
+	if s.Compared < p.MinRuns {
+		missing = append(missing, fmt.Sprintf("%d runs compared with what happened instead, %d needed (trust.minRuns)", s.Compared, p.MinRuns))
 	}
 	switch {
 	case s.Agreement == nil:
-		missing = append(missing, "no run was compared with what people did: nobody changed a shadow run's target or decided an approval")
+		missing = append(missing, "no run was compared with what happened: nobody acted on a shadow run's target, no alert resolved on its own, no approval was decided")
 	case *s.Agreement < p.MinAgreement:
-		missing = append(missing, fmt.Sprintf("agreement with people %.0f%% of %d compared, %.0f%% needed (trust.minAgreement)", *s.Agreement*100, s.Compared, p.MinAgreement*100))
+		missing = append(missing, fmt.Sprintf("the runbook was right in %.0f%% of %d compared, %.0f%% needed (trust.minAgreement)", *s.Agreement*100, s.Compared, p.MinAgreement*100))
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s", ErrBelowThreshold, strings.Join(missing, "; "))
