@@ -78,6 +78,9 @@ type PlannedAction struct {
 	Target string `json:"target,omitempty"`
 	// Would is the change the action makes (restarted, scaled, rolled).
 	Would string `json:"would,omitempty"`
+	// before is the workload's replicas when the step was planned (for a
+	// scale to absolute replicas).
+	before float64
 }
 
 // TargetChange is a change seen on a watched workload.
@@ -88,6 +91,11 @@ type TargetChange struct {
 	// moved.
 	Change string `json:"change"`
 	Detail string `json:"detail,omitempty"`
+	// BySalve: Salve itself made the change (a real run of another
+	// runbook): it is no person's, and weighs nothing.
+	BySalve bool `json:"bySalve,omitempty"`
+	// Replicas is how many replicas a scale added (negative: removed).
+	Replicas float64 `json:"replicas,omitempty"`
 }
 
 // Workload changes, as a shadow run classifies them.
@@ -146,6 +154,7 @@ func (r *run) plannedShadow(ctx workflow.Context, s runbooks.Step, params map[st
 	}
 	pa.Target = fmt.Sprintf("%v/%v", get["namespace"], get["name"])
 	before, _ := r.readWorkload(ctx, s, get, "before")
+	pa.before = number(before["replicas"])
 	r.shadow.evidence.Planned = append(r.shadow.evidence.Planned, pa)
 	r.shadow.watches = append(r.shadow.watches, shadowWatch{action: pa, get: get, before: before})
 }
@@ -224,8 +233,9 @@ func (r *run) watchShadow(ctx workflow.Context, stepErr error) error {
 		if err != nil {
 			continue
 		}
-		if change, detail := ClassifyChange(w.before, after); change != "" {
-			ev.Changes = append(ev.Changes, TargetChange{Step: w.action.Step, Target: w.action.Target, Change: change, Detail: detail})
+		if c := ClassifyChange(w.before, after); c.Change != "" {
+			c.Step, c.Target = w.action.Step, w.action.Target
+			ev.Changes = append(ev.Changes, c)
 		}
 	}
 	switch {
@@ -260,7 +270,10 @@ func verdict(ev Evidence) (string, string) {
 	}
 	var other []string
 	for _, c := range ev.Changes {
-		if would[c.Step] == c.Change {
+		if c.BySalve {
+			continue
+		}
+		if would[c.Step] == c.Change && sameDirection(ev, c) {
 			return VerdictAgreed, fmt.Sprintf("Would have acted; a person %s %s meanwhile, as step %q would have.", c.Change, c.Target, c.Step)
 		}
 		other = append(other, fmt.Sprintf("%s %s", c.Change, c.Target))
@@ -275,21 +288,78 @@ func verdict(ev Evidence) (string, string) {
 }
 
 // ClassifyChange compares two kubernetes.get outputs of one workload and
-// names the change a person made, or "" for none. A restart also makes a
-// new revision, so it is recognised first.
-func ClassifyChange(before, after map[string]any) (string, string) {
+// names the change made, if any (Change ""). A restart also makes a new
+// revision, so it is recognised first. A change of Salve's own last-action
+// annotation marks the change as Salve's.
+func ClassifyChange(before, after map[string]any) TargetChange {
 	differs := func(key string) bool { return fmt.Sprint(before[key]) != fmt.Sprint(after[key]) }
+	var c TargetChange
 	switch {
 	case differs("restartedAt"):
-		return ChangeRestarted, fmt.Sprintf("restartedAt %v → %v", orNone(before["restartedAt"]), orNone(after["restartedAt"]))
+		c.Change, c.Detail = ChangeRestarted, fmt.Sprintf("restartedAt %v → %v", orNone(before["restartedAt"]), orNone(after["restartedAt"]))
 	case differs("replicas"):
-		return ChangeScaled, fmt.Sprintf("replicas %v → %v", before["replicas"], after["replicas"])
+		c.Change, c.Detail = ChangeScaled, fmt.Sprintf("replicas %v → %v", before["replicas"], after["replicas"])
+		c.Replicas = number(after["replicas"]) - number(before["replicas"])
 	case differs("images"), differs("revision"):
-		return ChangeRolled, fmt.Sprintf("revision %v → %v, images %v → %v", before["revision"], after["revision"], before["images"], after["images"])
+		c.Change, c.Detail = ChangeRolled, fmt.Sprintf("revision %v → %v, images %v → %v", before["revision"], after["revision"], before["images"], after["images"])
 	case differs("generation"):
-		return ChangeOther, fmt.Sprintf("generation %v → %v", before["generation"], after["generation"])
+		c.Change, c.Detail = ChangeOther, fmt.Sprintf("generation %v → %v", before["generation"], after["generation"])
+	default:
+		return c
 	}
-	return "", ""
+	if differs("salveAction") {
+		c.BySalve, c.Detail = true, c.Detail+", by Salve: "+fmt.Sprint(after["salveAction"])
+	}
+	return c
+}
+
+// sameDirection: a scale agrees only when it went the way the planned
+// step would have (delta's sign, or towards its replicas); other changes
+// have no direction.
+func sameDirection(ev Evidence, c TargetChange) bool {
+	if c.Change != ChangeScaled {
+		return true
+	}
+	for _, p := range ev.Planned {
+		if p.Step != c.Step {
+			continue
+		}
+		if d, ok := p.Params["delta"]; ok {
+			return sign(number(d)) == sign(c.Replicas)
+		}
+		if r, ok := p.Params["replicas"]; ok {
+			return sign(number(r)-p.before) == sign(c.Replicas)
+		}
+	}
+	return true
+}
+
+func sign(f float64) int {
+	switch {
+	case f > 0:
+		return 1
+	case f < 0:
+		return -1
+	}
+	return 0
+}
+
+// number reads a step parameter or output as a number (JSON numbers,
+// or the strings templates render); NaN-free: 0 when it is none.
+func number(v any) float64 {
+	switch n := v.(type) {
+	case float64:
+		return n
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(fmt.Sprint(v)), 64)
+	if err != nil {
+		return 0
+	}
+	return f
 }
 
 func orNone(v any) any {

@@ -198,8 +198,60 @@ func TestClassifyChange(t *testing.T) {
 		{with("revision", float64(4)), workflows.ChangeRolled},
 		{with("generation", float64(4)), workflows.ChangeOther},
 	} {
-		got, _ := workflows.ClassifyChange(base, tt.after)
-		require.Equal(t, tt.want, got, "%v", tt.after)
+		got := workflows.ClassifyChange(base, tt.after)
+		require.Equal(t, tt.want, got.Change, "%v", tt.after)
+		require.False(t, got.BySalve)
+	}
+	scaled := workflows.ClassifyChange(base, with("replicas", float64(1)))
+	require.Equal(t, -1.0, scaled.Replicas)
+	// Another Salve run restarted it: Salve's, not a person's.
+	bySalve := with("restartedAt", "2026-11-24T09:05:00Z")
+	bySalve["salveAction"] = "salve/restart-web/shop/web/r1/restart restart at=2026-11-24T09:05:00Z"
+	c := workflows.ClassifyChange(base, bySalve)
+	require.Equal(t, workflows.ChangeRestarted, c.Change)
+	require.True(t, c.BySalve)
+}
+
+// Only a person's change in the planned direction agrees: Salve's own
+// change weighs nothing, and a scale the other way disagrees.
+func TestShadowVerdictWeighsWhoChangedWhat(t *testing.T) {
+	const scaleRunbook = `apiVersion: salve/v1
+kind: Runbook
+metadata: {name: scale-web}
+spec:
+  trigger:
+    matchers: ['alertname="WebDown"']
+  params:
+    namespace: {fromLabel: namespace, required: true, type: dnsLabel}
+    service: {fromLabel: service, required: true, type: k8sName}
+  safety: {mode: shadow, shadowWindow: 20m}
+  steps:
+    - {name: scale, action: kubernetes.scale, with: {namespace: '{{ .Params.namespace }}', name: '{{ .Params.service }}', delta: 2, max: 10}}
+`
+	for _, tt := range []struct {
+		name        string
+		change      func(w *workload)
+		wantVerdict string
+	}{
+		{"a person scaled out", func(w *workload) { w.set("replicas", float64(4)) }, workflows.VerdictAgreed},
+		{"a person scaled in", func(w *workload) { w.set("replicas", float64(1)) }, workflows.VerdictDisagreed},
+		{"another Salve run scaled out", func(w *workload) { w.set("replicas", float64(4)); w.set("salveAction", "salve/other/x/r/scale scale to=4") }, workflows.VerdictUnresolved},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := freshWorkload()
+			env, _ := newEnv(t, nil, "kubernetes.get", "kubernetes.scale")
+			env.OnActivity(step.ActivityName("kubernetes.get"), mock.Anything, mock.Anything).Return(func(context.Context, step.Request) (step.Result, error) {
+				return step.Result{Output: w.get()}, nil
+			}).Maybe()
+			env.OnActivity(step.ActivityName("kubernetes.scale"), mock.Anything, mock.Anything).Return(func(_ context.Context, req step.Request) (step.Result, error) {
+				require.True(t, req.DryRun)
+				return step.Result{Output: map[string]any{"dryRun": true}}, nil
+			}).Maybe()
+			env.RegisterDelayedCallback(func() { tt.change(w) }, 5*time.Minute)
+			st, err := run(t, env, workflows.Input{Runbook: parseRunbook(t, scaleRunbook), IncidentKey: "shop/web", Alert: firing()})
+			require.NoError(t, err)
+			require.Equal(t, tt.wantVerdict, st.Evidence.Verdict, st.Evidence.Summary)
+		})
 	}
 }
 

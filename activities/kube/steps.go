@@ -510,6 +510,9 @@ func (k kinds) get(ctx context.Context, req step.Request) (step.Result, error) {
 		// A person's `kubectl rollout restart` shows here: a shadow run
 		// compares it before and after its watch.
 		"restartedAt": w.template.Annotations[AnnotationRestartedAt],
+		// Salve's own last action on it, so a shadow run tells Salve's
+		// changes from a person's.
+		"salveAction": w.meta.Annotations[AnnotationAction],
 	}
 	if w.dep != nil {
 		rev, _ := strconv.ParseInt(w.meta.Annotations[annotationRevision], 10, 64)
