@@ -235,7 +235,10 @@ spec:
 	}{
 		{"a person scaled out", func(w *workload) { w.set("replicas", float64(4)) }, workflows.VerdictAgreed},
 		{"a person scaled in", func(w *workload) { w.set("replicas", float64(1)) }, workflows.VerdictDisagreed},
-		{"another Salve run scaled out", func(w *workload) { w.set("replicas", float64(4)); w.set("salveAction", "salve/other/x/r/scale scale to=4") }, workflows.VerdictUnresolved},
+		{"another Salve run scaled out", func(w *workload) {
+			w.set("replicas", float64(4))
+			w.set("salveAction", "salve/other/x/r/scale scale to=4")
+		}, workflows.VerdictUnresolved},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := freshWorkload()

@@ -40,7 +40,7 @@ func TestRunbookTrustPanel(t *testing.T) {
 	for i, verdict := range []string{"agreed", "resolved_on_its_own"} {
 		fx.audit.recs = append(fx.audit.recs, audit.Record{Seq: int64(500 + i), Event: domain.AuditEvent{
 			Action: domain.ActionShadowEvidence, Runbook: "restart-crashlooping", RunbookHash: rb.Hash, Outcome: verdict, Time: time.Now().Add(-time.Hour),
-			Actor: domain.Actor{Kind: domain.ActorAlert, Name: "KubeDeploymentCrashLooping"},
+			Actor:      domain.Actor{Kind: domain.ActorAlert, Name: "KubeDeploymentCrashLooping"},
 			WorkflowID: "salve/restart-crashlooping/shop/cart", Detail: map[string]string{"wouldAct": "true", "summary": "it " + verdict}}})
 	}
 	page(t, fx, "/ui/runbooks/restart-crashlooping", fx.tok.viewer, 200,
