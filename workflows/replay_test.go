@@ -15,9 +15,11 @@ import (
 // would break runs in flight fails here. Histories come from real runs of
 // each path — success, flaps, approval, approval timeout, rejection with
 // compensation, cancel with onFailure, a failed run, a dry-run plan, a wait
-// for a target lock, a step skipped by its when — recorded by internal/app's end-to-end tests:
+// for a target lock, a step skipped by its when, a shadow run whose alert
+// resolved on its own and one a person agreed with — recorded by
+// internal/app's end-to-end tests:
 //
-//	SALVE_UPDATE_HISTORY=1 go test -count=1 -run 'TestDuplicatesAndFlapsMakeExactlyOneRun|TestOperateEndToEnd|TestSafetyEnvelopeEndToEnd' ./internal/app
+//	SALVE_UPDATE_HISTORY=1 go test -count=1 -run 'TestDuplicatesAndFlapsMakeExactlyOneRun|TestOperateEndToEnd|TestSafetyEnvelopeEndToEnd|TestKubernetesRunbooksEndToEnd' ./internal/app
 //
 // Re-record only for a new workflow revision (keep the old revision's
 // files: runs started by it must still replay), never to hide a failure.

@@ -61,9 +61,9 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 	// shadowRun fires the alert, lets during act once the run has read its
 	// target and verified, resolves the alert, and returns the finished
 	// run's evidence.
-	shadowRun := func(t *testing.T, ns string, during func()) *workflows.Evidence {
+	shadowRun := func(t *testing.T, ns, history string, during func()) *workflows.Evidence {
 		t.Helper()
-		wfID := "salve/" + shadowRunbookName + "/" + ns + "/web"
+		wfID := domain.ShadowWorkflowID(shadowRunbookName, ns+"/web")
 		require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, alert("firing", ns)))
 		require.Eventually(t, func() bool {
 			det, code := getRun(t, d.URL, wfID)
@@ -82,6 +82,7 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 		}
 		require.Equal(t, http.StatusOK, postWebhook(t, d.URL, d.WebhookToken, alert("resolved", ns)))
 		det := waitRunStatus(t, d.URL, wfID, runs.StatusSucceeded, 2*time.Minute)
+		saveHistory(t, d.TemporalAddr, wfID, det.RunID, history)
 		require.True(t, det.Run.Shadow)
 		require.NotNil(t, det.Run.Evidence)
 		var states []string
@@ -123,7 +124,7 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 
 	// 1. The alert resolves by itself: the runbook would have acted for
 	// nothing, and the deployment was left alone.
-	e := shadowRun(t, "canary1", nil)
+	e := shadowRun(t, "canary1", "shadow-resolved", nil)
 	require.Equal(t, workflows.VerdictResolvedOnItsOwn, e.Verdict, e.Summary)
 	require.True(t, e.Resolved)
 	require.Empty(t, e.Changes)
@@ -146,7 +147,7 @@ func shadowToApprove(t *testing.T, c kubernetes.Interface, d *app.Process, dir s
 
 	// 2. A person rolls the deployment while the shadow run watches:
 	// kubectl rollout restart, as the runbook would have.
-	e = shadowRun(t, "canary2", func() {
+	e = shadowRun(t, "canary2", "shadow-agreed", func() {
 		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}}}}}`, kube.AnnotationRestartedAt, time.Now().UTC().Format(time.RFC3339))
 		_, err := c.AppsV1().Deployments("canary2").Patch(ctx, "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 		require.NoError(t, err)

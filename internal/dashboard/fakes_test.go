@@ -32,9 +32,10 @@ import (
 var t0 = time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 
 const (
-	wfWaiting = "salve/restart-crashlooping/shop/api"  // running, waits for approval of step restart
-	wfFailed  = "salve/restart-crashlooping/shop/done" // failed, compensated
-	wfHostile = "salve/hostile/x<y>"                   // outputs and errors with markup
+	wfWaiting = "salve/restart-crashlooping/shop/api"         // running, waits for approval of step restart
+	wfFailed  = "salve/restart-crashlooping/shop/done"        // failed, compensated
+	wfHostile = "salve/hostile/x<y>"                          // outputs and errors with markup
+	wfShadow  = "salve/restart-crashlooping/~shadow/shop/web" // a shadow run with its evidence
 	runWait   = "0192e7a4-1111-7000-8000-000000000001"
 	runFailed = "0192e7a4-2222-7000-8000-000000000002"
 	leaseHash = "lease-4f2a9c"
@@ -96,6 +97,19 @@ func (f *fakeRuns) Get(_ context.Context, id, _ string) (runs.Detail, error) {
 				Approvals: []workflows.ApprovalRecord{
 					{Decision: workflows.DecisionApproved, By: "bob", Reason: "looked at the dashboards", At: t0.Add(time.Second)},
 				},
+			},
+		}, nil
+	case wfShadow:
+		return runs.Detail{
+			Summary: runs.Summary{WorkflowID: wfShadow, RunID: "r-shadow", Runbook: "restart-crashlooping", IncidentKey: "shop/web", Status: runs.StatusSucceeded, StartTime: t0, CloseTime: t0.Add(9 * time.Minute)},
+			Run: &workflows.Status{
+				Runbook: "restart-crashlooping", IncidentKey: "shop/web", State: workflows.RunStateSucceeded, Shadow: true, DryRun: true,
+				Steps: []workflows.StepStatus{{Name: "restart", Action: "kubernetes.restart", State: workflows.StepStateSucceeded, Output: map[string]any{"dryRun": true}}},
+				Evidence: &workflows.Evidence{Verdict: workflows.VerdictAgreed, Summary: "Would have acted; a person restarted shop/web meanwhile.",
+					Planned:   []workflows.PlannedAction{{Step: "restart", Action: "kubernetes.restart", Target: "shop/web", Params: map[string]any{"namespace": "shop", "name": "web"}}},
+					Approvals: []string{"run"}, Window: "30m0s", Resolved: true, ResolvedAfter: "9m0s",
+					Changes: []workflows.TargetChange{{Step: "restart", Target: "shop/web", Change: workflows.ChangeRestarted, Detail: "restartedAt (none) → 2026-12-07T09:05:00Z"}},
+					Verify:  "passed"},
 			},
 		}, nil
 	case wfFailed:

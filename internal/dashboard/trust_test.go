@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -54,4 +55,14 @@ func TestBacktestPageClampsTheWindow(t *testing.T) {
 	fx := newFixture(t)
 	body := page(t, fx, "/ui/backtest?since=0001-01-01T00:00:00Z", fx.tok.viewer, 200, `per day`)
 	require.LessOrEqual(t, strings.Count(body, "<circle"), 3*32, "at most 32 days of points per line")
+}
+
+// A shadow run's page says it acted on nothing, what it would have done
+// and what happened instead.
+func TestShadowRunPage(t *testing.T) {
+	fx := newFixture(t)
+	page(t, fx, "/ui/runs/"+url.PathEscape(wfShadow), fx.tok.viewer, 200,
+		`Shadow run: it acts on nothing`, `id="shadow-verdict"`, `Would have acted; a person restarted shop/web meanwhile.`,
+		`<code>restart</code> kubernetes.restart on <code>shop/web</code>`, `approval of the whole run`,
+		`resolved 9m0s after the run started`, `<code>shop/web</code> was restarted`, `passed without the action`)
 }
