@@ -3,10 +3,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/backtest"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -48,7 +50,16 @@ func (s *Server) Backtest(ctx context.Context, set *runbooks.Set, from, to time.
 		return nil, err
 	}
 	states := backtest.States(occs, backtest.DefaultRepeatInterval, from, to)
-	return backtest.Run(ctx, states, backtest.Options{Runbooks: set, Safety: s.SafetyConfig})
+	opts := backtest.Options{Runbooks: set, Safety: s.SafetyConfig}
+	if am := s.SafetyConfig.Alertmanager; am.URL != "" {
+		// The silences people set (expired ones included), checked at
+		// each alert's simulated time, as the trigger checks live ones.
+		src := safety.Alertmanager{URL: am.URL, BearerTokenFile: am.BearerTokenFile}
+		if opts.Silences, err = src.List(ctx); err != nil {
+			return nil, fmt.Errorf("read silences from Alertmanager: %w", err)
+		}
+	}
+	return backtest.Run(ctx, states, opts)
 }
 
 // auditAlerts reads alert history straight from the audit store.
