@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/audit"
+	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/trust"
 )
 
@@ -44,4 +45,23 @@ func TestServerBacktestHonoursSilences(t *testing.T) {
 	require.NotNil(t, ans.Backtest)
 	require.Equal(t, 1, ans.Backtest.Started, "%+v", ans.Backtest)
 	require.Equal(t, map[string]int{"silenced": 1}, ans.Backtest.By)
+}
+
+// Evidence is read whole, page by page: the store answers 10,000 records
+// at a time, oldest first, and the newest must count too.
+func TestEvidenceReadsEveryPage(t *testing.T) {
+	fx := newFixture(t)
+	rb := shadowMode(t, fx, "restart-crashlooping")
+	base := int64(len(fx.audit.recs))
+	for i := range 10005 {
+		fx.audit.recs = append(fx.audit.recs, audit.Record{Seq: base + int64(i) + 1, Event: domain.AuditEvent{
+			Action: domain.ActionShadowEvidence, Runbook: rb.Name(), RunbookHash: rb.Hash, Outcome: "resolved_on_its_own",
+			Time: time.Now().Add(-time.Hour), Actor: domain.Actor{Kind: domain.ActorAlert, Name: "KubeDeploymentCrashLooping"},
+			Detail: map[string]string{"wouldAct": "true"}}})
+	}
+	rec := fx.do(request{method: http.MethodGet, path: "/v1/runbooks/restart-crashlooping/evidence", token: fx.tok.viewer})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var ans trust.EvidenceAnswer
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ans))
+	require.Equal(t, 10005, ans.Summary.ShadowRuns)
 }

@@ -30,7 +30,7 @@ func (s *Server) evidence(ctx context.Context, rb *runbooks.Runbook) (trust.Summ
 	// read them last, from there.
 	launchesSince := time.Time{}
 	for _, action := range []string{domain.ActionShadowEvidence, domain.ActionApprovalGranted, domain.ActionApprovalRejected, domain.ActionRunLaunched} {
-		f := audit.Filter{Runbook: rb.Name(), Action: action, Since: since, Limit: 10000}
+		f := audit.Filter{Runbook: rb.Name(), Action: action, Since: since}
 		if action == domain.ActionRunLaunched {
 			if launchesSince.IsZero() {
 				break // no shadow run to compare with
@@ -38,18 +38,44 @@ func (s *Server) evidence(ctx context.Context, rb *runbooks.Runbook) (trust.Summ
 			// A launch of any runbook on the shadow run's target.
 			f.Runbook, f.Since = "", launchesSince
 		}
-		recs, err := s.Audit.Query(ctx, f)
+		err := s.queryAll(ctx, f, func(ev domain.AuditEvent) {
+			all = append(all, ev)
+			if ev.Action == domain.ActionShadowEvidence && (launchesSince.IsZero() || ev.Time.Before(launchesSince)) {
+				launchesSince = ev.Time.Add(-runbooks.MaxShadowWindow)
+			}
+		})
 		if err != nil {
 			return trust.Summary{}, err
 		}
-		for _, r := range recs {
-			all = append(all, r.Event)
-			if r.Event.Action == domain.ActionShadowEvidence && (launchesSince.IsZero() || r.Event.Time.Before(launchesSince)) {
-				launchesSince = r.Event.Time.Add(-runbooks.MaxShadowWindow)
-			}
-		}
 	}
 	return trust.Summarize(rb, all), nil
+}
+
+// maxEvidenceRecords bounds what one evidence summary reads per action.
+const maxEvidenceRecords = 1_000_000
+
+// queryAll reads every record f selects, page by page (the store answers
+// at most 10,000 at a time, oldest first): evidence must not be the
+// oldest page of it.
+func (s *Server) queryAll(ctx context.Context, f audit.Filter, each func(domain.AuditEvent)) error {
+	const page = 10000
+	f.Limit = page
+	for read := 0; ; {
+		recs, err := s.Audit.Query(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			each(r.Event)
+		}
+		if read += len(recs); len(recs) < page {
+			return nil
+		}
+		if read >= maxEvidenceRecords {
+			return fmt.Errorf("more than %d %s records in the evidence window: too many to weigh at once", maxEvidenceRecords, f.Action)
+		}
+		f.AfterSeq = recs[len(recs)-1].Seq
+	}
 }
 
 func nextRung(rung string) string {
