@@ -9,7 +9,8 @@
 # from k8s.io/kubernetes, kwok fake nodes, Debian etcd) that
 # scripts/kube-tools.sh builds into ~/.cache/salve/bin, once per version; and
 # for the credential tests a real Vault server that scripts/vault-tools.sh
-# builds the same way; for the dashboard's browser test Debian's chromium.
+# builds the same way (and Jaeger, scripts/jaeger-tools.sh, for the tracing
+# tests); for the dashboard's browser test Debian's chromium.
 # Tests never skip because a server is missing: they fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,9 @@ bash scripts/vault-tools.sh
 
 step "building helm for the chart tests in deploy/ (cached by version; the first build takes ~4 minutes)"
 bash scripts/helm-tools.sh
+
+step "building the Jaeger test server (cached by version; the first build takes ~4 minutes)"
+bash scripts/jaeger-tools.sh
 
 step "downloading modules"
 go mod download

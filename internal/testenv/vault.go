@@ -137,7 +137,15 @@ func vaultRandomHex(t testing.TB) string {
 // $SALVE_VAULT_BIN, else the versioned cache path the script writes.
 func vaultBinary(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv("SALVE_VAULT_BIN")
+	return cachedTool(t, "SALVE_VAULT_BIN", "vault-"+vaultVersion, vaultInstall)
+}
+
+// cachedTool returns the path of a test server a script built into the
+// versioned cache: $env, else ${SALVE_CACHE:-~/.cache/salve}/bin/name. A
+// missing one fails the test, saying how to build it.
+func cachedTool(t testing.TB, env, name, install string) string {
+	t.Helper()
+	path := os.Getenv(env)
 	if path == "" {
 		cache := os.Getenv("SALVE_CACHE")
 		if cache == "" {
@@ -145,10 +153,10 @@ func vaultBinary(t testing.TB) string {
 			require.NoError(t, err)
 			cache = filepath.Join(home, ".cache", "salve")
 		}
-		path = filepath.Join(cache, "bin", "vault-"+vaultVersion)
+		path = filepath.Join(cache, "bin", name)
 	}
 	if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
-		t.Fatalf("vault-%s is missing (%s): %s (or set SALVE_VAULT_BIN)", vaultVersion, path, vaultInstall)
+		t.Fatalf("%s is missing (%s): %s (or set %s)", name, path, install, env)
 	}
 	return path
 }
