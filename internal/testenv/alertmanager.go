@@ -1,10 +1,8 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +48,6 @@ receivers:
 	cfgPath := filepath.Join(dir, "alertmanager.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	port := FreePort(t)
-	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.path="+filepath.Join(dir, "data"),
@@ -58,24 +55,8 @@ receivers:
 		"--cluster.listen-address=", // no gossip
 		"--log.level=warn",
 	)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager log:\n%s", logs.String())
-		}
-	})
 	am := &Alertmanager{URL: fmt.Sprintf("http://127.0.0.1:%d", port), amtool: amtool}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(am.URL + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "alertmanager did not become ready")
+	runServer(t, "alertmanager", cmd, am.URL+"/-/ready", 30*time.Second)
 	return am
 }
 

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -75,30 +74,11 @@ func StartJaeger(t testing.TB) *Jaeger {
 	health, query, queryGRPC, grpcPort, httpPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 	cfg := filepath.Join(t.TempDir(), "jaeger.yaml")
 	require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, health, query, queryGRPC, grpcPort, httpPort), 0o600))
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config", "file:"+cfg)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("jaeger log:\n%s", logs.String())
-		}
-	})
 	j := &Jaeger{
 		OTLPHTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), OTLPGRPC: fmt.Sprintf("127.0.0.1:%d", grpcPort),
 		QueryURL: fmt.Sprintf("http://127.0.0.1:%d", query),
 	}
-	healthURL := fmt.Sprintf("http://127.0.0.1:%d/status", health)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(healthURL)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 100*time.Millisecond, "jaeger did not become healthy")
+	runServer(t, "jaeger", exec.Command(bin, "--config", "file:"+cfg), fmt.Sprintf("http://127.0.0.1:%d/status", health), 60*time.Second)
 	return j
 }
 

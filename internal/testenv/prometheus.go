@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -84,31 +83,14 @@ func BackfillPrometheus(t testing.TB, openMetrics []byte) string {
 func runPrometheus(t testing.TB, bin, cfgPath, dataDir string) *Prometheus {
 	t.Helper()
 	port := FreePort(t)
-	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+dataDir,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 		"--log.level=warn",
 	)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", logs.String())
-		}
-	})
 	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(p.URL + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "prometheus did not become ready")
+	runServer(t, "prometheus", cmd, p.URL+"/-/ready", 30*time.Second)
 	return p
 }
 

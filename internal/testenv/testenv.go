@@ -9,10 +9,12 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -80,4 +82,29 @@ func Fingerprint(name string) string {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(name))
 	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// runServer starts a test server's process, stops it when the test ends
+// (showing its log if the test failed), and waits until readyURL answers
+// 200, or fails the test naming the server.
+func runServer(t testing.TB, name string, cmd *exec.Cmd, readyURL string, within time.Duration) {
+	t.Helper()
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, logs.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, within, 100*time.Millisecond, "%s did not become ready", name)
 }
