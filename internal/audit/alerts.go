@@ -35,24 +35,18 @@ func (a AlertState) Duration() time.Duration {
 	return a.ResolvedAt.Sub(a.StartsAt)
 }
 
-func (s *Store) migrateAlerts(ctx context.Context) error {
-	for _, stmt := range []string{
-		`CREATE TABLE IF NOT EXISTS alert_states (
-			fingerprint    TEXT NOT NULL,
-			starts_at_ns   BIGINT NOT NULL,
-			alertname      TEXT NOT NULL,
-			labels_json    TEXT NOT NULL,
-			received_at_ns BIGINT NOT NULL,
-			resolved_at_ns BIGINT,
-			PRIMARY KEY (fingerprint, starts_at_ns)
-		)`,
-		`CREATE INDEX IF NOT EXISTS alert_states_starts ON alert_states (starts_at_ns)`,
-	} {
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("create alert_states: %w", err)
-		}
-	}
-	return nil
+// alertsSchema is the alert read model's part of the schema (migrate).
+var alertsSchema = []string{
+	`CREATE TABLE IF NOT EXISTS alert_states (
+		fingerprint    TEXT NOT NULL,
+		starts_at_ns   BIGINT NOT NULL,
+		alertname      TEXT NOT NULL,
+		labels_json    TEXT NOT NULL,
+		received_at_ns BIGINT NOT NULL,
+		resolved_at_ns BIGINT,
+		PRIMARY KEY (fingerprint, starts_at_ns)
+	)`,
+	`CREATE INDEX IF NOT EXISTS alert_states_starts ON alert_states (starts_at_ns)`,
 }
 
 // RecordAlert folds one alert notification into the read model. Repeats are

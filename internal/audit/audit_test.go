@@ -182,3 +182,26 @@ func TestCanonicalIsStable(t *testing.T) {
 	_, err = audit.ChainHash("nothex", a)
 	require.Error(t, err)
 }
+
+// Replicas starting at once on a fresh PostgreSQL all open the store:
+// CREATE ... IF NOT EXISTS alone is not safe against itself (one of two
+// servers of the production topology test died on a duplicate pg_class
+// row).
+func TestConcurrentOpensOnAFreshPostgres(t *testing.T) {
+	for round := range 3 {
+		dsn := testenv.Postgres(t)
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				s, err := audit.Open(context.Background(), dsn)
+				if err == nil {
+					_ = s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			require.NoError(t, <-errs, "round %d", round)
+		}
+	}
+}

@@ -55,8 +55,14 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// schemaLock is the PostgreSQL advisory lock key that serialises schema
+// creation: CREATE ... IF NOT EXISTS is not safe against itself, and two
+// replicas starting at once on a fresh database made one fail with a
+// duplicate pg_class row.
+const schemaLock = 0x5a17e_a0d17
+
 func (s *Store) migrate(ctx context.Context) error {
-	for _, stmt := range []string{
+	stmts := append([]string{
 		`CREATE TABLE IF NOT EXISTS audit_events (
 			seq          BIGINT PRIMARY KEY,
 			event_id     TEXT NOT NULL UNIQUE,
@@ -72,12 +78,34 @@ func (s *Store) migrate(ctx context.Context) error {
 		`CREATE INDEX IF NOT EXISTS audit_events_workflow ON audit_events (workflow_id, seq)`,
 		`CREATE INDEX IF NOT EXISTS audit_events_runbook ON audit_events (runbook, seq)`,
 		`CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time_ns)`,
-	} {
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+	}, alertsSchema...)
+	if !s.postgres {
+		for _, stmt := range stmts {
+			if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("create audit schema: %w", err)
+			}
+		}
+		return nil
+	}
+	// PostgreSQL's DDL is transactional: the whole schema in one
+	// transaction, one replica at a time.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create audit schema: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
+		return fmt.Errorf("create audit schema: lock: %w", err)
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create audit schema: %w", err)
 		}
 	}
-	return s.migrateAlerts(ctx)
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create audit schema: %w", err)
+	}
+	return nil
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL.
