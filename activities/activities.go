@@ -8,11 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/salve-sre/salve/runbooks"
 	"log/slog"
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -23,6 +24,8 @@ import (
 	"github.com/salve-sre/salve/activities/promql"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
+	"github.com/salve-sre/salve/runbooks"
 )
 
 // AuditRecorder stores audit events durably; internal/audit implements it.
@@ -74,7 +77,7 @@ type Metrics interface {
 	// StepFinished is one step attempt's executor call: outcome is
 	// succeeded, failed or planned (a mutating step in dry-run mode, not
 	// run: took is 0).
-	StepFinished(kind, outcome string, took time.Duration)
+	StepFinished(ctx context.Context, kind, outcome string, took time.Duration)
 	// AuditRecorded is a run-level audit event the workflow had stored
 	// (run.finished, approval decisions, ...).
 	AuditRecorded(ev domain.AuditEvent)
@@ -207,6 +210,17 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 	req.ScheduledAt = info.ScheduledTime
 	attempt := strconv.Itoa(int(info.Attempt))
 	log := a.log.With("workflow_id", req.WorkflowID, "step", req.Step, "kind", req.Kind, "attempt", attempt)
+	if tracing.Enabled() {
+		// The span is Temporal's RunActivity span, in the run's trace.
+		mode := "act"
+		if req.DryRun {
+			mode = "dry_run"
+		}
+		span := trace.SpanFromContext(ctx)
+		span.SetAttributes(tracing.PipelineRun(req.Runbook, req.WorkflowID, req.RunID)...)
+		span.SetAttributes(tracing.PipelineTask(req.Step, req.Kind, req.IdempotencyKey)...)
+		span.SetAttributes(tracing.AttrMode.String(mode), attribute.Int("salve.attempt", int(info.Attempt)))
+	}
 	ev := func(action, outcome string, err error) domain.AuditEvent {
 		e := domain.AuditEvent{
 			ID:         req.WorkflowID + "/" + req.RunID + "/" + req.Step + "/" + attempt + "/" + action,
@@ -232,8 +246,8 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 		if err := a.audit.Record(ctx, ev(domain.ActionStepPlanned, "dry-run", nil)); err != nil {
 			return step.Result{}, fmt.Errorf("record planned step: %w", err)
 		}
-		log.Info("dry run: mutating step not run")
-		a.stepFinished(spec.Kind, "planned", 0)
+		log.InfoContext(ctx, "dry run: mutating step not run")
+		a.stepFinished(ctx, spec.Kind, "planned", 0)
 		return step.Result{Output: map[string]any{"dryRun": true}}, nil
 	}
 	// No audit record, no action: a step whose start cannot be recorded
@@ -260,26 +274,26 @@ func (a *Activities) run(ctx context.Context, spec step.Spec, req step.Request) 
 	actx, cancelRecord := context.WithDeadline(context.WithoutCancel(ctx), recordBy)
 	defer cancelRecord()
 	if err != nil {
-		log.Warn("step failed", "error", err)
-		a.stepFinished(spec.Kind, "failed", took)
+		log.WarnContext(ctx, "step failed", "error", err)
+		a.stepFinished(ctx, spec.Kind, "failed", took)
 		if aerr := a.audit.Record(actx, ev(domain.ActionStepFailed, "failed", err)); aerr != nil {
-			log.Error("audit step failure", "error", aerr)
+			log.ErrorContext(ctx, "audit step failure", "error", aerr)
 		}
 		return step.Result{}, temporalError(err, info.Attempt)
 	}
 	if aerr := a.audit.Record(actx, ev(domain.ActionStepSucceeded, "succeeded", nil)); aerr != nil {
 		// The action happened; failing now would make Temporal retry it.
-		log.Error("audit step success", "error", aerr)
+		log.ErrorContext(ctx, "audit step success", "error", aerr)
 	}
-	log.Info("step succeeded")
-	a.stepFinished(spec.Kind, "succeeded", took)
+	log.InfoContext(ctx, "step succeeded")
+	a.stepFinished(ctx, spec.Kind, "succeeded", took)
 	res.Attempt = info.Attempt
 	return res, nil
 }
 
-func (a *Activities) stepFinished(kind, outcome string, took time.Duration) {
+func (a *Activities) stepFinished(ctx context.Context, kind, outcome string, took time.Duration) {
 	if a.Metrics != nil {
-		a.Metrics.StepFinished(kind, outcome, took)
+		a.Metrics.StepFinished(ctx, kind, outcome, took)
 	}
 }
 

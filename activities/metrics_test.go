@@ -28,7 +28,7 @@ type fakeMetrics struct {
 	audited []string
 }
 
-func (f *fakeMetrics) StepFinished(kind, outcome string, took time.Duration) {
+func (f *fakeMetrics) StepFinished(_ context.Context, kind, outcome string, took time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.steps = append(f.steps, stepObs{kind, outcome, took})

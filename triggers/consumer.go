@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Consumer feeds stored alerts to a Trigger through a durable JetStream pull
@@ -223,6 +225,9 @@ func (c *Consumer) decode(ctx context.Context, msg jetstream.Msg) (*Inbound, boo
 	}
 	if err == nil {
 		in := &Inbound{Event: ev, StreamSeq: seq, OnlyRunbook: msg.Headers().Get(bus.HeaderRetryRunbook)}
+		if tracing.Enabled() {
+			in.Parent = trace.SpanContextFromContext(tracing.Extract(ctx, msg.Headers()))
+		}
 		if in.OnlyRunbook != "" {
 			// A retry is a copy: the alert's own place is in the header.
 			fmt.Sscan(msg.Headers().Get(bus.HeaderRetrySeq), &in.StreamSeq)

@@ -17,6 +17,9 @@ import (
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/httpjson"
+	"github.com/salve-sre/salve/internal/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // AlertStore stores alert events durably; it returns nil only when every
@@ -37,7 +40,7 @@ type IngestMetrics interface {
 	WebhookAnswered(code int)
 	// AlertsPublished is how long storing a webhook's alerts took,
 	// whether it succeeded or not.
-	AlertsPublished(took time.Duration)
+	AlertsPublished(ctx context.Context, took time.Duration)
 	// AlertsAccepted is called with a webhook's alerts once it is
 	// answered 2xx.
 	AlertsAccepted(evs []domain.AlertEvent)
@@ -118,7 +121,7 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	msg, evs, err := decodeWebhook(body, now(), maxAlert)
 	if err != nil {
-		h.Log.Warn("webhook rejected", "error", err, "remote", r.RemoteAddr)
+		h.Log.WarnContext(r.Context(), "webhook rejected", "error", err, "remote", r.RemoteAddr)
 		code := http.StatusBadRequest
 		if errors.Is(err, ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
@@ -132,13 +135,16 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if tracing.Enabled() {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Int("salve.alerts", len(evs)), attribute.Int("salve.alerts.truncated", msg.TruncatedAlerts))
+	}
 	start := time.Now()
 	err = h.Store.PublishAlerts(ctx, evs)
 	if h.Metrics != nil {
-		h.Metrics.AlertsPublished(time.Since(start))
+		h.Metrics.AlertsPublished(ctx, time.Since(start))
 	}
 	if err != nil {
-		h.Log.Error("webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
+		h.Log.ErrorContext(ctx, "webhook not stored; answering 503 so Alertmanager retries", "error", err, "alerts", len(evs))
 		retryLater(w, err, "alerts could not be stored durably; retry later",
 			"the ALERTS stream is full (its size limit): nothing was stored; it takes alerts again as old ones age out (raise --alerts-max-bytes or lower --alerts-max-age); retry later")
 		return
@@ -147,14 +153,14 @@ func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if err := h.Audit.RecordAll(ctx, trunc); err != nil {
 			// The alerts are stored, but not the record that some were cut:
 			// ask for a retry; the stream deduplicates the alerts themselves.
-			h.Log.Error("webhook truncation record not stored; answering 503 so Alertmanager retries", "error", err)
+			h.Log.ErrorContext(ctx, "webhook truncation record not stored; answering 503 so Alertmanager retries", "error", err)
 			retryLater(w, err, "audit records could not be stored; retry later",
 				"the AUDIT stream is full (its size limit): the audit recorder is behind or down, and frees space as it records (see /readyz); retry later")
 			return
 		}
 	}
 	if msg.TruncatedAlerts > 0 {
-		h.Log.Warn("Alertmanager truncated a webhook group; raise max_alerts or Salve misses alerts", "truncated", msg.TruncatedAlerts, "group_key", msg.GroupKey)
+		h.Log.WarnContext(ctx, "Alertmanager truncated a webhook group; raise max_alerts or Salve misses alerts", "truncated", msg.TruncatedAlerts, "group_key", msg.GroupKey)
 	}
 	if h.Metrics != nil {
 		h.Metrics.AlertsAccepted(evs)

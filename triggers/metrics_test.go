@@ -38,7 +38,7 @@ func (f *fakeMetrics) WebhookAnswered(code int) {
 	f.codes = append(f.codes, code)
 	f.mu.Unlock()
 }
-func (f *fakeMetrics) AlertsPublished(time.Duration) {
+func (f *fakeMetrics) AlertsPublished(context.Context, time.Duration) {
 	f.mu.Lock()
 	f.published++
 	f.mu.Unlock()

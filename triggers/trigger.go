@@ -14,7 +14,9 @@ import (
 
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/runbooks"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // StartRequest asks for the one run of an incident.
@@ -55,6 +57,9 @@ var ErrRunEnded = errors.New("the incident's admitted run has ended")
 type StartResult struct {
 	RunID   string
 	Started bool // false: the alert joined a running run
+	// Trace is the started run's trace, as a W3C traceparent; "" when
+	// tracing is off or the alert joined.
+	Trace string
 }
 
 // Starter starts or joins runs; internal/runs implements it with Temporal.
@@ -181,7 +186,8 @@ type Trigger struct {
 	// simulation (salve backtest) sets its simulated clock.
 	Now func() time.Time
 
-	told toldRuns // what each run was told (MaxToldPerRun)
+	told   toldRuns  // what each run was told (MaxToldPerRun)
+	traces runTraces // the trace of each run this process started
 }
 
 // Inbound is one stored alert as the consumer hands it over.
@@ -192,6 +198,9 @@ type Inbound struct {
 	// OnlyRunbook, when set, limits handling to that runbook: a person
 	// retried the alert's failed handling by it.
 	OnlyRunbook string
+	// Parent is the span that stored the alert (its message's trace
+	// context); invalid when tracing is off or the message had none.
+	Parent trace.SpanContext
 }
 
 // part is one alert's business with one runbook (or with none: no match).
@@ -248,13 +257,18 @@ func (t *Trigger) parts(in *Inbound) []part {
 // after it (started or joined), so later repeats in the same batch can
 // join it in one signal.
 func (t *Trigger) handleOne(ctx context.Context, p part) (running bool, err error) {
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = t.startSpan(ctx, p)
+		defer func() { tracing.Fail(span, err); span.End() }()
+	}
 	ev, rb, now := p.in.Event, p.rb, t.now()
 	if rb == nil {
 		if p.in.OnlyRunbook != "" {
 			// A retry for a runbook that no longer matches (or exists).
 			return false, t.fail(ctx, p, fmt.Errorf("retried for runbook %s, which does not match this alert now", p.in.OnlyRunbook))
 		}
-		return false, t.decided("", DecisionNoMatch, t.record(ctx, domain.AuditEvent{
+		return false, t.decided(ctx, "", DecisionNoMatch, t.record(ctx, domain.AuditEvent{
 			ID: "trigger/" + ev.ID + "/no_match", Time: now, Actor: alertActor(ev),
 			Action: domain.ActionTriggerNoMatch, Outcome: ev.Status,
 			Detail: map[string]string{"alertId": ev.ID, "alertname": ev.Name()},
@@ -291,13 +305,13 @@ func (t *Trigger) fail(ctx context.Context, p part, cause error) error {
 		ID: FailedID(ev.ID, runbook), AlertID: ev.ID, Alertname: ev.Name(), Status: ev.Status,
 		Runbook: runbook, IncidentKey: p.key, WorkflowID: p.wfID, Reason: reason, FailedAt: now, StreamSeq: p.in.StreamSeq,
 	}
-	t.Log.Warn("alert cannot be handled; parked for a person", "runbook", runbook, "alert_id", ev.ID, "failed_id", f.ID, "error", reason)
+	t.Log.WarnContext(ctx, "alert cannot be handled; parked for a person", "runbook", runbook, "alert_id", ev.ID, "failed_id", f.ID, "error", reason)
 	if t.Failed != nil {
 		if err := t.Failed.Park(ctx, f); err != nil {
 			return fmt.Errorf("park failed alert %s: %w", f.ID, err)
 		}
 	}
-	return t.decided(runbook, DecisionFailed, t.record(ctx, domain.AuditEvent{
+	return t.decided(ctx, runbook, DecisionFailed, t.record(ctx, domain.AuditEvent{
 		ID: "trigger/" + ev.ID + "/" + runbook + "/failed", Time: now, Actor: alertActor(ev),
 		Action: domain.ActionTriggerFailed, Runbook: runbook, RunbookHash: hash,
 		WorkflowID: p.wfID, IncidentKey: p.key, Outcome: DecisionFailed, Error: reason,
@@ -320,7 +334,7 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 		if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
 			// The run heard of a resolution already and of all it may.
 			a.Outcome, a.Detail["told"] = "not_told", "no"
-			return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
+			return false, t.decided(ctx, rb.Name(), DecisionResolved, t.record(ctx, a))
 		}
 		delivered, err := t.Starter.Notify(ctx, wfID, ev)
 		if err != nil {
@@ -333,7 +347,7 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 			t.told.forget(wfID)
 		}
 		log.Debug("resolved alert", "delivered", delivered)
-		return false, t.decided(rb.Name(), DecisionResolved, t.record(ctx, a))
+		return false, t.decided(ctx, rb.Name(), DecisionResolved, t.record(ctx, a))
 	}
 
 	var (
@@ -365,13 +379,16 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 					a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
 				} else {
 					a.Action, a.Outcome, a.Error = domain.ActionTriggerSuppressed, adm.Check, adm.Reason
-					log.Info("alert suppressed by the safety envelope", "check", adm.Check, "reason", adm.Reason)
+					log.InfoContext(ctx, "alert suppressed by the safety envelope", "check", adm.Check, "reason", adm.Reason)
+				}
+				if tracing.Enabled() {
+					t.traceRefusal(ctx, wfID, delivered, adm)
 				}
 				decision := DecisionSuppressed
 				if delivered {
 					decision = DecisionJoined
 				}
-				err = t.decided(rb.Name(), decision, t.record(ctx, a))
+				err = t.decided(ctx, rb.Name(), decision, t.record(ctx, a))
 				if err == nil && !delivered && t.Metrics != nil {
 					t.Metrics.SafetyCheck(rb.Name(), adm.Check)
 				}
@@ -446,11 +463,18 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 		a.Action, a.Outcome = domain.ActionRunJoined, DecisionJoined
 	}
 	if res.Started {
-		log.Info("alert started a run", "run_id", res.RunID)
+		log.InfoContext(ctx, "alert started a run", "run_id", res.RunID)
 	} else {
-		log.Debug("alert joined a run", "run_id", res.RunID)
+		log.DebugContext(ctx, "alert joined a run", "run_id", res.RunID)
 	}
-	err := t.decided(rb.Name(), a.Outcome, t.record(ctx, a))
+	if tracing.Enabled() {
+		if res.Started {
+			t.traces.remember(wfID, tracing.SpanContextOf(res.Trace))
+		} else {
+			t.onRunTrace(ctx, wfID, "joined", tracing.AttrAlertID.String(ev.ID))
+		}
+	}
+	err := t.decided(ctx, rb.Name(), a.Outcome, t.record(ctx, a))
 	if err == nil && adm.Check != "" && res.Started && t.Metrics != nil {
 		t.Metrics.SafetyCheck(rb.Name(), adm.Check)
 	}
@@ -467,9 +491,12 @@ func (t *Trigger) now() time.Time {
 
 // decided counts a decision whose audit record was stored (err == nil): a
 // redelivery after a failed record is counted once, when it succeeds.
-func (t *Trigger) decided(runbook, decision string, err error) error {
+func (t *Trigger) decided(ctx context.Context, runbook, decision string, err error) error {
 	if err == nil && t.Metrics != nil {
 		t.Metrics.TriggerDecision(runbook, decision)
+	}
+	if err == nil && tracing.Enabled() {
+		trace.SpanFromContext(ctx).SetAttributes(tracing.AttrDecision.String(decision))
 	}
 	return err
 }
@@ -529,8 +556,13 @@ func (t *Trigger) handleBatch(ctx context.Context, parts []part) []error {
 
 // joinAll delivers the parts at idx to their running run in one signal and
 // audits each as joined. It returns false, nil when no run is going.
-func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (bool, error) {
+func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (_ bool, err error) {
 	first := parts[idx[0]]
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = t.startJoinSpan(ctx, parts, idx)
+		defer func() { tracing.Fail(span, err); span.End() }()
+	}
 	evs := make([]domain.AlertEvent, 0, len(idx))
 	for _, j := range idx {
 		evs = append(evs, parts[j].in.Event)

@@ -9,12 +9,14 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/workflows"
 )
 
@@ -57,7 +59,11 @@ func Register(r worker.Registry, reg *step.Registry, acts *activities.Activities
 
 // New builds a worker on taskQueue with everything registered.
 func New(c client.Client, taskQueue string, reg *step.Registry, acts *activities.Activities, hook Hook) (worker.Worker, error) {
-	w := worker.New(c, taskQueue, worker.Options{})
+	var opts worker.Options
+	if tracing.Enabled() {
+		opts.Interceptors = []interceptor.WorkerInterceptor{&runSpan{}}
+	}
+	w := worker.New(c, taskQueue, opts)
 	if err := Register(w, reg, acts, hook); err != nil {
 		return nil, err
 	}

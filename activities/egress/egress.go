@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // ErrRefused is returned for a connection to a refused address.
@@ -158,7 +160,7 @@ func (p *Policy) Client() *http.Client {
 	t.DialContext = d.DialContext
 	// Connections are not shared between requests to different hosts, so
 	// a name-allowed connection never serves another host.
-	return &http.Client{Transport: roundTripper{p: p, next: t}}
+	return &http.Client{Transport: roundTripper{p: p, next: tracing.Transport(t)}}
 }
 
 type roundTripper struct {

@@ -12,6 +12,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Kubeconfig is a Clients that acts with a kubeconfig's own identities:
@@ -63,6 +64,7 @@ func (k *Kubeconfig) For(_ context.Context, _ step.Request, t Target) (kubernete
 		return nil, nil, fmt.Errorf("%w: kubeconfig %s, context %s: %v", step.ErrPermanent, k.path, name, err)
 	}
 	cfg.UserAgent = "salve"
+	cfg.Wrap(tracing.Transport)
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: kubeconfig %s, context %s: %v", step.ErrPermanent, k.path, name, err)

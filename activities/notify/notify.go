@@ -24,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/salve-sre/salve/activities/step"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Kind is the step kind's name in runbooks.
@@ -71,7 +72,7 @@ func New(cfg Config, client *http.Client) (*Notifier, error) {
 	if err := n.configure(cfg); err != nil {
 		return nil, err
 	}
-	c := http.Client{Timeout: defaultTimeout}
+	c := http.Client{Timeout: defaultTimeout, Transport: tracing.Transport(nil)}
 	if client != nil {
 		c = *client
 	}

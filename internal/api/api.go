@@ -27,6 +27,7 @@ import (
 	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
@@ -102,9 +103,12 @@ type Server struct {
 	// PublicURL is the base URL people reach the API at, for links;
 	// "" = the request's own host.
 	PublicURL string
-	Checks    []Check
-	Version   string
-	Log       *slog.Logger
+	// TraceURL is the template of links to a run's trace
+	// (tracing.traceURL: e.g. http://jaeger:16686/trace/{traceId}).
+	TraceURL string
+	Checks   []Check
+	Version  string
+	Log      *slog.Logger
 	// EventsPoll is how often a run's event stream checks for new audit
 	// records; default 300ms.
 	EventsPoll time.Duration
@@ -356,6 +360,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 		s.runError(w, "get run", err)
 		return
 	}
+	d.TraceURL = tracing.Link(s.TraceURL, d.TraceID)
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -90,6 +90,7 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 		Auth:      authn,
 		Reload:    c.loader.Reload,
 		PublicURL: fc.PublicURL,
+		TraceURL:  fc.Tracing.TraceURL,
 		Version:   cfg.Version,
 		Log:       d.log.With("component", "api"),
 		Checks: []api.Check{

@@ -15,6 +15,7 @@ import (
 	"github.com/salve-sre/salve/activities/notify"
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/trust"
 )
 
@@ -50,6 +51,14 @@ type FileConfig struct {
 	// X-Forwarded-Proto: https Salve believes, to mark the dashboard's
 	// session cookie Secure behind a TLS-terminating ingress.
 	TrustedProxies []string `yaml:"trustedProxies"`
+	// Tracing: where people see a run's trace. Whether and where spans
+	// are exported is set by the standard OTEL_* variables.
+	Tracing struct {
+		// TraceURL is the template of a link to a trace, with {traceId}:
+		// Jaeger's http://jaeger:16686/trace/{traceId}, or Grafana's
+		// Explore URL for Tempo.
+		TraceURL string `yaml:"traceURL"`
+	} `yaml:"tracing"`
 }
 
 // trustedProxies parses TrustedProxies.
@@ -101,6 +110,9 @@ func LoadFileConfig(path string) (FileConfig, error) {
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := tracing.CheckLinkTemplate(c.Tracing.TraceURL); err != nil {
+		return c, fmt.Errorf("config %s: tracing.traceURL: %w", path, err)
 	}
 	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile, &c.Safety.Alertmanager.BearerTokenFile} {
 		if *f != "" && !filepath.IsAbs(*f) {

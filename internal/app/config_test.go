@@ -55,3 +55,20 @@ safety:
 	require.ErrorContains(t, err, "safety.maintenanceWindows[0].end must be after start")
 	require.ErrorContains(t, err, "safety.alertmanager.checkSilences needs safety.alertmanager.url")
 }
+
+func TestConfigTraceURL(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "salve.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	c, err := app.LoadFileConfig(write("tracing:\n  traceURL: http://jaeger:16686/trace/{traceId}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "http://jaeger:16686/trace/{traceId}", c.Tracing.TraceURL)
+	_, err = app.LoadFileConfig(write("tracing:\n  traceURL: http://jaeger:16686/search\n"))
+	require.ErrorContains(t, err, "tracing.traceURL")
+	require.ErrorContains(t, err, "{traceId}")
+	_, err = app.LoadFileConfig(write("tracing:\n  endpoint: http://collector:4318\n"))
+	require.ErrorContains(t, err, "endpoint", "exporting is set by OTEL_* variables; an unknown key is refused")
+}

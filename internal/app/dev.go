@@ -36,6 +36,7 @@ import (
 	"github.com/salve-sre/salve/internal/auth"
 	"github.com/salve-sre/salve/internal/devkube"
 	"github.com/salve-sre/salve/internal/runs"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/runbooks"
 )
@@ -77,7 +78,10 @@ type Config struct {
 	// the config file's tls section).
 	TLSCertFile, TLSKeyFile string
 	// PublicURL is the base URL for links (overrides the config file).
-	PublicURL    string
+	PublicURL string
+	// TraceURL is the template of links to a run's trace (overrides the
+	// config file's tracing.traceURL).
+	TraceURL     string
 	TemporalPort int  // default 7233; -1 = a free port
 	NATSPort     int  // default 4222; -1 = a free port
 	UIPort       int  // Temporal Web UI port; default 8233; -1 = a free port
@@ -175,7 +179,7 @@ func freeOr(port int) int {
 
 // serve serves h on ln (TLS when configured) until Close.
 func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) error {
-	hs := &http.Server{Handler: h,
+	hs := &http.Server{Handler: tracing.Handler(h),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A webhook body (at most 4 MiB) is read well within this; a
 		// client that trickles one is cut off.

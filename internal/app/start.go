@@ -26,6 +26,7 @@ import (
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/snapshot"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/vault"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -51,6 +52,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	}
 	if cfg.InfraOnly {
 		return d, d.startInfraOnly(ctx, cfg)
+	}
+	// First, so it is flushed last: the closers run in reverse.
+	if err := d.startTracing(ctx, cfg, roles); err != nil {
+		return nil, err
 	}
 	// Bind the HTTP port first: a port clash fails fast, before the slow parts.
 	// Every production process serves HTTP: the worker and trigger roles
@@ -121,6 +126,12 @@ func (d *Process) prepare(cfg Config) (FileConfig, Roles, *auth.Authenticator, e
 	}
 	if cfg.PublicURL != "" {
 		fc.PublicURL = cfg.PublicURL
+	}
+	if cfg.TraceURL != "" {
+		if err := tracing.CheckLinkTemplate(cfg.TraceURL); err != nil {
+			return FileConfig{}, Roles{}, nil, fmt.Errorf("--trace-url: %w", err)
+		}
+		fc.Tracing.TraceURL = cfg.TraceURL
 	}
 	roles := cfg.Roles
 	if roles.none() {
@@ -234,6 +245,9 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 		Identity: "salve-" + roles.String() + "@" + hostname() + " " + workflows.IdentityTag(),
 	}
 	if err := cfg.Temporal.apply(&topts); err != nil {
+		return nil, err
+	}
+	if err := temporalTracing(&topts); err != nil {
 		return nil, err
 	}
 	if c.tc, err = client.Dial(topts); err != nil {

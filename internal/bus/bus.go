@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Stream and subject names: part of the on-disk contract.
@@ -127,18 +129,29 @@ var ErrNotStored = errors.New("not stored by JetStream")
 type outMsg struct {
 	subject, id string
 	data        []byte
+	trace       nats.Header // the trace context to carry, when tracing is on
 }
 
 // PublishAlerts stores every event in ALERTS and returns nil only when all
 // were acknowledged (a duplicate counts as stored).
-func (p *Publisher) PublishAlerts(ctx context.Context, evs []domain.AlertEvent) error {
+func (p *Publisher) PublishAlerts(ctx context.Context, evs []domain.AlertEvent) (err error) {
+	var hdr nats.Header
+	if tracing.Enabled() {
+		// Each alert carries the publish span in its headers, so the
+		// trigger's handling of it joins the webhook's trace.
+		var span trace.Span
+		ctx, span = tracing.StartPublish(ctx, SubjectAlerts, len(evs))
+		defer func() { tracing.Fail(span, err); span.End() }()
+		hdr = nats.Header{}
+		tracing.Inject(ctx, hdr)
+	}
 	msgs := make([]outMsg, 0, len(evs))
 	for _, ev := range evs {
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encode alert %s: %w", ev.ID, err)
 		}
-		msgs = append(msgs, outMsg{subject: SubjectAlerts + "." + ev.Status, id: ev.ID, data: data})
+		msgs = append(msgs, outMsg{subject: SubjectAlerts + "." + ev.Status, id: ev.ID, data: data, trace: hdr})
 	}
 	dups, err := p.publishAll(ctx, msgs)
 	if err == nil && dups > 0 && p.Duplicates != nil {
@@ -188,12 +201,22 @@ func notStored(subject string, err error) error {
 	return fmt.Errorf("%w: publish %s: %w", ErrNotStored, subject, err)
 }
 
+// header is a message's headers: its ID, for JetStream's deduplication,
+// and its trace context.
+func (m outMsg) header() nats.Header {
+	h := nats.Header{jetstream.MsgIDHeader: []string{m.id}}
+	for k, v := range m.trace {
+		h[k] = v
+	}
+	return h
+}
+
 // publishAll returns how many messages JetStream answered as duplicates.
 func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ error) {
 	if len(msgs) == 1 {
 		// The common case: skip the async machinery.
 		m := msgs[0]
-		ack, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}})
+		ack, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data, Header: m.header()})
 		if err != nil {
 			return 0, notStored(m.subject, err)
 		}
@@ -204,7 +227,7 @@ func (p *Publisher) publishAll(ctx context.Context, msgs []outMsg) (dups int, _ 
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data, Header: nats.Header{jetstream.MsgIDHeader: []string{m.id}}},
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data, Header: m.header()},
 			jetstream.WithStallWait(5*time.Second))
 		if err != nil {
 			return 0, fmt.Errorf("%w: publish %s: %w", ErrNotStored, m.subject, err)

@@ -202,6 +202,12 @@ func printRunDetail(w io.Writer, d runs.Detail, now time.Time, hint string) erro
 	fmt.Fprintf(tw, "Incident:\t%s\n", orDash(d.IncidentKey))
 	fmt.Fprintf(tw, "Status:\t%s\n", orDash(runState(d)))
 	fmt.Fprintf(tw, "Started:\t%s\n", fmtTime(d.StartTime))
+	switch {
+	case d.TraceURL != "":
+		fmt.Fprintf(tw, "Trace:\t%s\n", d.TraceURL)
+	case d.TraceID != "":
+		fmt.Fprintf(tw, "Trace:\t%s (set tracing.traceURL in Salve's config for a link)\n", d.TraceID)
+	}
 	if !d.CloseTime.IsZero() {
 		fmt.Fprintf(tw, "Ended:\t%s (took %s)\n", fmtTime(d.CloseTime), runDuration(d.Summary, now))
 	} else if !d.StartTime.IsZero() {

@@ -35,6 +35,7 @@ func commonFlags(f *pflag.FlagSet, cfg *app.Config, secrets *secretFiles, logLev
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "serve the API over HTTPS with this certificate (PEM), with --tls-key")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) for --tls-cert")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL people reach Salve at, for links in notifications (default: the listen address)")
+	f.StringVar(&cfg.TraceURL, "trace-url", "", "link template for a run's trace, with {traceId}, e.g. http://localhost:16686/trace/{traceId} (Jaeger); tracing itself is turned on by the OTEL_* variables")
 	f.Int64Var(&cfg.AlertsMaxBytes, "alerts-max-bytes", bus.DefaultMaxBytes, "size limit of the ALERTS stream in bytes; when full the webhook answers 503 until old alerts age out")
 	f.Int64Var(&cfg.AuditMaxBytes, "audit-max-bytes", bus.DefaultMaxBytes, "size limit of the AUDIT stream in bytes; when full the webhook answers 503 until the recorder catches up")
 	f.DurationVar(&cfg.AuditKeepRecorded, "audit-keep-recorded", 24*time.Hour, "how long recorded events stay in the AUDIT stream after the audit store has them (0 = for ever)")

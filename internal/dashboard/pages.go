@@ -21,6 +21,7 @@ import (
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/stats"
 	"github.com/salve-sre/salve/internal/timeline"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/workflows"
@@ -244,6 +245,7 @@ func (d *dashboard) runDetail(w http.ResponseWriter, r *http.Request, v *view) {
 		d.fail(w, v, http.StatusServiceUnavailable, "Cannot read the run", err.Error())
 		return
 	}
+	det.TraceURL = tracing.Link(d.o.API.TraceURL, det.TraceID)
 	pg := runPage{D: det, Status: det.Run, Running: det.Status == runs.StatusRunning}
 	v.Title, v.Page = "Run "+det.WorkflowID, &pg
 	if d.o.TemporalUI != "" {

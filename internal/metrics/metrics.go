@@ -15,6 +15,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/safety"
@@ -183,7 +185,9 @@ func New() *Metrics {
 
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	// OpenMetrics, for a scraper that asks for it, carries the exemplars:
+	// a latency observation made inside a sampled trace names it.
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, EnableOpenMetrics: true})
 }
 
 // Gatherer is the registry, for tests and for embedding.
@@ -203,11 +207,23 @@ func (m *Metrics) AlertsAccepted(evs []domain.AlertEvent) {
 
 // AlertsPublished observes how long storing one webhook's alerts took,
 // whether it succeeded or not.
-func (m *Metrics) AlertsPublished(took time.Duration) {
+func (m *Metrics) AlertsPublished(ctx context.Context, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.ingestPublish.Observe(took.Seconds())
+	observe(ctx, m.ingestPublish, took.Seconds())
+}
+
+// observe records v, with the trace ctx is in as its exemplar when that
+// trace is sampled (and so can be looked up).
+func observe(ctx context.Context, o prometheus.Observer, v float64) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		if e, ok := o.(prometheus.ExemplarObserver); ok {
+			e.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.Observe(v)
 }
 
 // WebhookAnswered counts one webhook request by the status it got.
@@ -257,11 +273,11 @@ func (m *Metrics) SafetyCheck(runbook, check string) {
 // --- worker (activities.Metrics) ---
 
 // StepFinished observes one step attempt's action.
-func (m *Metrics) StepFinished(kind, outcome string, took time.Duration) {
+func (m *Metrics) StepFinished(ctx context.Context, kind, outcome string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.stepDuration.WithLabelValues(kind, known(outcome, stepOutcomes)).Observe(took.Seconds())
+	observe(ctx, m.stepDuration.WithLabelValues(kind, known(outcome, stepOutcomes)), took.Seconds())
 }
 
 // AuditRecorded reads the run-level audit events the worker's Audit

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -139,7 +140,7 @@ func TestObserversMoveTheirSeries(t *testing.T) {
 		}, "salve_alerts_received_total", []string{"status", "other"}, 1, 0},
 		{"duplicates", func(m *metrics.Metrics) { m.AlertsDeduplicated(3); m.AlertsDeduplicated(0) },
 			"salve_alerts_deduplicated_total", nil, 3, 0},
-		{"publish latency", func(m *metrics.Metrics) { m.AlertsPublished(250 * time.Millisecond) },
+		{"publish latency", func(m *metrics.Metrics) { m.AlertsPublished(context.Background(), 250*time.Millisecond) },
 			"salve_ingest_publish_seconds", nil, 1, 0.25},
 		{"webhook answers", func(m *metrics.Metrics) { m.WebhookAnswered(200); m.WebhookAnswered(200); m.WebhookAnswered(503) },
 			"salve_ingest_requests_total", []string{"code", "200"}, 2, 0},
@@ -172,9 +173,11 @@ func TestObserversMoveTheirSeries(t *testing.T) {
 			m.AuditRecorded(domain.AuditEvent{Action: domain.ActionApprovalTimedOut})
 			m.AuditRecorded(domain.AuditEvent{Action: domain.ActionApprovalGranted, Detail: map[string]string{"waitSeconds": "soon"}})
 		}, "salve_approval_wait_seconds", nil, 2, 120},
-		{"step succeeded", func(m *metrics.Metrics) { m.StepFinished("http.request", "succeeded", 2*time.Second) },
+		{"step succeeded", func(m *metrics.Metrics) {
+			m.StepFinished(context.Background(), "http.request", "succeeded", 2*time.Second)
+		},
 			"salve_step_duration_seconds", []string{"kind", "http.request", "outcome", "succeeded"}, 1, 2},
-		{"step planned", func(m *metrics.Metrics) { m.StepFinished("kubernetes.restart", "planned", 0) },
+		{"step planned", func(m *metrics.Metrics) { m.StepFinished(context.Background(), "kubernetes.restart", "planned", 0) },
 			"salve_step_duration_seconds", []string{"kind", "kubernetes.restart", "outcome", "planned"}, 1, 0},
 		{"runbooks loaded", func(m *metrics.Metrics) { m.Runbooks([]string{"a", "b", "c"}); m.Runbooks([]string{"a", "b"}) },
 			"salve_runbooks_loaded", nil, 2, 0},
@@ -262,13 +265,13 @@ func TestLabelCardinalityIsBounded(t *testing.T) {
 		ev := domain.AlertEvent{ID: "fp" + id + "|firing|t", Fingerprint: "fp" + id, Status: "firing",
 			Labels: map[string]string{"alertname": "Crash", "instance": "host-" + id}}
 		m.AlertsAccepted([]domain.AlertEvent{ev})
-		m.AlertsPublished(time.Millisecond)
+		m.AlertsPublished(context.Background(), time.Millisecond)
 		m.WebhookAnswered(http.StatusOK)
 		m.AlertsDeduplicated(1)
 		m.TriggerDecision("restart", "started")
 		m.TriggerDecision("restart", "joined")
 		m.TriggerDecision("nothing-"+id, "no_match")
-		m.StepFinished("http.request", "succeeded", time.Second)
+		m.StepFinished(context.Background(), "http.request", "succeeded", time.Second)
 		m.AuditRecorded(domain.AuditEvent{
 			ID: "salve/restart/" + id + "/run-" + id + "/run.finished", Action: domain.ActionRunFinished, Runbook: "restart",
 			WorkflowID: "salve/restart/" + id, RunID: "run-" + id, IncidentKey: "shop/" + id, Outcome: "succeeded",
@@ -302,11 +305,11 @@ func TestNilMetricsObserveNothing(t *testing.T) {
 	var m *metrics.Metrics
 	require.NotPanics(t, func() {
 		m.AlertsAccepted([]domain.AlertEvent{{Status: "firing"}})
-		m.AlertsPublished(time.Second)
+		m.AlertsPublished(context.Background(), time.Second)
 		m.WebhookAnswered(200)
 		m.AlertsDeduplicated(1)
 		m.TriggerDecision("a", "started")
-		m.StepFinished("k", "succeeded", time.Second)
+		m.StepFinished(context.Background(), "k", "succeeded", time.Second)
 		m.AuditRecorded(finished("a", "succeeded", nil))
 		m.Runbooks([]string{"a"})
 		m.StepKinds([]string{"k"})

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -44,6 +45,8 @@ var (
 // started is then false and nothing new runs.
 func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey string, params map[string]string, actor domain.Actor, reason, requestID string) (workflowID, runID string, started bool, err error) {
 	workflowID = rb.WorkflowID(incidentKey)
+	ctx, span, header, traceparent := traceStart(ctx, workflowID, rb.Name(), incidentKey)
+	defer func() { tracing.Fail(span, err); span.End() }()
 	in := workflows.Input{Runbook: *rb, IncidentKey: incidentKey, Params: params, Actor: actor, Reason: reason, Revision: r.startRevision(ctx)}
 	markShadow(&in)
 	if err := r.sign(&in); err != nil {
@@ -59,7 +62,8 @@ func (r *Runs) Launch(ctx context.Context, rb *runbooks.Runbook, incidentKey str
 		WorkflowType:             &commonpb.WorkflowType{Name: workflows.WorkflowName},
 		TaskQueue:                &taskqueuepb.TaskQueue{Name: r.taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		Input:                    payloads,
-		Memo:                     keyMemo(incidentKey),
+		Memo:                     runMemo(incidentKey, traceparent),
+		Header:                   header,
 		Identity:                 actor.Name + "@salve-api",
 		RequestId:                requestID,
 		WorkflowIdReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,

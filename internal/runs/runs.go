@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
@@ -78,7 +79,9 @@ func New(c client.Client, namespace, taskQueue, identity string) *Runs {
 // request ID (so a redelivered alert maps to the run it already started,
 // even after that run closed) and OnConflictOptions.AttachRequestId (so
 // the same holds for an alert that joined a running run).
-func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (triggers.StartResult, error) {
+func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (_ triggers.StartResult, err error) {
+	ctx, span, header, traceparent := traceStart(ctx, req.WorkflowID, req.Runbook.Name(), req.IncidentKey)
+	defer func() { tracing.Fail(span, err); span.End() }()
 	alert := req.Alert
 	rb := *req.Runbook
 	if req.ApprovalReason != "" && !rb.Spec.Safety.DryRun() {
@@ -128,7 +131,8 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		WorkflowType:             &commonpb.WorkflowType{Name: workflows.WorkflowName},
 		TaskQueue:                &taskqueuepb.TaskQueue{Name: r.taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		Input:                    payloads,
-		Memo:                     keyMemo(req.IncidentKey),
+		Memo:                     runMemo(req.IncidentKey, traceparent),
+		Header:                   header,
 		Identity:                 r.identity,
 		RequestId:                req.RequestID,
 		WorkflowIdReusePolicy:    reuse,
@@ -143,8 +147,9 @@ func (r *Runs) StartOrJoin(ctx context.Context, req triggers.StartRequest) (trig
 		return triggers.StartResult{}, classify(fmt.Errorf("start workflow %s: %w", req.WorkflowID, err))
 	}
 	if resp.GetStarted() {
-		return triggers.StartResult{RunID: resp.GetRunId(), Started: true}, nil
+		return triggers.StartResult{RunID: resp.GetRunId(), Started: true, Trace: traceparent}, nil
 	}
+	span.SetName("SignalWithStartWorkflow:" + workflows.WorkflowName) // it joined: the run was going
 	if req.Quiet {
 		return triggers.StartResult{RunID: resp.GetRunId(), Started: false}, nil
 	}
@@ -184,22 +189,43 @@ func markShadow(in *workflows.Input) {
 	}
 }
 
-// keyMemo keeps the incident key as it was in the run's memo: a workflow
-// ID may carry only a hashed form of it (domain.WorkflowID).
-func keyMemo(key string) *commonpb.Memo {
-	p, err := converter.GetDefaultDataConverter().ToPayload(key)
-	if err != nil {
-		return nil // a string always encodes
+// runMemo keeps the incident key as it was in the run's memo (a workflow
+// ID may carry only a hashed form of it: domain.WorkflowID) and, when
+// tracing is on, the run's trace as a W3C traceparent.
+func runMemo(key, traceparent string) *commonpb.Memo {
+	m := &commonpb.Memo{Fields: map[string]*commonpb.Payload{}}
+	for k, v := range map[string]string{memoIncidentKey: key, memoTrace: traceparent} {
+		if v == "" && k == memoTrace {
+			continue
+		}
+		if p, err := converter.GetDefaultDataConverter().ToPayload(v); err == nil { // a string always encodes
+			m.Fields[k] = p
+		}
 	}
-	return &commonpb.Memo{Fields: map[string]*commonpb.Payload{memoIncidentKey: p}}
+	return m
 }
 
-const memoIncidentKey = "incidentKey"
+const (
+	memoIncidentKey = "incidentKey"
+	memoTrace       = "trace"
+)
 
 // memoKey reads the incident key from a run's memo; "" when absent (runs
 // started before the memo existed have plain keys in their IDs).
-func memoKey(m *commonpb.Memo) string {
-	p := m.GetFields()[memoIncidentKey]
+func memoKey(m *commonpb.Memo) string { return memoString(m, memoIncidentKey) }
+
+// memoTraceID reads a run's trace ID from its memo; "" when it was
+// started with tracing off.
+func memoTraceID(m *commonpb.Memo) string {
+	sc := tracing.SpanContextOf(memoString(m, memoTrace))
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+func memoString(m *commonpb.Memo, field string) string {
+	p := m.GetFields()[field]
 	if p == nil {
 		return ""
 	}
@@ -246,6 +272,9 @@ type Summary struct {
 	Status      string    `json:"status"`
 	StartTime   time.Time `json:"startTime"`
 	CloseTime   time.Time `json:"closeTime,omitzero"`
+	// TraceID is the run's OpenTelemetry trace, when it was started with
+	// tracing on.
+	TraceID string `json:"traceId,omitempty"`
 }
 
 // Detail is one run with its step outcomes.
@@ -254,6 +283,9 @@ type Detail struct {
 	Run *workflows.Status `json:"run,omitempty"`
 	// RunError says why Run is missing (e.g. no worker to answer a query).
 	RunError string `json:"runError,omitempty"`
+	// TraceURL links to the run's trace in the tracing UI the config's
+	// tracing.traceURL names; "" without one or without a trace.
+	TraceURL string `json:"traceUrl,omitempty"`
 }
 
 // ErrNotFound is returned for an unknown run.
@@ -325,6 +357,7 @@ func summary(e *workflowpb.WorkflowExecutionInfo) Summary {
 	if k := memoKey(e.GetMemo()); k != "" {
 		s.IncidentKey = k
 	}
+	s.TraceID = memoTraceID(e.GetMemo())
 	if t := e.GetStartTime(); t != nil {
 		s.StartTime = t.AsTime()
 	}

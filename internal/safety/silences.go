@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // SilenceChecker finds an active Alertmanager silence matching labels.
@@ -79,7 +80,7 @@ func (a *Alertmanager) List(ctx context.Context) ([]Silence, error) {
 	}
 	c := a.Client
 	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+		c = &http.Client{Timeout: 10 * time.Second, Transport: tracing.Transport(nil)}
 	}
 	resp, err := c.Do(req)
 	if err != nil {

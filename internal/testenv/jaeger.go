@@ -41,6 +41,7 @@ const jaegerConfig = `service:
       exporters: [jaeger_storage_exporter]
   telemetry:
     metrics: {level: none}
+    traces: {level: none}
     logs: {level: warn}
 extensions:
   healthcheckv2:
@@ -93,17 +94,71 @@ type JaegerSpan struct {
 		TraceID string `json:"traceID"`
 		SpanID  string `json:"spanID"`
 	} `json:"references"`
-	Tags []struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	} `json:"tags"`
-	ProcessID string `json:"processID"`
+	Tags      []JaegerTag `json:"tags"`
+	ProcessID string      `json:"processID"`
+	// Logs are the span's events.
+	Logs []struct {
+		Fields []JaegerTag `json:"fields"`
+	} `json:"logs"`
+}
+
+// JaegerTag is one attribute of a span, event or process.
+type JaegerTag struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+}
+
+// Tag returns the value of the span's attribute key, as text.
+func (s JaegerSpan) Tag(key string) (string, bool) {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return fmt.Sprint(t.Value), true
+		}
+	}
+	return "", false
+}
+
+// Parent is the span's parent span ID ("" for a root).
+func (s JaegerSpan) Parent() string {
+	for _, r := range s.References {
+		if r.RefType == "CHILD_OF" {
+			return r.SpanID
+		}
+	}
+	return ""
 }
 
 // JaegerTrace is one trace from the query API.
 type JaegerTrace struct {
-	TraceID string       `json:"traceID"`
-	Spans   []JaegerSpan `json:"spans"`
+	TraceID   string       `json:"traceID"`
+	Spans     []JaegerSpan `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string      `json:"serviceName"`
+		Tags        []JaegerTag `json:"tags"`
+	} `json:"processes"`
+}
+
+// Trace returns one trace by its ID (hex); an error while Jaeger does not
+// hold it.
+func (j *Jaeger) Trace(id string) (JaegerTrace, error) {
+	resp, err := http.Get(j.QueryURL + "/api/traces/" + url.PathEscape(id))
+	if err != nil {
+		return JaegerTrace{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return JaegerTrace{}, fmt.Errorf("jaeger query: %s", resp.Status)
+	}
+	var body struct {
+		Data []JaegerTrace `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return JaegerTrace{}, fmt.Errorf("jaeger query: %w", err)
+	}
+	if len(body.Data) != 1 {
+		return JaegerTrace{}, fmt.Errorf("jaeger query: %d traces for ID %s", len(body.Data), id)
+	}
+	return body.Data[0], nil
 }
 
 // Traces returns the traces Jaeger holds for service (an error while it

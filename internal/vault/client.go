@@ -17,6 +17,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Config says where Vault is and how Salve logs in. Exactly one login
@@ -98,6 +99,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
+	// Wrapped after NewClient, which configures the *http.Transport.
+	vc.HttpClient.Transport = tracing.Transport(vc.HttpClient.Transport)
 	api.ClearToken()
 	c := &Client{cfg: cfg, log: log, api: api, relogged: make(chan *vaultapi.Secret, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
