@@ -244,6 +244,7 @@ func TestChartRefusesUnsafeSettings(t *testing.T) {
 		{"approle without a secret ID", []string{"vault.enabled=true", "vault.auth.method=approle", "vault.auth.approle.roleID=r"}, "set vault.auth.approle.roleID and the secret ID"},
 		{"gitSync without a repo", []string{"runbooks.source=gitSync"}, "set runbooks.gitSync.repo"},
 		{"Temporal TLS without a CA", []string{"temporal.tls.enabled=true"}, "give the frontend's CA"},
+		{"tracing over an unknown protocol", []string{"tracing.otlpEndpoint=http://c:4318", "tracing.protocol=http/json"}, `tracing.protocol "http/json": want http/protobuf or grpc`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runHelm(t, renderArgs("salve", nil, tc.set...)...)
@@ -254,6 +255,25 @@ func TestChartRefusesUnsafeSettings(t *testing.T) {
 			require.Error(t, err, "helm template --set %v rendered, want a refusal containing %q", tc.set, tc.want)
 			require.Contains(t, out, tc.want)
 		})
+	}
+
+	// Tracing: the standard variables on every pod that runs a role, and
+	// none while no endpoint is set.
+	for _, d := range deployments(t, render(t, "salve", []string{prodValues})) {
+		env := map[string]string{}
+		for _, e := range container(t, d, "salve").Env {
+			env[e.Name] = e.Value
+		}
+		require.Equal(t, "http://otel-collector.observability.svc:4317", env["OTEL_EXPORTER_OTLP_ENDPOINT"], d.Name)
+		require.Equal(t, "grpc", env["OTEL_EXPORTER_OTLP_PROTOCOL"], d.Name)
+		require.Equal(t, "parentbased_traceidratio", env["OTEL_TRACES_SAMPLER"], d.Name)
+		require.Equal(t, "0.25", env["OTEL_TRACES_SAMPLER_ARG"], d.Name)
+		require.Equal(t, "https://jaeger.example.com/trace/{traceId}", env["SALVE_TRACE_URL"], d.Name)
+	}
+	for _, d := range deployments(t, render(t, "salve", nil)) {
+		for _, e := range container(t, d, "salve").Env {
+			require.NotContains(t, e.Name, "OTEL_", "%s: tracing is off by default", d.Name)
+		}
 	}
 
 	// Without the api role there is no audit store to configure.

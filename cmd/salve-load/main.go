@@ -30,7 +30,7 @@ func main() {
 func newStorm() *cobra.Command {
 	c := storm.Config{}
 	var floorConc int
-	var cpuProfile, memProfile string
+	var cpuProfile, memProfile, tracingFlag string
 	cmd := &cobra.Command{
 		Use:   "storm",
 		Short: "Run the whole pipeline under an alert storm, with the raw Temporal floor",
@@ -45,20 +45,46 @@ Exit status 1 if a run repeated, an incident ran twice, or the storm did not dra
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			modes, err := loadgen.TracingModes(tracingFlag)
+			if err != nil {
+				return loadgen.UsageError{Err: err}
+			}
 			stopProfile, err := startCPUProfile(cpuProfile)
 			if err != nil {
 				return loadgen.UsageError{Err: err}
 			}
-			rep, err := storm.Run(cmd.Context(), c)
+			var reps []*storm.Report
+			var rep *storm.Report
+			for _, on := range modes {
+				c.Getenv = loadgen.TracingGetenv(on)
+				rep, err = storm.Run(cmd.Context(), c)
+				if len(modes) > 1 {
+					fmt.Fprintf(out, "tracing %s\n", map[bool]string{false: "off", true: "on (spans exported over OTLP)"}[on])
+				}
+				if rep != nil {
+					rep.Print(out)
+				}
+				if err != nil {
+					break
+				}
+				reps = append(reps, rep)
+			}
 			stopProfile()
 			if perr := writeHeapProfile(memProfile); perr != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "salve-load storm: %v\n", perr)
 			}
-			if rep != nil {
-				rep.Print(out)
-			}
 			if err != nil {
 				return fmt.Errorf("storm: %w", err)
+			}
+			if len(reps) == 2 {
+				off, on := reps[0], reps[1]
+				fmt.Fprintln(out, "tracing overhead (same run, same machine)")
+				loadgen.PrintOverhead(out, "ingest", off.AcceptedPerSec, on.AcceptedPerSec, "alerts/s")
+				loadgen.PrintOverhead(out, "runs", off.RunsPerSec, on.RunsPerSec, "runs/s")
+				loadgen.PrintOverhead(out, "alert->step p50", loadgen.Millis(off.FirstStepP50), loadgen.Millis(on.FirstStepP50), "ms")
+				loadgen.PrintOverhead(out, "alert->step p99", loadgen.Millis(off.FirstStepP99), loadgen.Millis(on.FirstStepP99), "ms")
+				loadgen.PrintOverhead(out, "drain", loadgen.Millis(off.Drain), loadgen.Millis(on.Drain), "ms")
+				loadgen.PrintOverhead(out, "peak RSS", off.PeakRSSMiB, on.PeakRSSMiB, "MiB")
 			}
 			if floorConc > 0 {
 				fl, err := storm.MeasureFloor(cmd.Context(), rep.Incidents, floorConc)
@@ -67,10 +93,18 @@ Exit status 1 if a run repeated, an incident ran twice, or the storm did not dra
 				}
 				fmt.Fprintf(out, "  raw floor       embedded Temporal alone: %d one-step workflows (%d starters) in %s: %.1f workflows/s (starts %.1f/s)\n",
 					fl.Workflows, fl.Concurrency, fl.Took.Round(time.Millisecond), fl.PerSec, fl.StartsPerS)
-				fmt.Fprintf(out, "  ratio           Salve %.1f runs/s = %.2f x the raw floor\n", rep.RunsPerSec, rep.RunsPerSec/fl.PerSec)
+				for i, r := range reps {
+					label := ""
+					if len(reps) > 1 {
+						label = map[bool]string{false: " (tracing off)", true: " (tracing on)"}[modes[i]]
+					}
+					fmt.Fprintf(out, "  ratio           Salve%s %.1f runs/s = %.2f x the raw floor\n", label, r.RunsPerSec, r.RunsPerSec/fl.PerSec)
+				}
 			}
-			if rep.DuplicateActions > 0 || rep.RunsStarted != rep.Incidents {
-				return fmt.Errorf("storm: want exactly one run per incident (%d) and no repeated action; got %d runs, %d repeated", rep.Incidents, rep.RunsStarted, rep.DuplicateActions)
+			for _, r := range reps {
+				if r.DuplicateActions > 0 || r.RunsStarted != r.Incidents {
+					return fmt.Errorf("storm: want exactly one run per incident (%d) and no repeated action; got %d runs, %d repeated", r.Incidents, r.RunsStarted, r.DuplicateActions)
+				}
 			}
 			return nil
 		},
@@ -84,6 +118,7 @@ Exit status 1 if a run repeated, an incident ran twice, or the storm did not dra
 	f.IntVar(&floorConc, "floor-concurrency", 16, "concurrent starters for the raw Temporal floor (0 = skip the floor)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the storm (salve dev and the senders, not the floor) to this file")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile taken after the storm to this file")
+	f.StringVar(&tracingFlag, "tracing", "off", "off, on, or both (off, then on, in this run, with the overhead); on exports spans to the OTLP endpoint the OTEL_* variables name")
 	return cmd
 }
 

@@ -79,6 +79,10 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// PublicURL is the base URL for links (overrides the config file).
 	PublicURL string
+	// Getenv is the environment tracing is configured from (the OTEL_*
+	// variables); nil = the process's. A load test compares runs with
+	// tracing on and off in one process with it.
+	Getenv func(string) string
 	// TraceURL is the template of links to a run's trace (overrides the
 	// config file's tracing.traceURL).
 	TraceURL     string

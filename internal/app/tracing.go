@@ -13,7 +13,7 @@ import (
 // startTracing turns OpenTelemetry tracing on when the OTEL_* variables
 // ask for it; it is flushed and stopped last, when the process closes.
 func (d *Process) startTracing(ctx context.Context, cfg Config, roles Roles) error {
-	s, err := tracing.FromEnv(nil)
+	s, err := tracing.FromEnv(cfg.Getenv)
 	if err != nil {
 		return err
 	}

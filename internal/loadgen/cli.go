@@ -117,6 +117,7 @@ func newIngest(stdout, stderr io.Writer) *cobra.Command {
 	var c Config
 	var tokenFile string
 	var embedded, quiet bool
+	var tracingFlag string
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Post webhooks and report throughput and latency",
@@ -131,11 +132,44 @@ func newIngest(stdout, stderr io.Writer) *cobra.Command {
 			}
 			var rep *Report
 			var err error
+			if tracingFlag != "off" && !embedded {
+				return UsageError{errors.New("--tracing applies to --embedded only (a running Salve traces as its own OTEL_* variables say)")}
+			}
 			if embedded {
 				if c.PID != 0 {
 					return UsageError{errors.New("--pid does not apply to --embedded (this process's memory is reported)")}
 				}
-				rep, err = RunEmbedded(cmd.Context(), c, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+				modes, merr := TracingModes(tracingFlag)
+				if merr != nil {
+					return UsageError{merr}
+				}
+				var reps []*Report
+				for _, on := range modes {
+					c.Tracing = on
+					rep, err = RunEmbedded(cmd.Context(), c, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+					if err != nil {
+						return fmt.Errorf("ingest: %w", err)
+					}
+					if len(modes) > 1 {
+						fmt.Fprintf(stdout, "tracing %s\n", map[bool]string{false: "off", true: "on (spans exported over OTLP)"}[on])
+						rep.Print(stdout)
+						if rep.Failed() || rep.Lost() || (rep.Raw != nil && rep.Raw.Failed > 0) {
+							return ExitStatus(1)
+						}
+					}
+					reps = append(reps, rep)
+				}
+				if len(reps) == 2 {
+					off, on := reps[0], reps[1]
+					fmt.Fprintln(stdout, "tracing overhead (same run, same machine)")
+					PrintOverhead(stdout, "ingest", off.AlertsPerSec(), on.AlertsPerSec(), "alerts/s")
+					PrintOverhead(stdout, "webhook p50", Millis(off.Latency.P50), Millis(on.Latency.P50), "ms")
+					PrintOverhead(stdout, "webhook p99", Millis(off.Latency.P99), Millis(on.Latency.P99), "ms")
+					if off.Raw != nil && on.Raw != nil {
+						fmt.Fprintf(stdout, "  %-15s off %.2f x raw publish, on %.2f x raw publish\n", "ratio to floor", off.AlertsPerSec()/off.Raw.MsgsPerSec(), on.AlertsPerSec()/on.Raw.MsgsPerSec())
+					}
+					return nil
+				}
 			} else {
 				if c.Token == "" && tokenFile != "" {
 					b, rerr := os.ReadFile(tokenFile)
@@ -175,5 +209,6 @@ func newIngest(stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&c.RequestTimeout, "timeout", 30*time.Second, "timeout of one webhook request")
 	f.BoolVar(&embedded, "embedded", false, "start an embedded NATS JetStream and ingest handler, and also measure the raw JetStream publish floor")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+	f.StringVar(&tracingFlag, "tracing", "off", "with --embedded: off, on, or both (off, then on, in this run, with the overhead); on exports spans to the OTLP endpoint the OTEL_* variables name")
 	return cmd
 }

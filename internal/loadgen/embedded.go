@@ -22,6 +22,7 @@ import (
 
 	"github.com/salve-sre/salve/internal/bus"
 	"github.com/salve-sre/salve/internal/devnats"
+	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/triggers"
 )
 
@@ -79,7 +80,7 @@ func StartEmbedded(ctx context.Context, log *slog.Logger) (_ *Embedded, err erro
 		return nil, err
 	}
 	e.URL = "http://" + ln.Addr().String()
-	e.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	e.hs = &http.Server{Handler: tracing.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = e.hs.Serve(ln) }()
 	return e, nil
 }
@@ -222,6 +223,17 @@ func sampleAlertMessage(c Config) ([]byte, error) {
 // alerts were sent, and reports this process's memory.
 func RunEmbedded(ctx context.Context, c Config, log *slog.Logger) (*Report, error) {
 	startMem, startMemErr := ReadProcMem(0)
+	if c.Tracing {
+		s, err := tracing.FromEnv(nil)
+		if err != nil {
+			return nil, err
+		}
+		shutdown, err := tracing.Start(ctx, s, tracing.Process{Version: Version, Role: "salve-load ingest"})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
+	}
 	e, err := StartEmbedded(ctx, log)
 	if err != nil {
 		return nil, err

@@ -68,6 +68,9 @@ type Config struct {
 	Progress       io.Writer
 	ProgressEvery  time.Duration
 	RequestTimeout time.Duration // per webhook; default 30s
+	// Tracing turns tracing on in the embedded ingest (RunEmbedded), to
+	// the exporter the OTEL_* variables name.
+	Tracing bool
 }
 
 func (c *Config) defaults() {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/salve-sre/salve/activities"
 	"github.com/salve-sre/salve/internal/bus"
@@ -350,4 +351,40 @@ func TestHandlerServesTheExpositionFormatAndPassesLint(t *testing.T) {
 		}
 	}
 	require.Empty(t, ours)
+}
+
+// A latency observed inside a sampled trace carries the trace as its
+// exemplar, and /metrics serves it to a scraper that asks for OpenMetrics.
+func TestLatencyExemplars(t *testing.T) {
+	m := metrics.New()
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	sampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	m.AlertsPublished(sampled, 3*time.Millisecond)
+	m.StepFinished(sampled, "http.request", "succeeded", 2*time.Second)
+	m.StepFinished(unsampled, "notify", "succeeded", time.Second)
+
+	exemplars := map[string][]string{}
+	mfs, err := m.Gatherer().Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, met := range mf.GetMetric() {
+			for _, b := range met.GetHistogram().GetBucket() {
+				if e := b.GetExemplar(); e != nil {
+					for _, l := range e.GetLabel() {
+						exemplars[mf.GetName()] = append(exemplars[mf.GetName()], l.GetName()+"="+l.GetValue())
+					}
+				}
+			}
+		}
+	}
+	require.Equal(t, []string{"trace_id=" + tid.String()}, exemplars["salve_ingest_publish_seconds"])
+	require.Equal(t, []string{"trace_id=" + tid.String()}, exemplars["salve_step_duration_seconds"], "one exemplar: the unsampled step has none")
+
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, req)
+	require.Contains(t, rec.Body.String(), `# {trace_id="`+tid.String()+`"}`)
 }

@@ -37,6 +37,9 @@ type Config struct {
 	Senders   int // concurrent webhook senders; default 8
 	Timeout   time.Duration
 	Log       *slog.Logger
+	// Getenv is the environment salve dev reads its tracing settings
+	// from; nil = the process's (tracing.Off keeps tracing off).
+	Getenv func(string) string
 }
 
 // Report is what the storm measured.
@@ -114,7 +117,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	d, err := app.Start(ctx, app.Config{
 		DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", WebhookToken: "test-token-6f1c0d9e7a3b42c8a6e1f0d4b7c9e2a1", RunbooksDir: rbDir,
-		RunbookReload: -1, TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "storm", Log: c.Log,
+		RunbookReload: -1, TemporalPort: -1, NATSPort: -1, DisableUI: true, Version: "storm", Log: c.Log, Getenv: c.Getenv,
 	})
 	if err != nil {
 		return nil, err

@@ -33,6 +33,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Name is the instrumentation scope of Salve's own spans.
@@ -100,6 +101,10 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	return Settings{Enabled: true, Protocol: proto, Why: why}, nil
 }
 
+// Off is a getenv under which tracing stays off whatever the process's
+// environment says: the "off" half of an on/off comparison.
+func Off(string) string { return "" }
+
 // Process describes the process in every span's resource.
 type Process struct {
 	Version string // Salve's version
@@ -147,10 +152,24 @@ func Start(ctx context.Context, s Settings, p Process) (shutdown func(context.Co
 	enabled.Store(true)
 	return func(ctx context.Context) error {
 		enabled.Store(false)
+		otel.SetTracerProvider(noop.NewTracerProvider())
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return tp.Shutdown(ctx)
 	}, nil
+}
+
+// Use makes tp the provider Salve's spans come from and turns tracing on,
+// until the returned function puts things back: for tests that read the
+// spans (internal/tracing/tracingtest) and for embedding.
+func Use(tp trace.TracerProvider) (restore func()) {
+	prev, was := otel.GetTracerProvider(), enabled.Load()
+	otel.SetTracerProvider(tp)
+	enabled.Store(true)
+	return func() {
+		enabled.Store(was)
+		otel.SetTracerProvider(prev)
+	}
 }
 
 // Inject writes ctx's span into h (an HTTP or NATS header).

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -67,14 +66,7 @@ func TestLinks(t *testing.T) {
 // record turns tracing on for one test with an in-memory exporter.
 func record(t *testing.T) *tracetest.InMemoryExporter {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	enabled.Store(true)
-	t.Cleanup(func() {
-		enabled.Store(false)
-		otel.SetTracerProvider(prev)
-	})
+	t.Cleanup(Use(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))))
 	return exp
 }
 

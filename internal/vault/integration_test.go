@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +25,8 @@ import (
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/testenv"
+	"github.com/salve-sre/salve/internal/tracing"
+	"github.com/salve-sre/salve/internal/tracing/tracingtest"
 	"github.com/salve-sre/salve/internal/vault"
 )
 
@@ -132,8 +135,26 @@ func TestPerStepKubernetesCredentials(t *testing.T) {
 		require.True(t, apierrors.IsForbidden(err), "secrets are not in the role: %v", err)
 	}}
 	scale = kube.Specs(kube.Options{Clients: creds2})[0]
-	out, err := scale.Executor.Execute(ctx, req)
+	spans := tracingtest.Record(t)
+	sctx, stepSpan := tracing.Tracer().Start(ctx, "RunActivity:step.kubernetes.scale")
+	out, err := scale.Executor.Execute(sctx, req)
+	stepSpan.End()
 	require.NoError(t, err)
+	// The step's calls to Vault (the credential) and to the Kubernetes API
+	// (the scale) are client spans of the step's span, naming the host.
+	calls := map[string]int{}
+	for _, s := range spans.GetSpans() {
+		if s.Parent.SpanID() != stepSpan.SpanContext().SpanID() {
+			continue
+		}
+		for _, a := range s.Attributes {
+			if a.Key == "server.port" {
+				calls[a.Value.Emit()]++
+			}
+		}
+	}
+	require.Positive(t, calls[portOf(t, proxy.URL)], "Vault calls traced: %v", calls)
+	require.Positive(t, calls[portOf(t, cluster.Host)], "Kubernetes API calls traced: %v", calls)
 	require.Equal(t, 3, out.Output["replicas"])
 	d, err := admin.AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -339,4 +360,10 @@ func TestSurvivesVaultRestart(t *testing.T) {
 	require.NoError(t, err, "Salve logged in again by itself")
 	require.Equal(t, "t0ken", got)
 	require.NotEqual(t, before, vc.API().Token())
+}
+
+func portOf(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	return u.Port()
 }

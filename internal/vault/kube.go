@@ -20,6 +20,7 @@ import (
 	"github.com/salve-sre/salve/activities/kube"
 	"github.com/salve-sre/salve/activities/step"
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/tracing"
 )
 
 // Auditor records audit events durably.
@@ -172,6 +173,7 @@ func (k *KubeCredentials) For(ctx context.Context, req step.Request, t kube.Targ
 		UserAgent:       "salve",
 		Timeout:         time.Minute,
 	}
+	cfg.Wrap(tracing.Transport)
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		release()

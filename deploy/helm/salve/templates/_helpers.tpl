@@ -234,6 +234,27 @@ Takes (dict "ctx" $ "component" "server"|"worker").
 - name: SALVE_PUBLIC_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $v.tracing.traceURL }}
+- name: SALVE_TRACE_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- if not (has $v.tracing.protocol (list "http/protobuf" "grpc")) }}
+{{- fail (printf "tracing.protocol %q: want http/protobuf or grpc" $v.tracing.protocol) }}
+{{- end }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $v.tracing.protocol | quote }}
+{{- with $v.tracing.sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.tracing.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
 - name: SALVE_NATS_URL
   value: {{ $v.nats.url | quote }}
 {{- with include "salve.natsCredsPath" $ }}
