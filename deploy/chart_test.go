@@ -275,6 +275,14 @@ func TestChartRefusesUnsafeSettings(t *testing.T) {
 			require.NotContains(t, e.Name, "OTEL_", "%s: tracing is off by default", d.Name)
 		}
 	}
+	// A ratio of 0 (sample nothing) is a value, not an absent one.
+	arg := "absent"
+	for _, e := range container(t, deployments(t, render(t, "salve", nil, "tracing.otlpEndpoint=http://c:4318", "tracing.sampler=traceidratio", "tracing.samplerArg=0"))["worker"], "salve").Env {
+		if e.Name == "OTEL_TRACES_SAMPLER_ARG" {
+			arg = e.Value
+		}
+	}
+	require.Equal(t, "0", arg)
 
 	// Without the api role there is no audit store to configure.
 	objs := render(t, "salve", nil, "server.replicas=3", "server.roles=ingest\\,trigger")

@@ -41,34 +41,51 @@ func (t *Trigger) startSpan(ctx context.Context, p part) (context.Context, trace
 // another trigger started, the join is in the alert's own trace alone.
 type runTraces struct {
 	mu   sync.Mutex
-	runs map[string]trace.SpanContext
+	runs map[string]runTrace
+}
+
+type runTrace struct {
+	runID string
+	sc    trace.SpanContext
 }
 
 const maxRunTraces = 100_000
 
-func (r *runTraces) remember(workflowID string, sc trace.SpanContext) {
+func (r *runTraces) remember(workflowID, runID string, sc trace.SpanContext) {
 	if !sc.IsValid() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.runs == nil || len(r.runs) >= maxRunTraces {
-		r.runs = map[string]trace.SpanContext{}
+		r.runs = map[string]runTrace{}
 	}
-	r.runs[workflowID] = sc
+	r.runs[workflowID] = runTrace{runID: runID, sc: sc}
 }
 
-func (r *runTraces) of(workflowID string) trace.SpanContext {
+// of is the trace of the incident's latest run this process started; with
+// runID set, only if that is the run.
+func (r *runTraces) of(workflowID, runID string) trace.SpanContext {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.runs[workflowID]
+	rt := r.runs[workflowID]
+	if runID != "" && rt.runID != runID {
+		return trace.SpanContext{} // another process started a later run
+	}
+	return rt.sc
 }
 
 // onRunTrace records what an alert did to a run (joined it, or was
 // suppressed while it went) as a short span on the run's trace, linked to
 // the alert's own span in ctx.
 func (t *Trigger) onRunTrace(ctx context.Context, workflowID, what string, attrs ...attribute.KeyValue) {
-	run := t.traces.of(workflowID)
+	t.onRunTraceOf(ctx, workflowID, "", what, attrs...)
+}
+
+// onRunTraceOf is onRunTrace for a known run: nothing unless it is the
+// run this process remembers.
+func (t *Trigger) onRunTraceOf(ctx context.Context, workflowID, runID, what string, attrs ...attribute.KeyValue) {
+	run := t.traces.of(workflowID, runID)
 	if !run.IsValid() {
 		return
 	}
@@ -88,7 +105,10 @@ func (t *Trigger) traceRefusal(ctx context.Context, workflowID string, joined bo
 		t.onRunTrace(ctx, workflowID, "joined")
 		return
 	}
-	attrs := []attribute.KeyValue{tracing.AttrCheck.String(adm.Check), attribute.String("salve.safety.reason", adm.Reason)}
+	// The check only: its reason can quote alert data (a parameter that
+	// did not resolve, a rendered target, a silence's comment). It is in
+	// the audit record.
+	attrs := []attribute.KeyValue{tracing.AttrCheck.String(adm.Check)}
 	trace.SpanFromContext(ctx).AddEvent("suppressed", trace.WithAttributes(attrs...))
 	t.onRunTrace(ctx, workflowID, "suppressed", attrs...)
 }
@@ -118,6 +138,5 @@ func (t *Trigger) startJoinSpan(ctx context.Context, parts []part, idx []int) (c
 	for _, l := range links {
 		span.AddLink(l)
 	}
-	t.onRunTrace(ctx, first.wfID, "joined", attribute.Int("salve.alerts", len(idx)))
 	return ctx, span
 }

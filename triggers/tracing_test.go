@@ -7,11 +7,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/tracing/tracingtest"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/triggers"
 )
 
@@ -80,12 +84,47 @@ func TestTriggerSpans(t *testing.T) {
 	// And the alert's span links to the run's.
 	require.Contains(t, links(joined), start.SpanContext.SpanID())
 
+	// The run ends; the cooldown holds the next alert back. The alert's
+	// span says which check did (never its reason, which may quote the
+	// alert), and the incident's last run's trace shows it.
+	st.mu.Lock()
+	st.running = map[string]bool{}
+	st.mu.Unlock()
+	tr.Guard = refusingGuard{}
+	ctx3, hook3 := tracing.Tracer().Start(context.Background(), "webhook 3")
+	require.NoError(t, tr.Handle(ctx3, alert("firing", labels, t0.Add(2*time.Minute))))
+	hook3.End()
+	third := tracingtest.Named(exp, "trigger restart")[2]
+	require.Equal(t, "suppressed", attrs(third)["salve.decision"])
+	require.Len(t, third.Events, 1)
+	require.Equal(t, "suppressed", third.Events[0].Name)
+	require.Equal(t, []attribute.KeyValue{attribute.String("salve.safety.check", "cooldown")}, third.Events[0].Attributes)
+	held := tracingtest.Named(exp, "alert suppressed")
+	require.Len(t, held, 1)
+	require.Equal(t, start.SpanContext.SpanID(), held[0].Parent.SpanID())
+
 	for _, s := range exp.GetSpans() {
 		for _, kv := range s.Attributes {
-			require.NotContains(t, kv.Value.Emit(), "http://127.0.0.1:1/x", "no step params in spans")
+			require.NotContains(t, kv.Value.Emit(), secretReason)
+		}
+		for _, ev := range s.Events {
+			for _, kv := range ev.Attributes {
+				require.NotContains(t, kv.Value.Emit(), secretReason)
+			}
 		}
 	}
 }
+
+const secretReason = "annotation-value-7f3a"
+
+// refusingGuard refuses every new run, with a reason that quotes alert data.
+type refusingGuard struct{}
+
+func (refusingGuard) Admit(context.Context, *runbooks.Runbook, *domain.AlertEvent, string, string) (safety.Admission, error) {
+	return safety.Admission{Check: "cooldown", Reason: "param target " + secretReason + " does not match"}, nil
+}
+
+func (refusingGuard) Release(context.Context, string, string) error { return nil }
 
 func links(s tracetest.SpanStub) []trace.SpanID {
 	var out []trace.SpanID

@@ -16,6 +16,7 @@ import (
 	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/runbooks"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -469,9 +470,9 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	}
 	if tracing.Enabled() {
 		if res.Started {
-			t.traces.remember(wfID, tracing.SpanContextOf(res.Trace))
+			t.traces.remember(wfID, res.RunID, tracing.SpanContextOf(res.Trace))
 		} else {
-			t.onRunTrace(ctx, wfID, "joined", tracing.AttrAlertID.String(ev.ID))
+			t.onRunTraceOf(ctx, wfID, res.RunID, "joined", tracing.AttrAlertID.String(ev.ID))
 		}
 	}
 	err := t.decided(ctx, rb.Name(), a.Outcome, t.record(ctx, a))
@@ -581,6 +582,9 @@ func (t *Trigger) joinAll(ctx context.Context, parts []part, idx []int) (_ bool,
 			return err != nil, err
 		}
 		t.told.told(first.wfID, tell)
+		if tracing.Enabled() {
+			t.onRunTrace(ctx, first.wfID, "joined", attribute.Int("salve.alerts", len(idx)))
+		}
 	}
 	quiet := map[string]bool{}
 	for _, ev := range skip {

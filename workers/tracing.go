@@ -38,11 +38,12 @@ func (i *runSpanInbound) ExecuteWorkflow(ctx workflow.Context, in *interceptor.E
 	}
 	if ok && input != nil {
 		info := workflow.GetInfo(ctx)
-		mode := input.Runbook.Spec.Safety.Mode
-		if mode == "" {
-			mode = "enforce"
-		}
-		if input.DryRun && !input.Runbook.Spec.Safety.Shadow() {
+		// One spelling with the steps' salve.mode: enforce, shadow, dry_run.
+		mode := "enforce"
+		switch {
+		case input.Runbook.Spec.Safety.Shadow():
+			mode = "shadow"
+		case input.DryRun || input.Runbook.Spec.Safety.DryRun():
 			mode = "dry_run"
 		}
 		span.SetAttributes(tracing.PipelineRun(input.Runbook.Name(), info.WorkflowExecution.ID, info.WorkflowExecution.RunID)...)

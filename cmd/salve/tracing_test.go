@@ -33,6 +33,7 @@ spec:
     - {name: first, action: http.request, with: {url: '{{ .Params.url }}/first/hook-secret-in-path', method: POST}}
     - {name: hold, action: sleep, with: {duration: 6s}}
     - {name: second, action: http.request, with: {url: '{{ .Params.url }}/second', method: POST}}
+    - {name: third, action: http.request, with: {url: '{{ .Params.url }}/third/hook-secret-in-path', method: POST, expectStatus: [200]}}
 `
 
 // One alert's whole path is one trace in a real Jaeger: the webhook
@@ -40,7 +41,8 @@ spec:
 // trigger, the run's start, the workflow, each step and each step's HTTP
 // call — also across a kill -9 of salve dev in the middle of the run,
 // after which the resumed steps still join the trace. No alert annotation
-// and no URL path reaches a span.
+// and no URL path reaches a span, not even in the error of the step that
+// fails at the end.
 func TestTraceOfAnAlertAcrossAKill(t *testing.T) {
 	j := testenv.StartJaeger(t)
 
@@ -50,7 +52,11 @@ func TestTraceOfAnAlertAcrossAKill(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		seen[strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0]] = r.Header.Get("traceparent")
+		step := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0]
+		seen[step] = r.Header.Get("traceparent")
+		if step == "third" {
+			w.WriteHeader(http.StatusNotFound) // the last step fails for good: its error text names the URL
+		}
 	}))
 	t.Cleanup(target.Close)
 	traceparentOf := func(step string) string { mu.Lock(); defer mu.Unlock(); return seen[step] }
@@ -126,8 +132,8 @@ func TestTraceOfAnAlertAcrossAKill(t *testing.T) {
 	waitReady(t, base)
 	require.Eventually(t, func() bool {
 		v, ok := readRun(base, id)
-		return ok && v.Status == "succeeded"
-	}, 2*time.Minute, 200*time.Millisecond, "run did not complete after restart")
+		return ok && v.Status == "failed"
+	}, 2*time.Minute, 200*time.Millisecond, "run did not end (its last step fails) after restart")
 
 	var tr testenv.JaegerTrace
 	require.Eventually(t, func() bool {
@@ -135,8 +141,8 @@ func TestTraceOfAnAlertAcrossAKill(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		_, ok := stepSpan(tr, "second")
-		return ok && len(spansOf(tr, "POST")) >= 2
+		_, ok := stepSpan(tr, "third")
+		return ok && len(spansOf(tr, "POST")) >= 3
 	}, 30*time.Second, 200*time.Millisecond, "the resumed step's spans never joined the trace")
 
 	byID := map[string]testenv.JaegerSpan{}
@@ -212,6 +218,13 @@ func TestTraceOfAnAlertAcrossAKill(t *testing.T) {
 		}
 	}
 	require.Len(t, instances, 2, "the steps ran in two processes, before and after the kill")
+
+	// The failed step: an error, the HTTP status, and no text.
+	failed, ok := stepSpan(tr, "third")
+	require.True(t, ok)
+	tag(failed, "otel.status_code", "ERROR")
+	_, hasDesc := failed.Tag("otel.status_description")
+	require.False(t, hasDesc, "no error text in the span")
 
 	// Nothing from the alert's annotations, and no URL path, in any span.
 	for _, s := range tr.Spans {

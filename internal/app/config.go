@@ -58,6 +58,12 @@ type FileConfig struct {
 		// Jaeger's http://jaeger:16686/trace/{traceId}, or Grafana's
 		// Explore URL for Tempo.
 		TraceURL string `yaml:"traceURL"`
+		// Incoming is what a request's traceparent does: "continue"
+		// (the default) puts Salve's spans in the caller's trace;
+		// "link" starts a new trace linked to it, so that a caller
+		// (whoever holds the webhook token) chooses neither the trace
+		// ID nor the sampling.
+		Incoming string `yaml:"incoming"`
 	} `yaml:"tracing"`
 }
 
@@ -113,6 +119,11 @@ func LoadFileConfig(path string) (FileConfig, error) {
 	}
 	if err := tracing.CheckLinkTemplate(c.Tracing.TraceURL); err != nil {
 		return c, fmt.Errorf("config %s: tracing.traceURL: %w", path, err)
+	}
+	switch c.Tracing.Incoming {
+	case "", "continue", "link":
+	default:
+		return c, fmt.Errorf("config %s: tracing.incoming: %q: want continue (join the caller's trace) or link (a new trace, linked to the caller's)", path, c.Tracing.Incoming)
 	}
 	for _, f := range []*string{&c.TLS.CertFile, &c.TLS.KeyFile, &c.Safety.Alertmanager.BearerTokenFile} {
 		if *f != "" && !filepath.IsAbs(*f) {

@@ -69,6 +69,11 @@ func TestConfigTraceURL(t *testing.T) {
 	_, err = app.LoadFileConfig(write("tracing:\n  traceURL: http://jaeger:16686/search\n"))
 	require.ErrorContains(t, err, "tracing.traceURL")
 	require.ErrorContains(t, err, "{traceId}")
+	c, err = app.LoadFileConfig(write("tracing:\n  incoming: link\n"))
+	require.NoError(t, err)
+	require.Equal(t, "link", c.Tracing.Incoming)
+	_, err = app.LoadFileConfig(write("tracing:\n  incoming: trust\n"))
+	require.ErrorContains(t, err, "want continue (join the caller's trace) or link")
 	_, err = app.LoadFileConfig(write("tracing:\n  endpoint: http://collector:4318\n"))
 	require.ErrorContains(t, err, "endpoint", "exporting is set by OTEL_* variables; an unknown key is refused")
 }

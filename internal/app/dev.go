@@ -183,7 +183,7 @@ func freeOr(port int) int {
 
 // serve serves h on ln (TLS when configured) until Close.
 func (d *Process) serve(ln net.Listener, h http.Handler, fc FileConfig) error {
-	hs := &http.Server{Handler: tracing.Handler(h),
+	hs := &http.Server{Handler: tracing.Handler(h, fc.Tracing.Incoming == "link"),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A webhook body (at most 4 MiB) is read well within this; a
 		// client that trickles one is cut off.

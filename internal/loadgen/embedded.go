@@ -80,7 +80,7 @@ func StartEmbedded(ctx context.Context, log *slog.Logger) (_ *Embedded, err erro
 		return nil, err
 	}
 	e.URL = "http://" + ln.Addr().String()
-	e.hs = &http.Server{Handler: tracing.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	e.hs = &http.Server{Handler: tracing.Handler(mux, false), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = e.hs.Serve(ln) }()
 	return e, nil
 }

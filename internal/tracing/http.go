@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -15,39 +14,108 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Handler traces the requests h serves, continuing a W3C traceparent the
-// caller sent. Probes, metrics scrapes and static files are not traced.
-// Off, it returns h.
-func Handler(h http.Handler) http.Handler {
+// Handler traces the requests h serves as server spans named by their
+// route. Probes, metrics scrapes and static files are not traced. Off, it
+// returns h.
+//
+// A caller's traceparent is continued — or, with link, only linked from a
+// new trace, so that a caller (whoever holds the webhook token) chooses
+// neither the trace ID nor whether it is sampled. A caller's tracestate is
+// never carried on. The span records the method, route and status: no
+// path (it holds run IDs and incident keys), query, header or client
+// address, which any caller, signed in or not, could fill.
+func Handler(h http.Handler, link bool) http.Handler {
 	if !Enabled() {
 		return h
 	}
-	return otelhttp.NewHandler(h, "HTTP",
-		otelhttp.WithPropagators(Propagator),
-		otelhttp.WithFilter(func(r *http.Request) bool {
-			switch p := r.URL.Path; {
-			case p == "/healthz", p == "/readyz", p == "/metrics", strings.HasPrefix(p, "/ui/static/"):
-				return false
-			}
-			return true
-		}),
-		// Named by the route, never by the path: paths hold run IDs and
-		// incident keys, which would make every span name different.
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if r.Pattern == "" || r.Pattern == "/" {
-				return r.Method
-			}
-			route := r.Pattern
-			if _, path, ok := strings.Cut(route, " "); ok {
-				route = path
-			}
-			return r.Method + " " + route
-		}),
-	)
+	return handler{next: h, link: link}
 }
 
+type handler struct {
+	next http.Handler
+	link bool
+}
+
+func (x handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch p := r.URL.Path; {
+	case p == "/healthz", p == "/readyz", p == "/metrics", strings.HasPrefix(p, "/ui/static/"):
+		x.next.ServeHTTP(w, r)
+		return
+	}
+	parent := Propagator.Extract(r.Context(), propagation.MapCarrier{"traceparent": r.Header.Get("traceparent")})
+	method := r.Method
+	if !knownMethods[method] {
+		method = "_OTHER"
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme(r)))}
+	if sc := trace.SpanContextFromContext(parent); x.link && sc.IsValid() {
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	ctx, span := Tracer().Start(parent, method, opts...)
+	defer span.End()
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	r2 := r.WithContext(ctx)
+	x.next.ServeHTTP(sw, r2)
+	// The mux sets the route on the request it routes (and an inner mux
+	// on the same request overwrites the outer's "/").
+	if route := r2.Pattern; route != "" && route != "/" {
+		if _, path, ok := strings.Cut(route, " "); ok {
+			route = path
+		}
+		span.SetName(method + " " + route)
+		span.SetAttributes(semconv.HTTPRoute(route))
+	}
+	span.SetAttributes(semconv.HTTPResponseStatusCode(sw.code))
+	if sw.code >= 500 {
+		span.SetStatus(codes.Error, "")
+	}
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true, http.MethodTrace: true,
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// statusWriter remembers the status sent; it flushes and unwraps, for
+// event streams.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		w.wrote = true
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Transport traces the requests next sends as client spans and passes
-// the trace on in a traceparent header. Off, it returns next.
+// the trace on in a traceparent header. While tracing is off its requests
+// go straight to next.
 //
 // It is Salve's own rather than otelhttp's, because otelhttp records the
 // full URL: a webhook URL carries its secret in the path (Slack's does),

@@ -146,7 +146,7 @@ func Start(ctx context.Context, s Settings, p Process) (shutdown func(context.Co
 	// The sampler and the batch processor read OTEL_TRACES_SAMPLER(_ARG)
 	// and OTEL_BSP_* themselves; the default samples every trace a
 	// sender's traceparent does not mark unsampled.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(scrubbed{exp}), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(Propagator)
 	enabled.Store(true)
@@ -218,13 +218,14 @@ func TraceID(ctx context.Context) string {
 	return sc.TraceID().String()
 }
 
-// Fail marks span failed with err (nil: nothing).
+// Fail marks span failed with err (nil: nothing): its Go type, never its
+// text, which may hold what an alert or a URL put there.
 func Fail(span trace.Span, err error) {
 	if err == nil {
 		return
 	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(semconv.ErrorTypeKey.String(fmt.Sprintf("%T", err)))
+	span.SetStatus(codes.Error, "")
 }
 
 func cmpOr(a, b string) string {

@@ -3,12 +3,14 @@ package tracing
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -163,4 +165,87 @@ func TestLogsCarryTraceIDs(t *testing.T) {
 	require.Contains(t, buf.String(), "trace_id="+span.SpanContext().TraceID().String())
 	require.Contains(t, buf.String(), "span_id="+span.SpanContext().SpanID().String())
 	require.Contains(t, buf.String(), "component=trigger")
+}
+
+// No error text leaves the process: a span's status description and an
+// exception's message are dropped on export, the error's type kept.
+func TestExportDropsErrorTexts(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	t.Cleanup(Use(sdktrace.NewTracerProvider(sdktrace.WithSyncer(scrubbed{exp}))))
+	_, span := Tracer().Start(context.Background(), "RunActivity:step.http.request")
+	span.RecordError(errors.New(`POST https://hooks.example.com/services/T0/B0/secret: 404`))
+	span.SetStatus(codes.Error, "POST https://hooks.example.com/services/T0/B0/secret: 404")
+	span.AddEvent("suppressed")
+	span.End()
+	_, ok := Tracer().Start(context.Background(), "fine")
+	ok.End()
+
+	spans := exp.GetSpans()
+	require.Len(t, spans, 2)
+	got := spans[0]
+	require.Equal(t, codes.Error, got.Status.Code)
+	require.Empty(t, got.Status.Description)
+	require.Len(t, got.Events, 2)
+	require.Equal(t, "exception", got.Events[0].Name)
+	require.Len(t, got.Events[0].Attributes, 1)
+	require.Equal(t, "exception.type", string(got.Events[0].Attributes[0].Key))
+	require.Equal(t, "suppressed", got.Events[1].Name)
+	require.Equal(t, "fine", spans[1].Name)
+
+	// Fail records the type only.
+	_, span = Tracer().Start(context.Background(), "publish")
+	Fail(span, errors.New("alert secret-in-text"))
+	span.End()
+	last := exp.GetSpans()[2]
+	for _, a := range last.Attributes {
+		require.NotContains(t, a.Value.Emit(), "secret-in-text")
+	}
+	require.Equal(t, codes.Error, last.Status.Code)
+}
+
+func TestHandlerNamesTheRouteNotThePath(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/runs/{id...}", func(w http.ResponseWriter, r *http.Request) {
+		require.True(t, trace.SpanContextFromContext(r.Context()).IsValid(), "the handler runs in the span")
+		w.(http.Flusher).Flush() // event streams flush through the wrapper
+		w.WriteHeader(http.StatusTeapot)
+	})
+	require.Same(t, http.Handler(mux), Handler(mux, false), "off: the handler itself")
+	exp := record(t)
+	remote := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, link := range []bool{false, true} {
+		exp.Reset()
+		srv := httptest.NewServer(Handler(mux, link))
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/runs/salve/restart/shop%2Fsecret-incident?token=abc", nil)
+		req.Header.Set("traceparent", remote)
+		req.Header.Set("tracestate", "evil=1")
+		req.Header.Set("User-Agent", "attacker-chosen")
+		req.Header.Set("X-Forwarded-For", "attacker-chosen")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		_, _ = http.Get(srv.URL + "/healthz")
+		srv.Close()
+
+		spans := exp.GetSpans()
+		require.Len(t, spans, 1, "probes are not traced")
+		s := spans[0]
+		require.Equal(t, "GET /v1/runs/{id...}", s.Name)
+		require.Equal(t, trace.SpanKindServer, s.SpanKind)
+		for _, a := range s.Attributes {
+			for _, bad := range []string{"secret-incident", "token", "attacker-chosen"} {
+				require.NotContains(t, a.Value.Emit(), bad)
+			}
+		}
+		require.Empty(t, s.SpanContext.TraceState().String(), "a caller's tracestate is not carried on")
+		if link {
+			require.NotEqual(t, "4bf92f3577b34da6a3ce929d0e0e4736", s.SpanContext.TraceID().String(), "link: a trace of Salve's own")
+			require.False(t, s.Parent.IsValid())
+			require.Len(t, s.Links, 1)
+			require.Equal(t, "00f067aa0ba902b7", s.Links[0].SpanContext.SpanID().String())
+		} else {
+			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", s.SpanContext.TraceID().String(), "continue: the caller's trace")
+			require.Equal(t, "00f067aa0ba902b7", s.Parent.SpanID().String())
+		}
+	}
 }

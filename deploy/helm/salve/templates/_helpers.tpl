@@ -250,9 +250,9 @@ Takes (dict "ctx" $ "component" "server"|"worker").
 - name: OTEL_TRACES_SAMPLER
   value: {{ . | quote }}
 {{- end }}
-{{- with $v.tracing.samplerArg }}
+{{- if ne (toString $v.tracing.samplerArg) "" }}
 - name: OTEL_TRACES_SAMPLER_ARG
-  value: {{ . | quote }}
+  value: {{ toString $v.tracing.samplerArg | quote }}
 {{- end }}
 {{- end }}
 - name: SALVE_NATS_URL
