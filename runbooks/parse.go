@@ -91,13 +91,13 @@ func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
 	if err := dec.Decode(&root); errors.Is(err, io.EOF) { // only comments
 		return nil, empty
 	} else if err != nil {
-		return nil, &ValidationError{Problems: yamlProblems(source, err)}
+		return nil, &ValidationError{Problems: YAMLProblems(source, err)}
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, &ValidationError{Problems: yamlProblems(source, err)}
+		return nil, &ValidationError{Problems: YAMLProblems(source, err)}
 	case extra.Kind != 0 && !(extra.Kind == yaml.DocumentNode && len(extra.Content) == 0):
 		return nil, &ValidationError{Problems: []Problem{{Source: source, Line: extra.Line, Msg: "more than one YAML document: put one runbook per file"}}}
 	}
@@ -110,7 +110,7 @@ func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
 	sdec := yaml.NewDecoder(bytes.NewReader(data))
 	sdec.KnownFields(true)
 	if err := sdec.Decode(&rb); err != nil {
-		problems = yamlProblems(source, err)
+		problems = YAMLProblems(source, err)
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
 			return nil, &ValidationError{Problems: problems}
@@ -138,7 +138,9 @@ func Parse(source string, data []byte, cat StepCatalog) (*Runbook, error) {
 	return &rb, nil
 }
 
-func yamlProblems(source string, err error) []Problem {
+// YAMLProblems turns a yaml.v3 decoding error into located problems: one
+// per type error, with its line.
+func YAMLProblems(source string, err error) []Problem {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		out := make([]Problem, 0, len(te.Errors))
@@ -204,7 +206,7 @@ type validator struct {
 
 // add records a problem at a path such as "spec.steps[1].action".
 func (v *validator) add(path, format string, args ...any) {
-	line, col := lineOf(v.root, path)
+	line, col := LineOf(v.root, path)
 	v.problems = append(v.problems, Problem{Source: v.source, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -218,6 +220,16 @@ func (v *validator) runbook(rb *Runbook, cat StepCatalog) {
 	}
 	if !dnsLabel.MatchString(rb.Metadata.Name) || len(rb.Metadata.Name) > 63 {
 		v.add("metadata.name", "must be a DNS label (lowercase letters, digits and '-', at most 63), got %q", rb.Metadata.Name)
+	}
+	if p := rb.Spec.SLO; p != nil {
+		if !dnsLabel.MatchString(p.Name) {
+			v.add("spec.slo.name", "%q: the metadata.name of a kind: SLO file next to the runbooks", p.Name)
+		}
+		for _, f := range [][2]string{{"onFastBurn", p.OnFastBurn}, {"onSlowBurn", p.OnSlowBurn}, {"otherwise", p.Otherwise}, {"onUnknown", p.OnUnknown}} {
+			if a := f[1]; a != "" && a != SLOAct && a != SLOApprove && a != SLONotify {
+				v.add("spec.slo."+f[0], "%q: want act, approve or notify", a)
+			}
+		}
 	}
 	for i, s := range rb.Spec.Trigger.Matchers {
 		m, err := labels.ParseMatcher(s)
@@ -538,9 +550,9 @@ func walkStrings(v any, fn func(string)) {
 	}
 }
 
-// lineOf finds the line and column of a path like "spec.steps[1].with.url"
+// LineOf finds the line and column of a path like "spec.steps[1].with.url"
 // in the YAML tree, falling back to the nearest ancestor that exists.
-func lineOf(root *yaml.Node, path string) (int, int) {
+func LineOf(root *yaml.Node, path string) (int, int) {
 	n := root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]

@@ -64,6 +64,53 @@ type Spec struct {
 	Credentials map[string]Credential `yaml:"credentials,omitempty" json:"credentials,omitempty"`
 	Steps       []Step                `yaml:"steps" json:"steps"`
 	OnFailure   []Step                `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+	// SLO makes an alert's new run act by how fast the named SLO's error
+	// budget burns, read from Prometheus when the run would start.
+	SLO *SLOPolicy `yaml:"slo,omitempty" json:"slo,omitempty"`
+}
+
+// SLOPolicy is what a new run does at each speed of the SLO's budget
+// burn: act (as the runbook says), approve (wait for a person first) or
+// notify (plan the mutating steps, run only the read-only ones, such as
+// notify). The speeds are the generated alerts' own conditions: fast =
+// the page alert's, slow = the ticket alert's.
+type SLOPolicy struct {
+	// Name is the SLO (metadata.name of a kind: SLO file next to the
+	// runbooks).
+	Name       string `yaml:"name" json:"name"`
+	OnFastBurn string `yaml:"onFastBurn,omitempty" json:"onFastBurn,omitempty"` // default act
+	OnSlowBurn string `yaml:"onSlowBurn,omitempty" json:"onSlowBurn,omitempty"` // default approve
+	Otherwise  string `yaml:"otherwise,omitempty" json:"otherwise,omitempty"`   // default notify
+	// OnUnknown applies when the figures cannot be read (Prometheus down,
+	// no data): default approve.
+	OnUnknown string `yaml:"onUnknown,omitempty" json:"onUnknown,omitempty"`
+}
+
+// What a run does under an SLO policy.
+const (
+	SLOAct     = "act"
+	SLOApprove = "approve"
+	SLONotify  = "notify"
+)
+
+// Action is what the policy says at a burn speed (fast, slow, none or
+// unknown), with the defaults filled in.
+func (p SLOPolicy) Action(speed string) string {
+	pick := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	switch speed {
+	case "fast":
+		return pick(p.OnFastBurn, SLOAct)
+	case "slow":
+		return pick(p.OnSlowBurn, SLOApprove)
+	case "none":
+		return pick(p.Otherwise, SLONotify)
+	}
+	return pick(p.OnUnknown, SLOApprove)
 }
 
 // Trigger says which alerts start this runbook and how they group into

@@ -16,6 +16,7 @@ import (
 	"github.com/salve-sre/salve/internal/safety"
 	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -132,6 +133,12 @@ type Guard interface {
 	Release(ctx context.Context, runbook, workflowID string) error
 }
 
+// BudgetReader reads an SLO's error-budget burn now; internal/slobudget
+// implements it with Prometheus.
+type BudgetReader interface {
+	Burn(ctx context.Context, slo string) (slos.Burn, error)
+}
+
 // Runbooks returns the current runbook set (it may be reloaded).
 type Runbooks interface {
 	Current() *runbooks.Set
@@ -186,6 +193,10 @@ type Trigger struct {
 	// Now is the clock decisions are stamped with; nil = time.Now. A
 	// simulation (salve backtest) sets its simulated clock.
 	Now func() time.Time
+	// Budgets reads the error-budget burn of the SLO a runbook names
+	// (spec.slo); nil = none can be read, and such runbooks' new runs do
+	// what their policy says for an unknown burn.
+	Budgets BudgetReader
 
 	told   toldRuns  // what each run was told (MaxToldPerRun)
 	traces runTraces // the trace of each run this process started
@@ -355,6 +366,7 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 		req StartRequest
 		adm safety.Admission
 		res StartResult
+		slo *sloDecision // read once, for the first admission that needs it
 	)
 	// At most three admissions: the run an alert was to join may end
 	// between its admission and its start (ErrRunEnded), and then the
@@ -407,6 +419,13 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 			}
 			req.JoinOnly = adm.JoinOnly
 		}
+		if rb.Spec.SLO != nil && !req.DryRun {
+			if slo == nil {
+				d := t.decideBySLO(ctx, rb)
+				slo = &d
+			}
+			slo.apply(&req)
+		}
 		if tell, _ := t.told.split(wfID, []domain.AlertEvent{ev}); len(tell) == 0 {
 			req.Quiet = true
 		}
@@ -446,6 +465,9 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	}
 	if adm.Target != "" {
 		a.Detail["target"] = adm.Target
+	}
+	if slo != nil && res.Started {
+		slo.audit(a.Detail)
 	}
 	switch {
 	case res.Started:

@@ -44,6 +44,9 @@ func (d *Process) startWorker(c *core) error {
 func (d *Process) startTrigger(c *core) {
 	log := d.log.With("component", "trigger")
 	trig := &triggers.Trigger{Runbooks: c.runbooks, Starter: c.runs, Audit: c.pub, Log: log, Metrics: c.metrics, Guard: c.guard, Failed: c.failed}
+	if c.budgets != nil {
+		trig.Budgets = c.budgets
+	}
 	cons := &triggers.Consumer{JS: c.js, Trigger: trig, Audit: c.pub, Log: log}
 	d.goRole("trigger consumer", cons.Run)
 }

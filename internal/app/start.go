@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,9 +26,11 @@ import (
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/internal/slobudget"
 	"github.com/salve-sre/salve/internal/snapshot"
 	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/vault"
+	"github.com/salve-sre/salve/slos"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -192,9 +195,13 @@ type core struct {
 	credCheck api.Check
 	runbooks  *triggers.AtomicRunbooks
 	loader    *runbookload.Loader
-	guard     *safety.Guard
-	runs      *runs.Runs
-	failed    *triggers.FailedAlerts
+	// slos are the kind: SLO files next to the runbooks, by name;
+	// budgets reads their burn from --prometheus-url (nil without one).
+	slos    atomic.Pointer[map[string]*slos.SLO]
+	budgets *slobudget.Reader
+	guard   *safety.Guard
+	runs    *runs.Runs
+	failed  *triggers.FailedAlerts
 }
 
 // connect starts or reaches NATS and Temporal, and builds what the roles
@@ -323,7 +330,14 @@ func (d *Process) connect(ctx context.Context, cfg Config, fc FileConfig, roles 
 // watches it for changes.
 func (d *Process) loadRunbooks(ctx context.Context, cfg Config, c *core) error {
 	c.runbooks = &triggers.AtomicRunbooks{}
-	c.loader = &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: c.reg, Audit: c.pub, Log: cfg.Log.With("component", "runbooks"), Store: storeRunbooks(c.runbooks.Store, c.metrics)}
+	c.loader = &runbookload.Loader{Dir: cfg.RunbooksDir, Catalog: c.reg, Audit: c.pub, Log: cfg.Log.With("component", "runbooks"), Store: storeRunbooks(c.runbooks.Store, c.metrics),
+		StoreSLOs: func(m map[string]*slos.SLO) { c.slos.Store(&m) }}
+	if cfg.PrometheusURL != "" {
+		var err error
+		if c.budgets, err = slobudget.New(cfg.PrometheusURL, c.currentSLOs); err != nil {
+			return err
+		}
+	}
 	if _, err := c.loader.Reload(ctx); err != nil {
 		return fmt.Errorf("load runbooks: %w", err)
 	}
@@ -332,6 +346,14 @@ func (d *Process) loadRunbooks(ctx context.Context, cfg Config, c *core) error {
 	}
 	if cfg.RunbookReload > 0 {
 		d.goRole("runbook watcher", func(ctx context.Context) error { c.loader.Watch(ctx, cfg.RunbookReload); return nil })
+	}
+	return nil
+}
+
+// currentSLOs is the SLO set last loaded (empty before the first load).
+func (c *core) currentSLOs() map[string]*slos.SLO {
+	if m := c.slos.Load(); m != nil {
+		return *m
 	}
 	return nil
 }

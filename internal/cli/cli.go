@@ -53,7 +53,7 @@ Start everything on this machine with:  salve dev`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetVersionTemplate("salve {{.Version}} (" + runtime.Version() + ")\n")
-	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr, raw), newIncident(stdout), newRunbook(stdout, stderr),
+	root.AddCommand(newDev(stdout, stderr), newServer(stdout, stderr), newWorker(stdout, stderr), newVersion(stdout), newAudit(stdout, stderr, raw), newIncident(stdout), newRunbook(stdout, stderr), newSLO(stdout, stderr),
 		newLaunch(stdout), newRuns(stdout, stderr), newApprovals(stdout), newAlerts(stdout), newApprove(stdout), newReject(stdout), newToken(stdout))
 	root.AddCommand(newBacktest(stdout, stderr))
 	return root
@@ -64,7 +64,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		if errors.Is(err, errBrokenChain) || errors.Is(err, errInvalidRunbooks) {
+		if errors.Is(err, errBrokenChain) || errors.Is(err, errInvalidRunbooks) || errors.Is(err, errInvalidSLOs) {
 			return 1 // the command printed what is broken
 		}
 		fmt.Fprintf(stderr, "salve: %v\n", err)

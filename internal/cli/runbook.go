@@ -18,6 +18,7 @@ import (
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/internal/runbooktest"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 )
 
 // errInvalidRunbooks makes Execute exit 1 after the problems were printed.
@@ -48,6 +49,7 @@ as file:line: path: message, all of them, not only the first.`,
 			var (
 				all      []*runbooks.Runbook
 				problems []string
+				sloNames = map[string]bool{}
 			)
 			for _, path := range args {
 				files, err := runbookFiles(path)
@@ -59,6 +61,14 @@ as file:line: path: message, all of them, not only the first.`,
 					if err != nil {
 						return err
 					}
+					if slos.IsSLO(data) { // an SLO next to the runbooks
+						if s, err := slos.Parse(f, data); err != nil {
+							problems = append(problems, err.Error())
+						} else {
+							sloNames[s.Name()] = true
+						}
+						continue
+					}
 					rb, err := runbooks.Parse(f, data, reg)
 					if err != nil {
 						problems = append(problems, err.Error())
@@ -69,6 +79,11 @@ as file:line: path: message, all of them, not only the first.`,
 			}
 			if _, err := runbooks.NewSet(all...); err != nil {
 				problems = append(problems, err.Error())
+			}
+			for _, rb := range all {
+				if p := rb.Spec.SLO; p != nil && !sloNames[p.Name] {
+					problems = append(problems, fmt.Sprintf("%s: spec.slo.name: no kind: SLO file named %q among the files given (put it next to the runbooks)", rb.Source, p.Name))
+				}
 			}
 			for _, p := range problems {
 				fmt.Fprintln(stderr, p)

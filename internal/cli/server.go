@@ -20,7 +20,7 @@ func commonFlags(f *pflag.FlagSet, cfg *app.Config, secrets *secretFiles, logLev
 	secrets.add(f, &cfg.RunbookKey, "runbook-key", "key (at least 32 bytes) that signs the runbook snapshot of every run; workers refuse unsigned ones (default: generated once and kept in NATS, bucket SALVE_KEYS)")
 	f.StringVar(&cfg.RunbooksDir, "runbooks", "runbooks", "directory of runbook YAML files")
 	f.DurationVar(&cfg.RunbookReload, "runbook-reload", 2*time.Second, "how often to check the runbook directory for changes (invalid changes are rejected; 0 = never)")
-	f.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus.query and prometheus.assert steps use, e.g. http://prometheus:9090")
+	f.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus.query and prometheus.assert steps use and SLO burn rates (runbooks' spec.slo) are read from, e.g. http://prometheus:9090")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig that kubernetes.* steps act with (development only: a standing credential, not per-step Vault ones)")
 	f.StringVar(&cfg.Vault.Addr, "vault-addr", "", "Vault that issues per-step credentials, e.g. https://vault.internal:8200")
 	secrets.add(f, &cfg.Vault.Token, "vault-token", "Vault token for Salve (development; prefer --vault-token-file or AppRole)")

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 )
 
 // Files lists the runbook files directly in dir: *.yaml and *.yml, not
@@ -50,12 +51,45 @@ func LoadDir(dir string, cat runbooks.StepCatalog) ([]*runbooks.Runbook, error) 
 			errs = append(errs, fmt.Errorf("read runbook: %w", err))
 			continue
 		}
+		if slos.IsSLO(data) {
+			continue // an SLO next to the runbooks (LoadSLOs)
+		}
 		rb, err := runbooks.Parse(path, data, cat)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out = append(out, rb)
+	}
+	return out, errors.Join(errs...)
+}
+
+// LoadSLOs parses every kind: SLO file of dir (Files), returning the
+// valid ones and, separately, every problem found.
+func LoadSLOs(dir string) ([]*slos.SLO, error) {
+	paths, err := Files(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read SLO directory: %w", err)
+	}
+	var (
+		out  []*slos.SLO
+		errs []error
+	)
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read SLO: %w", err))
+			continue
+		}
+		if !slos.IsSLO(data) {
+			continue
+		}
+		s, err := slos.Parse(path, data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, s)
 	}
 	return out, errors.Join(errs...)
 }

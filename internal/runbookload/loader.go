@@ -21,6 +21,7 @@ import (
 
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 )
 
 // Auditor records audit events durably.
@@ -36,6 +37,9 @@ type Loader struct {
 	Log     *slog.Logger
 	// Store receives each new set (e.g. triggers.AtomicRunbooks.Store).
 	Store func(*runbooks.Set)
+	// StoreSLOs receives the SLOs (kind: SLO files in the same
+	// directory) after every reload, by name.
+	StoreSLOs func(map[string]*slos.SLO)
 	// Now is the clock for audit events; time.Now when nil.
 	Now func() time.Time
 
@@ -48,6 +52,7 @@ type Loader struct {
 type fileState struct {
 	hash string            // of the bytes last read
 	good *runbooks.Runbook // last valid version; nil if never valid
+	slo  *slos.SLO         // the same, for a kind: SLO file
 }
 
 // Change summarises one reload, for logs and tests.
@@ -125,6 +130,16 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		h := hashOf(data)
 		if h == prev.hash {
 			next[path] = prev
+			continue
+		}
+		if slos.IsSLO(data) {
+			s, err := slos.Parse(path, data)
+			if err != nil {
+				next[path] = fileState{hash: h, slo: prev.slo}
+				reject(h, err.Error(), nil)
+				continue
+			}
+			next[path] = fileState{hash: h, slo: s}
 			continue
 		}
 		rb, err := runbooks.Parse(path, data, l.Catalog)
@@ -222,6 +237,9 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		l.rejected[h] = true
 	}
 	l.files = next
+	if l.StoreSLOs != nil {
+		l.StoreSLOs(sloSet(next))
+	}
 	if l.current == nil || len(ch.Loaded)+len(ch.Removed) > 0 {
 		l.current = set
 		if l.Store != nil {
@@ -230,6 +248,20 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 	}
 	l.logChange(ch, newRejections)
 	return ch, nil
+}
+
+// sloSet is the SLOs of the files, by name; of two files with one name
+// the first by path wins.
+func sloSet(files map[string]fileState) map[string]*slos.SLO {
+	out := map[string]*slos.SLO{}
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		if s := files[path].slo; s != nil {
+			if _, dup := out[s.Name()]; !dup {
+				out[s.Name()] = s
+			}
+		}
+	}
+	return out
 }
 
 func (l *Loader) logChange(ch Change, fresh map[string]bool) {

@@ -234,6 +234,10 @@ Takes (dict "ctx" $ "component" "server"|"worker").
 - name: SALVE_PUBLIC_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $v.prometheusURL }}
+- name: SALVE_PROMETHEUS_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with $v.tracing.traceURL }}
 - name: SALVE_TRACE_URL
   value: {{ . | quote }}
@@ -322,10 +326,6 @@ Takes (dict "ctx" $ "component" "server"|"worker").
 {{- end }}
 {{- end }}
 {{- else }}
-{{- with $v.prometheusURL }}
-- name: SALVE_PROMETHEUS_URL
-  value: {{ . | quote }}
-{{- end }}
 {{- if $v.vault.enabled }}
 - name: SALVE_VAULT_ADDR
   value: {{ $v.vault.addr | quote }}

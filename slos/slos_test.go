@@ -1,0 +1,142 @@
+package slos_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/salve-sre/salve/slos"
+)
+
+func load(t *testing.T, path string) *slos.SLO {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	s, err := slos.Parse(path, data)
+	require.NoError(t, err)
+	return s
+}
+
+// The rules pass promtool's checks and the shipped promtool unit tests —
+// and so do the rules Sloth v0.16.0 generated for the same SLO (recorded
+// in testdata): a fast burn pages (and tickets), a slow one tickets only,
+// a healthy service alerts nothing, under both.
+func TestRulesPassPromtool(t *testing.T) {
+	s := load(t, "checkout-availability.yaml")
+	var buf bytes.Buffer
+	require.NoError(t, slos.Rules(context.Background(), []*slos.SLO{s}, &buf))
+	sloth, err := os.ReadFile("testdata/sloth-v0.16.0-checkout-availability.rules.yaml")
+	require.NoError(t, err)
+	test, err := os.ReadFile("tests/checkout-availability.test.yaml")
+	require.NoError(t, err)
+	for name, rules := range map[string][]byte{"salve": buf.Bytes(), "sloth": sloth} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "checkout-availability.rules.yaml")
+		require.NoError(t, os.WriteFile(path, rules, 0o600))
+		out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput()
+		require.NoError(t, err, "%s: %s", name, out)
+		require.Contains(t, string(out), "SUCCESS: 17 rules found", name)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "test.yaml"), test, 0o600))
+		out, err = exec.Command("promtool", "test", "rules", filepath.Join(dir, "test.yaml")).CombinedOutput()
+		require.NoError(t, err, "%s: %s", name, out)
+	}
+	// Rule for rule: the same records and alerts, in the same groups.
+	require.Equal(t, ruleNames(t, sloth), ruleNames(t, buf.Bytes()))
+}
+
+func ruleNames(t *testing.T, file []byte) []string {
+	var f struct {
+		Groups []struct {
+			Name  string
+			Rules []struct {
+				Record, Alert string
+				Labels        map[string]string
+			}
+		}
+	}
+	require.NoError(t, yaml.Unmarshal(file, &f))
+	var out []string
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			out = append(out, g.Name+" "+r.Record+r.Alert+" "+r.Labels["sloth_window"]+r.Labels["sloth_severity"])
+		}
+	}
+	return out
+}
+
+func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
+	bad := []byte(`apiVersion: openslo/v1alpha
+kind: SLO
+metadata:
+  name: Checkout_Availability
+spec:
+  service: checkout
+  budgetingMethod: Timeslices
+  objectives:
+    - ratioMetrics:
+        good:
+          source: prometheus
+          queryType: promql
+          query: sum(rate(http_requests_total{code!~"5.."}[5m]))
+        total:
+          source: datadog
+          queryType: promql
+          query: sum(rate(http_requests_total[{{.window}}])
+      target: 99.9
+  timeWindows:
+    - count: 7
+      unit: Day
+  colour: blue
+`)
+	_, err := slos.Parse("checkout.yaml", bad)
+	require.Error(t, err)
+	for _, want := range []string{
+		`checkout.yaml:22: field colour not found`,
+		`checkout.yaml:4:9: metadata.name: "Checkout_Availability": lowercase letters`,
+		`checkout.yaml:7:20: spec.budgetingMethod: "Timeslices": only Occurrences`,
+		`checkout.yaml:13:18: spec.objectives[0].ratioMetrics.good.query: has no {{.window}}`,
+		`checkout.yaml:15:19: spec.objectives[0].ratioMetrics.total.source: "datadog": want prometheus`,
+		`checkout.yaml:17:18: spec.objectives[0].ratioMetrics.total.query: not valid PromQL`,
+		`checkout.yaml:18:15: spec.objectives[0].target: 99.9: the share of good events, between 0 and 1`,
+		`checkout.yaml:20:7: spec.timeWindows[0]: 7 Day: want 30 or 28 Day`,
+	} {
+		require.Contains(t, err.Error(), want)
+	}
+
+	s := load(t, "checkout-availability.yaml")
+	require.Equal(t, "checkout-availability", s.Name())
+	require.InDelta(t, 0.001, s.ErrorBudget(), 1e-12)
+	require.Equal(t, 30*24*time.Hour, s.Period())
+	require.Equal(t, `1 - ((sum(rate(http_requests_total{job="checkout",code!~"5.."}[1h]))) / (sum(rate(http_requests_total{job="checkout"}[1h]))))`, s.ErrorRatioQuery(time.Hour))
+	require.Equal(t, []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour, 24 * time.Hour, 72 * time.Hour, 30 * 24 * time.Hour}, s.Windows())
+	require.InDelta(t, 13.44, (&slos.SLO{Spec: slos.Spec{TimeWindows: []slos.TimeWindows{{Count: 28, Unit: "Day"}}}}).Factor(14.4), 1e-9)
+	require.True(t, slos.IsSLO([]byte("apiVersion: openslo/v1alpha\nkind: SLO\n")))
+	require.False(t, slos.IsSLO([]byte("apiVersion: salve/v1\nkind: Runbook\n")))
+}
+
+func FuzzParse(f *testing.F) {
+	seed, err := os.ReadFile("checkout-availability.yaml")
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte("apiVersion: openslo/v1alpha\nkind: SLO\nspec: {objectives: [{target: 2}]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := slos.Parse("fuzz.yaml", data)
+		if err != nil {
+			require.Nil(t, s)
+			require.NotEmpty(t, err.Error())
+			return
+		}
+		// A valid SLO has what its users index without checks.
+		require.Len(t, s.Spec.Objectives, 1)
+		require.Len(t, s.Spec.TimeWindows, 1)
+		require.True(t, s.Target() > 0 && s.Target() < 1)
+		require.NotEmpty(t, s.ErrorRatioQuery(time.Hour))
+	})
+}
