@@ -25,6 +25,13 @@ type fakeMetrics struct {
 	accepted  []string // statuses
 	decisions []string // runbook/decision
 	checks    []string // runbook/check
+	slo       []string // slo/burn/action
+}
+
+func (f *fakeMetrics) SLODecision(slo, burn, action string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slo = append(f.slo, slo+"/"+burn+"/"+action)
 }
 
 func (f *fakeMetrics) SafetyCheck(runbook, check string) {

@@ -64,7 +64,8 @@ func TestTriggerDecidesBySLOBurn(t *testing.T) {
 			st := &fakeStarter{running: map[string]bool{}}
 			audit := &fakeAudit{}
 			budgets := &fakeBudgets{burn: tc.burn, err: tc.err}
-			tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: audit, Log: slog.New(slog.DiscardHandler), Budgets: budgets}
+			m := &fakeMetrics{}
+			tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: audit, Log: slog.New(slog.DiscardHandler), Budgets: budgets, Metrics: m}
 			require.NoError(t, tr.Handle(context.Background(), alert("firing", map[string]string{"alertname": "SLOErrorBudgetBurn", "salve_slo": "checkout-availability"}, t0)))
 			require.Len(t, st.starts, 1)
 			req := st.starts[0]
@@ -88,6 +89,7 @@ func TestTriggerDecidesBySLOBurn(t *testing.T) {
 				require.NotEmpty(t, d["sloBudgetRemaining"])
 			}
 			require.True(t, strings.HasPrefix(d["sloDecision"], "SLO checkout-availability"), d["sloDecision"])
+			require.Equal(t, []string{"checkout-availability/" + d["sloBurn"] + "/" + tc.action}, m.slo, "the decision is counted")
 		})
 	}
 

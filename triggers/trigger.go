@@ -176,6 +176,10 @@ type TriggerMetrics interface {
 	// SafetyCheck counts an alert whose new run the safety envelope
 	// refused or changed, by the check that decided.
 	SafetyCheck(runbook, check string)
+	// SLODecision counts a run started under an SLO policy, by the SLO,
+	// the burn (fast, slow, none, unknown) and what the run does (act,
+	// approve, notify).
+	SLODecision(slo, burn, action string)
 }
 
 // Trigger decides what each stored alert does.
@@ -469,6 +473,7 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	if slo != nil && res.Started {
 		slo.audit(a.Detail)
 	}
+	sloCounted := slo != nil && res.Started
 	switch {
 	case res.Started:
 		t.told.forget(wfID) // a new run of the incident: it heard of this alert
@@ -500,6 +505,9 @@ func (t *Trigger) decide(ctx context.Context, p part, now time.Time) (bool, erro
 	err := t.decided(ctx, rb.Name(), a.Outcome, t.record(ctx, a))
 	if err == nil && adm.Check != "" && res.Started && t.Metrics != nil {
 		t.Metrics.SafetyCheck(rb.Name(), adm.Check)
+	}
+	if err == nil && sloCounted && t.Metrics != nil {
+		t.Metrics.SLODecision(slo.slo, a.Detail["sloBurn"], slo.action)
 	}
 	return true, err
 }

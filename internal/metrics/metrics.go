@@ -86,6 +86,7 @@ type Metrics struct {
 	ingestRequests     *prometheus.CounterVec
 	triggerDecisions   *prometheus.CounterVec
 	safetyChecks       *prometheus.CounterVec
+	sloDecisions       *prometheus.CounterVec
 	runs               *prometheus.CounterVec
 	runDuration        *prometheus.HistogramVec
 	toilSaved          *prometheus.CounterVec
@@ -132,6 +133,10 @@ func New() *Metrics {
 		Name: "salve_safety_checks_total",
 		Help: "Alerts whose new run the safety envelope refused or changed, by runbook and the check that decided (cooldown, max_runs_per_hour, target_locked, blast_radius, silenced, maintenance_window, circuit_breaker_open, ...).",
 	}, []string{"runbook", "check"})
+	m.sloDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "salve_slo_decisions_total",
+		Help: "Runs started under a runbook's SLO policy (spec.slo), by SLO, the error budget's burn when the run started (fast, slow, none, unknown) and what the run did (act, approve, notify).",
+	}, []string{"slo", "burn", "action"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "salve_runs_total",
 		Help: "Finished runs by runbook and outcome (succeeded, failed, cancelled, rejected).",
@@ -167,7 +172,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.alertsReceived, m.alertsDeduplicated, m.ingestPublish, m.ingestRequests,
-		m.triggerDecisions, m.safetyChecks, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
+		m.triggerDecisions, m.safetyChecks, m.sloDecisions, m.runs, m.runDuration, m.toilSaved, m.stepDuration,
 		m.approvalWait, m.runbooksLoaded, leaseCollector{m}, m.isolated,
 	)
 	for _, c := range isolatingConsumers {
@@ -263,6 +268,20 @@ func (m *Metrics) TriggerDecision(runbook, decision string) {
 // SafetyCheck counts one alert whose new run the safety envelope refused
 // or changed, by the check that decided. check is from a fixed set in
 // internal/safety, so the label stays bounded.
+// SLODecision counts a run started under an SLO policy. The SLO names come
+// from SLO files (configuration), never from alerts.
+func (m *Metrics) SLODecision(slo, burn, action string) {
+	if m == nil {
+		return
+	}
+	m.sloDecisions.WithLabelValues(slo, known(burn, sloBurns), known(action, sloActions)).Inc()
+}
+
+var (
+	sloBurns   = []string{"fast", "slow", "none", "unknown"}
+	sloActions = []string{"act", "approve", "notify"}
+)
+
 func (m *Metrics) SafetyCheck(runbook, check string) {
 	if m == nil {
 		return

@@ -30,25 +30,57 @@ const prometheusInstall = "apt-get install -y prometheus"
 // httptest.Server's URL gives it.
 func StartPrometheus(t testing.TB, scrapeTargets ...string) *Prometheus {
 	t.Helper()
+	return StartPrometheusWith(t, PrometheusOptions{Targets: scrapeTargets})
+}
+
+// PrometheusOptions configure StartPrometheusWith.
+type PrometheusOptions struct {
+	Targets []string // scraped every second (job "test")
+	// RuleFiles are evaluated every second.
+	RuleFiles []string
+	// Alertmanager is the URL alerts are sent to; "" = none.
+	Alertmanager string
+	// DataDir is an existing TSDB (e.g. BackfillPrometheus's); "" = new.
+	DataDir string
+}
+
+// StartPrometheusWith runs Prometheus as o says, waits until it is ready,
+// and stops it when the test ends.
+func StartPrometheusWith(t testing.TB, o PrometheusOptions) *Prometheus {
+	t.Helper()
 	bin := Binary(t, "prometheus", prometheusInstall)
 	dir := t.TempDir()
-	targets := make([]string, len(scrapeTargets))
-	for i, s := range scrapeTargets {
-		targets[i] = fmt.Sprintf("%q", strings.TrimSuffix(strings.TrimPrefix(s, "http://"), "/"))
+	quote := func(ss []string, trim bool) string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			if trim {
+				s = strings.TrimSuffix(strings.TrimPrefix(s, "http://"), "/")
+			}
+			out[i] = fmt.Sprintf("%q", s)
+		}
+		return strings.Join(out, ", ")
 	}
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+rule_files: [%s]
 scrape_configs:
   - job_name: test
     static_configs:
       - targets: [%s]
-`, strings.Join(targets, ", "))
+`, quote(o.RuleFiles, false), quote(o.Targets, true))
+	if o.Alertmanager != "" {
+		cfg += fmt.Sprintf("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [%s]\n", quote([]string{o.Alertmanager}, true))
+	}
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	p := runPrometheus(t, bin, cfgPath, filepath.Join(dir, "data"))
-	p.targets = len(targets)
+	data := o.DataDir
+	if data == "" {
+		data = filepath.Join(dir, "data")
+	}
+	p := runPrometheus(t, bin, cfgPath, data)
+	p.targets = len(o.Targets)
 	return p
 }
 
