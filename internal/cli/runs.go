@@ -225,6 +225,12 @@ func printRunDetail(w io.Writer, d runs.Detail, now time.Time, hint string) erro
 		if len(st.Params) > 0 {
 			fmt.Fprintf(tw, "Params:\t%s\n", compactMap(st.Params))
 		}
+		if st.DryRunReason != "" {
+			fmt.Fprintf(tw, "Plan only:\t%s\n", st.DryRunReason)
+		}
+		if st.ApprovalReason != "" {
+			fmt.Fprintf(tw, "Approval required:\t%s\n", st.ApprovalReason)
+		}
 		if len(st.Alerts) > 0 {
 			resolved := ""
 			if st.Resolved {

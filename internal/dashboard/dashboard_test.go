@@ -364,7 +364,8 @@ func TestPagesForAnOperator(t *testing.T) {
 			`value="approve"`, `value="reject"`, `name="reason"`, `data-action="cancel"`,
 			`id="decisions"`, "looked at the dashboards",
 			`id="lease-table"`, leaseHash, "salve-shop", "credential.issued", "credential.revoked",
-			`id="run-audit"`, "trigger.matched", "live updates need JavaScript")
+			`id="run-audit"`, "trigger.matched", "live updates need JavaScript",
+			`<dt>Approval required</dt><dd id="approval-reason">SLO shop-availability: slow burn (burn rate 1h 4.00, 1d 3.33; 52.4% of the budget left)`)
 		require.NotContains(t, body, "from another run", "records of other runs of the incident are left out")
 		// The unescaped form of the ID works too, like in the API.
 		page(t, fx, "/ui/runs/"+wfWaiting, op, 200, `data-run="salve/restart-crashlooping/shop/api"`)

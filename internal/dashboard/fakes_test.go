@@ -92,8 +92,9 @@ func (f *fakeRuns) Get(_ context.Context, id, _ string) (runs.Detail, error) {
 						Output: map[string]any{"replicas": 3, "ready": true}, Attempts: 1},
 					{Name: "restart", Action: "kubernetes.restart", State: workflows.StepStateWaiting},
 				},
-				Alerts:   []workflows.AlertRef{{ID: "5e1f|firing|1", Status: domain.StatusFiring, ReceivedAt: t0}},
-				Approval: &workflows.ApprovalWait{Step: "restart", RequestedAt: t0.Add(3 * time.Second), Deadline: t0.Add(2 * time.Hour), OnTimeout: "fail"},
+				Alerts:         []workflows.AlertRef{{ID: "5e1f|firing|1", Status: domain.StatusFiring, ReceivedAt: t0}},
+				Approval:       &workflows.ApprovalWait{Step: "restart", RequestedAt: t0.Add(3 * time.Second), Deadline: t0.Add(2 * time.Hour), OnTimeout: "fail"},
+				ApprovalReason: "SLO shop-availability: slow burn (burn rate 1h 4.00, 1d 3.33; 52.4% of the budget left): a person approves before it acts",
 				Approvals: []workflows.ApprovalRecord{
 					{Decision: workflows.DecisionApproved, By: "bob", Reason: "looked at the dashboards", At: t0.Add(time.Second)},
 				},
