@@ -112,7 +112,7 @@ CGO_ENABLED=1 go test -race -count=1 -timeout 30m "${race[@]}"
 step "running the end-to-end tests (first run builds the embedded Temporal server: expect 10-20 minutes on 2 cores)"
 go test -count=1 -timeout 60m "${plain[@]}"
 
-step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the event stream, notification config, incident keys, backtest's Prometheus answers and --match)"
+step "fuzzing outside input briefly (webhooks, runbook and SLO files, API bodies, the event stream, notification config, incident keys, backtest's Prometheus answers and --match)"
 # Each target's seed corpus already ran as a unit test above; this explores
 # beyond it with 5,000 inputs each (seconds). A crash fails the build and leaves the
 # input under testdata/fuzz/ to commit as a regression case. The budget
@@ -122,7 +122,8 @@ step "fuzzing outside input briefly (webhooks, runbook files, API bodies, the ev
 # fixed in Go 1.27); a count has no deadline to race.
 for target in "./triggers FuzzDecodeWebhook" "./runbooks FuzzParse" "./internal/api FuzzOperateBodies" \
               "./internal/client FuzzSSE" "./activities/notify FuzzNewNeverQuotesURL" "./internal/domain FuzzWorkflowID" \
-              "./runbooks FuzzRenderKeepsStructure" "./runbooks FuzzSetRung" "./internal/backtest FuzzIntervals" "./internal/backtest FuzzSelector"; do
+              "./runbooks FuzzRenderKeepsStructure" "./runbooks FuzzSetRung" "./internal/backtest FuzzIntervals" "./internal/backtest FuzzSelector" \
+              "./slos FuzzParse"; do
   set -- $target
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${SALVE_FUZZTIME:-5000x}" -fuzzminimizetime 5s "$1"
 done
