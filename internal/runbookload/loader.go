@@ -237,8 +237,16 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		l.rejected[h] = true
 	}
 	l.files = next
+	sloByName := sloSet(next)
 	if l.StoreSLOs != nil {
-		l.StoreSLOs(sloSet(next))
+		l.StoreSLOs(sloByName)
+	}
+	for _, rb := range set.All() {
+		if p := rb.Spec.SLO; p != nil && sloByName[p.Name] == nil && l.Log != nil && !l.rejected["slo/"+rb.Hash] {
+			// The runbook still serves: its runs do what onUnknown says.
+			l.Log.Warn("runbook names an SLO no kind: SLO file defines; its runs take spec.slo.onUnknown", "runbook", rb.Name(), "slo", p.Name, "dir", l.Dir)
+			l.rejected["slo/"+rb.Hash] = true
+		}
 	}
 	if l.current == nil || len(ch.Loaded)+len(ch.Removed) > 0 {
 		l.current = set

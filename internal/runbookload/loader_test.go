@@ -3,8 +3,10 @@ package runbookload_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runbookload"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 )
 
 type auditLog struct {
@@ -224,4 +227,31 @@ func TestMissingDirectoryKeepsServing(t *testing.T) {
 	require.Len(t, ch.Rejected, 1)
 	require.Contains(t, ch.Rejected[0], "is missing")
 	require.Equal(t, "http://a", urlOf(t, l.Current(), "a"))
+}
+
+// SLO files next to the runbooks are loaded with them: a valid one is
+// stored, a bad one rejected with its file and line, the runbooks unharmed.
+func TestLoaderLoadsSLOsNextToRunbooks(t *testing.T) {
+	l, _, dir, stored := setup(t)
+	var slosSeen map[string]*slos.SLO
+	l.StoreSLOs = func(m map[string]*slos.SLO) { slosSeen = m }
+	good, err := os.ReadFile("../../slos/checkout-availability.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "checkout.yaml"), good, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad-slo.yaml"), []byte("apiVersion: openslo/v1alpha\nkind: SLO\nmetadata: {name: Bad}\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "call.yaml"), []byte(runbook("call", "http://127.0.0.1:1/x")), 0o600))
+	ch, err := l.Reload(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"call"}, ch.Loaded)
+	require.Len(t, ch.Rejected, 1)
+	require.Contains(t, ch.Rejected[0], filepath.Join(dir, "bad-slo.yaml")+":3:")
+	require.Len(t, *stored, 1)
+	require.Equal(t, []string{"checkout-availability"}, slices.Sorted(maps.Keys(slosSeen)))
+
+	rbs, err := runbookload.LoadDir(dir, l.Catalog)
+	require.Len(t, rbs, 1, "LoadDir skips SLO files")
+	require.NoError(t, err)
+	got, err := runbookload.LoadSLOs(dir)
+	require.Len(t, got, 1)
+	require.ErrorContains(t, err, "bad-slo.yaml")
 }
