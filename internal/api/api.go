@@ -30,6 +30,7 @@ import (
 	"github.com/salve-sre/salve/internal/tracing"
 	"github.com/salve-sre/salve/internal/trust"
 	"github.com/salve-sre/salve/runbooks"
+	"github.com/salve-sre/salve/slos"
 	"github.com/salve-sre/salve/triggers"
 	"github.com/salve-sre/salve/workflows"
 )
@@ -135,6 +136,11 @@ type Server struct {
 	// Stats computes the dashboard's figures for a window (GET /v1/stats);
 	// nil = 501.
 	Stats func(ctx context.Context, from, to time.Time) (stats.Report, error)
+	// SLOs is the loaded SLO set, by name (GET /v1/slos); nil = none.
+	SLOs func() map[string]*slos.SLO
+	// Budgets reads SLOs' burns from Prometheus; nil = no Prometheus
+	// configured, which the SLO answers say.
+	Budgets BudgetReader
 
 	anonymous refusalLimiter
 }
@@ -179,6 +185,8 @@ func (s *Server) Routes() []Route {
 		{Method: "GET", Path: "/v1/alerts", Role: auth.RoleViewer, Summary: "alert occurrences with fired and resolved times", handler: s.listAlerts},
 		{Method: "GET", Path: "/v1/failed-alerts", Role: auth.RoleViewer, Summary: "alerts the trigger could not handle, waiting for a person", handler: s.listFailed},
 		{Method: "POST", Path: "/v1/failed-alerts/{id}/retry", Role: auth.RoleOperator, Summary: "send a parked alert back to the trigger", handler: s.retryFailed},
+		{Method: "GET", Path: "/v1/slos", Role: auth.RoleViewer, Summary: "SLOs with their current error-budget burn", handler: s.listSLOs},
+		{Method: "GET", Path: "/v1/slos/{name}", Role: auth.RoleViewer, Summary: "one SLO: burn, incidents, budget consumed and saved, MTTR and MTBF", handler: s.getSLO},
 		{Method: "GET", Path: "/v1/stats", Role: auth.RoleViewer, Summary: "toil saved and reliability figures for a window", handler: s.getStats},
 		// Bounded labels (runbook, step kind, outcome): nothing secret.
 		{Method: "GET", Path: "/metrics", Role: auth.RoleNone, Summary: "Prometheus metrics", handler: s.metrics},

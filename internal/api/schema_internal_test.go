@@ -50,7 +50,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		"Plan": runbooks.Plan{}, "PlannedStep": runbooks.PlannedStep{}, "PlannedApproval": runbooks.PlannedApproval{},
 		"PlannedCredential": runbooks.PlannedCredential{}, "SafetyCheck": runbooks.SafetyCheck{},
 		"Runbook": runbooks.Runbook{}, "RunbookMetadata": runbooks.Metadata{}, "RunbookSpec": runbooks.Spec{},
-		"Trigger": runbooks.Trigger{}, "Param": runbooks.Param{}, "Toil": runbooks.Toil{}, "Credential": runbooks.Credential{},
+		"Trigger": runbooks.Trigger{}, "Param": runbooks.Param{}, "Toil": runbooks.Toil{}, "SLOPolicy": runbooks.SLOPolicy{}, "Credential": runbooks.Credential{},
 		"Safety": runbooks.Safety{}, "CircuitBreaker": runbooks.CircuitBreaker{}, "Access": runbooks.Access{},
 		"Approval": runbooks.Approval{}, "Step": runbooks.Step{}, "Retry": runbooks.Retry{},
 		"RunbookItem": runbookItem{},
@@ -58,6 +58,8 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		"AuditRecord": audit.Record{}, "VerifyResult": audit.VerifyResult{}, "AuditAnchor": audit.Anchor{},
 		"AlertOccurrence": alertItem{},
 		"Timeline":        timeline.Timeline{}, "TimelineEntry": timeline.Entry{},
+		"SLOItem": SLOItem{}, "SLOBurn": SLOBurn{}, "SLODetail": SLODetail{}, "SLOIncident": SLOIncident{},
+		"SLOSaved": SLOSaved{}, "SLOReliability": SLOReliability{},
 	}
 	// Request bodies Salve decodes from others: only the names must match;
 	// what is required is what the decoder checks, not what Go writes.
