@@ -117,6 +117,10 @@ func (d *Process) startAPI(ctx context.Context, cfg Config, fc FileConfig, c *co
 	srv.Safety = c.guard
 	srv.Trust, srv.SafetyConfig = fc.Trust, fc.Safety
 	srv.Failed = c.failed
+	srv.SLOs = c.currentSLOs
+	if c.budgets != nil { // a nil *Reader in the interface would not be nil
+		srv.Budgets = c.budgets
+	}
 	if srv.Sessions, err = auth.OpenSessions(ctx, js, cfg.StreamReplicas); err != nil {
 		return err
 	}
