@@ -150,18 +150,10 @@ func (s *Server) listSLOs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getSLO(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	now := time.Now()
-	var from time.Time
-	if v := r.URL.Query().Get("since"); v != "" {
-		t, err := domain.ParseSince(v, now)
-		if err != nil {
-			httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
-			return
-		}
-		if !t.Before(now) || now.Sub(t) > maxSLOWindow {
-			httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("since %q: the window must start in the past and span at most %d days", v, maxSLOWindow/(24*time.Hour)), nil)
-			return
-		}
-		from = t
+	from, err := SLOSince(r.URL.Query().Get("since"), now)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, err.Error(), nil)
+		return
 	}
 	rep, err := s.SLOReport(r.Context(), name, from, now)
 	switch {
@@ -174,6 +166,22 @@ func (s *Server) getSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// SLOSince reads the start of an SLO report's window: "" is the zero time
+// (the SLO's period), else domain.ParseSince, at most maxSLOWindow back.
+func SLOSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := domain.ParseSince(v, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !t.Before(now) || now.Sub(t) > maxSLOWindow {
+		return time.Time{}, fmt.Errorf("since %q: the window must start in the past and span at most %d days", v, maxSLOWindow/(24*time.Hour))
+	}
+	return t, nil
 }
 
 // unknownSLO says which SLOs there are.

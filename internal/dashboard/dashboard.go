@@ -100,6 +100,8 @@ func New(o Options) (http.Handler, error) {
 	mux.Handle("GET /ui/runbooks", d.page(d.runbookList))
 	mux.Handle("GET /ui/runbooks/{name}", d.page(d.runbookDetail))
 	mux.Handle("GET /ui/audit", d.page(d.auditLog))
+	mux.Handle("GET /ui/slos", d.page(d.sloList))
+	mux.Handle("GET /ui/slos/{name}", d.page(d.sloDetail))
 	mux.Handle("GET /ui/backtest", d.page(d.backtestView))
 	mux.Handle("GET /ui/incidents/{key...}", d.page(d.incident))
 	mux.Handle("/ui/", d.page(d.notFound))

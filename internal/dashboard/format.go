@@ -13,7 +13,7 @@ import (
 
 // pageNames are the page templates; each defines "content" inside the
 // layout of templates/layout.html.
-var pageNames = []string{"login", "error", "overview", "runs", "run", "approvals", "runbooks", "runbook", "audit", "incident", "backtest"}
+var pageNames = []string{"login", "error", "overview", "runs", "run", "approvals", "runbooks", "runbook", "audit", "incident", "backtest", "slos", "slo"}
 
 func (d *dashboard) parseTemplates() error {
 	funcs := template.FuncMap{
@@ -41,6 +41,13 @@ func (d *dashboard) parseTemplates() error {
 			return round1(v / maxV * 120)
 		},
 		"inc": func(n int) int { return n + 1 },
+		// SLO figures (slos.go).
+		"sloURL":        sloURL,
+		"share":         share,
+		"shareOf":       shareOf,
+		"num":           num,
+		"numOf":         numOf,
+		"percentTarget": percentTarget,
 	}
 	d.pages = map[string]*template.Template{}
 	for _, name := range pageNames {
