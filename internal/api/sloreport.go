@@ -24,6 +24,8 @@ const (
 	// maxPages bounds the pages of runs (1000 each) and of trigger audit
 	// records (10000 each) read per runbook.
 	maxPages = 10
+	// budgetReadsTimeout bounds all of one report's Prometheus reads.
+	budgetReadsTimeout = 20 * time.Second
 )
 
 // SavedMethod is how the budget-saved estimate is made; the API answer
@@ -180,6 +182,11 @@ func reliability(rel SLOReliability, incidents []SLOIncident) SLOReliability {
 // most maxIncidentQueries) and computes what it consumed and saved. The
 // first failed read stops the reading: the others would fail alike.
 func (s *Server) readBudgets(ctx context.Context, slo *slos.SLO, rep *SLODetail) {
+	// One report's reads together take at most this long: a slow
+	// Prometheus gives a report whose budgetError says so, not a request
+	// held for 200 query timeouts.
+	ctx, cancel := context.WithTimeout(ctx, budgetReadsTimeout)
+	defer cancel()
 	manual := map[string]float64{}
 	if set := s.Runbooks.Current(); set != nil {
 		for _, rb := range rep.Runbooks {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/salve-sre/salve/internal/api"
 	"github.com/salve-sre/salve/internal/app"
 	"github.com/salve-sre/salve/internal/audit"
 	"github.com/salve-sre/salve/internal/testenv"
@@ -85,6 +86,7 @@ spec:
 // runbook's run waits for a person. The burn rates and budget the
 // decisions used match a hand computation from the same series.
 func TestSLOBurnDrivesRemediation(t *testing.T) {
+	began := time.Now()
 	fast := sloService{svc: "fast", errPerMin: 50, burnFor: 2 * time.Hour}
 	slow := sloService{svc: "slow", errPerMin: 4, burnFor: 20 * time.Hour}
 	services := []sloService{fast, slow}
@@ -108,6 +110,7 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	}
 	om.WriteString("# EOF\n")
 	data := testenv.BackfillPrometheus(t, om.Bytes())
+	t.Logf("backfilled %d bytes of history in %s", om.Len(), time.Since(began).Round(time.Millisecond))
 
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
@@ -163,6 +166,7 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
 	registerDev(d)
+	t.Logf("Prometheus, Alertmanager and Salve up after %s", time.Since(began).Round(time.Millisecond))
 
 	// Each runbook's run starts from its alert, and the trigger's record
 	// says what the burn was and what the run does.
@@ -180,6 +184,7 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 		return ok1 && ok2
 	}, 2*time.Minute, time.Second, "the burn alerts never started both runs")
 
+	t.Logf("both runs started after %s", time.Since(began).Round(time.Millisecond))
 	fd, sd := fastRec.Event.Detail, slowRec.Event.Detail
 	require.Equal(t, "fast", fd["sloBurn"], fd["sloDecision"])
 	require.Equal(t, "act", fd["sloAction"])
@@ -213,4 +218,45 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	require.Contains(t, det.Run.ApprovalReason, "SLO shop-slow: slow burn", "the run says why it waits")
 	require.Zero(t, actedOn("/fix-slow"))
 	require.True(t, strings.HasPrefix(sd["sloDecision"], "SLO shop-slow: slow burn"))
+
+	// The API's budget figures: the same hand computation.
+	var list struct {
+		SLOs []api.SLOItem `json:"slos"`
+	}
+	getJSON(t, d.URL+"/v1/slos", &list)
+	byName := map[string]api.SLOItem{}
+	for _, it := range list.SLOs {
+		byName[it.Name] = it
+	}
+	require.Len(t, byName, 2)
+	for name, want := range map[string]float64{
+		"shop-fast": 1 - (50*120)/(reqPerMin*sloHistory.Minutes())/0.001,
+		"shop-slow": 1 - (4*1200)/(reqPerMin*sloHistory.Minutes())/0.001,
+	} {
+		it := byName[name]
+		require.NotNil(t, it.Burn, "%s: %s", name, it.BurnError)
+		require.NotNil(t, it.Burn.BudgetRemaining, name)
+		require.InDelta(t, want, *it.Burn.BudgetRemaining, 0.02, name)
+	}
+	require.Equal(t, "fast", byName["shop-fast"].Burn.Speed)
+	require.Equal(t, "slow", byName["shop-slow"].Burn.Speed)
+	require.Equal(t, []string{"fix-fast"}, byName["shop-fast"].Runbooks)
+
+	// The fast incident: the run took under a minute (d = 1 min, rounded
+	// up) at a 5 % error ratio: 50 x the budget's rate for 1 of the
+	// period's 43,200 minutes.
+	var det2 api.SLODetail
+	getJSON(t, d.URL+"/v1/slos/shop-fast", &det2)
+	require.Len(t, det2.Incidents, 1)
+	inc := det2.Incidents[0]
+	require.Equal(t, "salve/fix-fast/shop-fast", inc.WorkflowID)
+	require.NotNil(t, inc.BudgetConsumed, inc.Note)
+	require.Equal(t, 1, inc.WindowMinutes)
+	require.InDelta(t, 50.0/43200, *inc.BudgetConsumed, 50.0/43200*0.05)
+	// MTTR and MTBF are the service's: both SLOs are shop's, and the slow
+	// one's run still waits, so one of two incidents is closed.
+	require.Equal(t, "shop", det2.Reliability.Service)
+	require.Equal(t, 2, det2.Reliability.Incidents)
+	require.Equal(t, 1, det2.Reliability.Closed)
+	require.NotNil(t, det2.Reliability.MTTRSeconds)
 }

@@ -79,7 +79,13 @@ scrape_configs:
 	if data == "" {
 		data = filepath.Join(dir, "data")
 	}
-	p := runPrometheus(t, bin, cfgPath, data)
+	var extra []string
+	if o.Alertmanager != "" {
+		// Alerts that fired before the notifier found the Alertmanager
+		// are sent again after this (1m by default).
+		extra = append(extra, "--rules.alert.resend-delay=1s")
+	}
+	p := runPrometheus(t, bin, cfgPath, data, extra...)
 	p.targets = len(o.Targets)
 	return p
 }
@@ -112,15 +118,15 @@ func BackfillPrometheus(t testing.TB, openMetrics []byte) string {
 
 // runPrometheus starts Prometheus with a config and a TSDB directory and
 // waits until it is ready.
-func runPrometheus(t testing.TB, bin, cfgPath, dataDir string) *Prometheus {
+func runPrometheus(t testing.TB, bin, cfgPath, dataDir string, extra ...string) *Prometheus {
 	t.Helper()
 	port := FreePort(t)
-	cmd := exec.Command(bin,
-		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+dataDir,
+	cmd := exec.Command(bin, append([]string{
+		"--config.file=" + cfgPath,
+		"--storage.tsdb.path=" + dataDir,
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 		"--log.level=warn",
-	)
+	}, extra...)...)
 	p := &Prometheus{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	runServer(t, "prometheus", cmd, p.URL+"/-/ready", 30*time.Second)
 	return p
