@@ -90,6 +90,9 @@ func (r *Runbook) Plan(cat StepCatalog, workflowID, incidentKey string, alert *d
 		}
 	}
 	p.Safety = r.safetyChecks()
+	if r.Spec.SLO != nil {
+		p.SLO = &PlannedSLO{Name: r.Spec.SLO.Name}
+	}
 	return p, nil
 }
 
@@ -134,6 +137,10 @@ func (r *Runbook) safetyChecks() []SafetyCheck {
 	}
 	if cb := s.CircuitBreaker; cb != nil {
 		out = append(out, SafetyCheck{Name: "circuitBreaker", Setting: fmt.Sprintf("%d failures in %s", cb.Failures, cb.Window) + alertRunsOnly, Enforced: true})
+	}
+	if p := r.Spec.SLO; p != nil {
+		out = append(out, SafetyCheck{Name: "slo", Setting: fmt.Sprintf("%s: fast burn → %s, slow burn → %s, otherwise → %s, burn unknown → %s", p.Name,
+			p.Action("fast"), p.Action("slow"), p.Action("none"), p.Action("unknown")) + alertRunsOnly, Enforced: true})
 	}
 	if a := r.Spec.Access; len(a.Launchers)+len(a.Approvers) > 0 || a.AllowSelfApproval {
 		out = append(out, SafetyCheck{Name: "access", Setting: fmt.Sprintf("launchers %v, approvers %v, allowSelfApproval %t", a.Launchers, a.Approvers, a.AllowSelfApproval), Enforced: true})

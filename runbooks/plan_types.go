@@ -16,6 +16,21 @@ type Plan struct {
 	Credentials []PlannedCredential `json:"credentials,omitempty"`
 	// Safety lists the safety settings that would apply to the run.
 	Safety []SafetyCheck `json:"safety,omitempty"`
+	// SLO is the SLO the runbook's policy reads (spec.slo), its burn now,
+	// and what a run an alert started now would do; the API fills Now
+	// and AlertRun from Prometheus.
+	SLO *PlannedSLO `json:"slo,omitempty"`
+}
+
+// PlannedSLO is a plan's view of the runbook's SLO policy.
+type PlannedSLO struct {
+	Name string `json:"name"`
+	// Now is the burn read now, with its figures, or why it could not be
+	// read.
+	Now string `json:"now,omitempty"`
+	// AlertRun is what a run an alert started now would do: act,
+	// approve or notify. A manual launch acts as launched.
+	AlertRun string `json:"alertRun,omitempty"`
 }
 
 // PlannedStep is one step of a plan.

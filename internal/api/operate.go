@@ -394,6 +394,9 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if req.DryRun && plan.SLO != nil {
+		s.planSLO(r.Context(), rb, plan.SLO)
+	}
 	detail := map[string]string{"reason": req.Reason}
 	for k, v := range plan.Params {
 		detail["param."+k] = v

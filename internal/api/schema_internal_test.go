@@ -48,7 +48,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		"ApprovalWait": workflows.ApprovalWait{}, "ApprovalRecord": workflows.ApprovalRecord{},
 		"Evidence": workflows.Evidence{}, "TrustSummary": trust.Summary{}, "TrustPolicy": trust.Policy{},
 		"Plan": runbooks.Plan{}, "PlannedStep": runbooks.PlannedStep{}, "PlannedApproval": runbooks.PlannedApproval{},
-		"PlannedCredential": runbooks.PlannedCredential{}, "SafetyCheck": runbooks.SafetyCheck{},
+		"PlannedCredential": runbooks.PlannedCredential{}, "SafetyCheck": runbooks.SafetyCheck{}, "PlannedSLO": runbooks.PlannedSLO{},
 		"Runbook": runbooks.Runbook{}, "RunbookMetadata": runbooks.Metadata{}, "RunbookSpec": runbooks.Spec{},
 		"Trigger": runbooks.Trigger{}, "Param": runbooks.Param{}, "Toil": runbooks.Toil{}, "SLOPolicy": runbooks.SLOPolicy{}, "Credential": runbooks.Credential{},
 		"Safety": runbooks.Safety{}, "CircuitBreaker": runbooks.CircuitBreaker{}, "Access": runbooks.Access{},

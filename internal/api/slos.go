@@ -15,6 +15,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/httpjson"
 	"github.com/salve-sre/salve/internal/slobudget"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/slos"
 )
 
@@ -192,4 +193,22 @@ func unknownSLO(name string, set map[string]*slos.SLO) error {
 		loaded = "none: add kind: SLO files next to the runbooks"
 	}
 	return fmt.Errorf("%w %q (loaded: %s)", slobudget.ErrUnknownSLO, name, loaded)
+}
+
+// planSLO fills a plan's SLO section: the burn now, and what a run an
+// alert started now would do under the runbook's policy.
+func (s *Server) planSLO(ctx context.Context, rb *runbooks.Runbook, p *runbooks.PlannedSLO) {
+	speed := "unknown"
+	switch {
+	case s.Budgets == nil:
+		p.Now = "burn unknown: no Prometheus configured (--prometheus-url)"
+	default:
+		b, err := s.Budgets.Burn(ctx, p.Name)
+		if err != nil {
+			p.Now = "burn unknown: " + err.Error()
+		} else {
+			speed, p.Now = b.Speed(), b.Summary()
+		}
+	}
+	p.AlertRun = rb.Spec.SLO.Action(speed)
 }

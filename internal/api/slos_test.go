@@ -398,3 +398,27 @@ func TestSLOUnknown(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, rec.Code)
 	require.Contains(t, rec.Body.String(), `unknown SLO \"checkout\" (loaded: checkout-availability, search-latency)`)
 }
+
+// A dry-run launch's plan says the runbook's SLO policy, the burn now and
+// what a run an alert started now would do.
+func TestLaunchPlanShowsTheSLO(t *testing.T) {
+	fx := newFixture(t)
+	withSLOs(t, fx, true)
+	rec := fx.do(request{method: http.MethodPost, path: "/v1/runbooks/rollback-checkout/launch", token: fx.tok.operator,
+		body: `{"dryRun":true,"reason":"what would it do?"}`})
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var res runs.LaunchResult
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res))
+	require.NotNil(t, res.Plan.SLO)
+	require.Equal(t, "checkout-availability", res.Plan.SLO.Name)
+	require.True(t, strings.HasPrefix(res.Plan.SLO.Now, "SLO checkout-availability: none burn ("), res.Plan.SLO.Now)
+	require.Contains(t, res.Plan.SLO.Now, "60.0% of the budget left") // 1 − 0.0004/0.001
+	require.Equal(t, "notify", res.Plan.SLO.AlertRun)
+	var policy string
+	for _, c := range res.Plan.Safety {
+		if c.Name == "slo" {
+			policy = c.Setting
+		}
+	}
+	require.Equal(t, "checkout-availability: fast burn → act, slow burn → approve, otherwise → notify, burn unknown → approve (alert-triggered runs; not manual launches)", policy)
+}

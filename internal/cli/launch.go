@@ -170,6 +170,9 @@ func printLaunchPlan(w io.Writer, p *runbooks.Plan) error {
 		}
 		fmt.Fprintf(w, "  %s role %s%s, for %s\n", c.Source, orDash(c.Role), ttl, strings.Join(c.Steps, ", "))
 	}
+	if p.SLO != nil && p.SLO.Now != "" {
+		fmt.Fprintf(w, "\nSLO now:\n  %s\n  a run an alert started now would: %s (this launch acts as launched)\n", p.SLO.Now, p.SLO.AlertRun)
+	}
 	fmt.Fprintln(w, "\nSafety checks:")
 	if len(p.Safety) == 0 {
 		fmt.Fprintln(w, "  none")
