@@ -20,23 +20,31 @@ type Burn struct {
 	// exactly the period.
 	BurnRate map[string]float64 `json:"burnRate"`
 	// BudgetRemaining is the share of the period's error budget left (may
-	// be negative: overspent); NaN when unknown.
+	// be negative: overspent); NaN when unknown. It is weighted by events
+	// (bad / total over the whole period, which is what an Occurrences
+	// budget is); the recorded slo:period_error_budget_remaining:ratio is
+	// the mean of the 5-minute ratios, as Sloth records it, and differs
+	// from it when traffic varies.
 	BudgetRemaining float64 `json:"budgetRemaining"`
 	// Fast and Slow are the page and ticket conditions of the generated
 	// alerts, evaluated on the same windows.
 	Fast bool `json:"fast"`
 	Slow bool `json:"slow"`
-	// Known is false when a window the conditions need had no data.
+	// Known is false when the speed could not be decided: a condition
+	// that could hold is missing a window's data.
 	Known bool `json:"known"`
+	// ReadErrors says which windows could not be read (they count as
+	// without data).
+	ReadErrors string `json:"readErrors,omitempty"`
 }
 
 // Speed names the burn: fast, slow, none, or unknown.
 func (b Burn) Speed() string {
 	switch {
-	case !b.Known:
-		return "unknown"
 	case b.Fast:
 		return "fast"
+	case !b.Known:
+		return "unknown"
 	case b.Slow:
 		return "slow"
 	}
@@ -45,8 +53,16 @@ func (b Burn) Speed() string {
 
 // Evaluate computes the burn from the error ratio of each window (keyed by
 // PromDuration; a missing or NaN ratio is no data).
+//
+// A pair holds when both its windows are above the factor, and is ruled
+// out when either is known to be at or below it; otherwise it is
+// undecided. The speed is the first that can be decided, fastest first:
+// fast if a fast pair holds; unknown if a fast pair is undecided (a fast
+// burn cannot be ruled out); slow if a slow pair holds; unknown if one is
+// undecided; none. So a runbook never takes its slow or no-burn policy
+// while a fast burn is possible.
 func (s *SLO) Evaluate(at time.Time, ratios map[string]float64) Burn {
-	b := Burn{SLO: s.Name(), At: at, ErrorRatio: map[string]float64{}, BurnRate: map[string]float64{}, BudgetRemaining: math.NaN(), Known: true}
+	b := Burn{SLO: s.Name(), At: at, ErrorRatio: map[string]float64{}, BurnRate: map[string]float64{}, BudgetRemaining: math.NaN()}
 	budget := s.ErrorBudget()
 	for _, w := range s.Windows() {
 		k := PromDuration(w)
@@ -55,27 +71,28 @@ func (s *SLO) Evaluate(at time.Time, ratios map[string]float64) Burn {
 			b.BurnRate[k] = r / budget
 		}
 	}
-	over := func(set []BurnWindow) bool {
-		any := false
+	decide := func(set []BurnWindow) (holds, undecided bool) {
 		for _, w := range set {
+			f := s.Factor(w.Factor)
 			short, ok1 := b.BurnRate[PromDuration(w.Short)]
 			long, ok2 := b.BurnRate[PromDuration(w.Long)]
-			if !ok1 || !ok2 {
-				b.Known = false
-				continue
+			switch {
+			case ok1 && ok2 && short > f && long > f:
+				holds = true
+			case (ok1 && short <= f) || (ok2 && long <= f):
+				// ruled out
+			default:
+				undecided = true
 			}
-			f := s.Factor(w.Factor)
-			any = any || (short > f && long > f)
 		}
-		return any
+		return holds, undecided
 	}
-	b.Fast = over(FastBurn)
-	b.Slow = over(SlowBurn)
+	fast, fastOpen := decide(FastBurn)
+	slow, slowOpen := decide(SlowBurn)
+	b.Fast, b.Slow = fast, slow
+	b.Known = fast || (!fastOpen && (slow || !slowOpen))
 	if r, ok := b.ErrorRatio[PromDuration(s.Period())]; ok {
 		b.BudgetRemaining = 1 - r/budget
-	}
-	if b.Fast || b.Slow {
-		b.Known = true // a condition that holds on the windows it has holds
 	}
 	return b
 }
@@ -97,5 +114,9 @@ func (b Burn) Summary() string {
 	if len(parts) > 0 {
 		rates = "burn rate " + strings.Join(parts, ", ")
 	}
-	return fmt.Sprintf("SLO %s: %s burn (%s; %s)", b.SLO, b.Speed(), rates, budget)
+	unread := ""
+	if b.ReadErrors != "" {
+		unread = "; some windows could not be read"
+	}
+	return fmt.Sprintf("SLO %s: %s burn (%s; %s%s)", b.SLO, b.Speed(), rates, budget, unread)
 }

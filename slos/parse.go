@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -19,14 +20,14 @@ import (
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
-// IsSLO reports whether a YAML file declares kind: SLO, so that a
-// directory of runbooks and SLOs can send each file to its parser.
-func IsSLO(data []byte) bool {
-	var head struct {
-		Kind string `yaml:"kind"`
-	}
-	return yaml.Unmarshal(data, &head) == nil && head.Kind == Kind
-}
+// kindSLO finds a top-level kind: SLO line, also in a file that is not
+// valid YAML: a broken SLO file must be reported as an SLO, not as a
+// runbook.
+var kindSLO = regexp.MustCompile(`(?m)^kind:[ \t]*["']?SLO["']?[ \t]*(#.*)?\r?$`)
+
+// IsSLO reports whether a file declares kind: SLO, so that a directory of
+// runbooks and SLOs can send each file to its parser.
+func IsSLO(data []byte) bool { return kindSLO.Match(data) }
 
 // Parse decodes and validates one SLO file strictly, reporting every
 // problem with its file and line (runbooks.ValidationError: the same form
@@ -114,6 +115,12 @@ func (v *validator) slo(s *SLO) {
 		v.addf("spec.objectives[1]", "one objective per SLO file; put another objective in a file of its own")
 	default:
 		v.objective(s.Spec.Objectives[0])
+		if len(v.problems) == 0 && len(s.Spec.TimeWindows) == 1 {
+			// What Salve and the rules query is the two together.
+			if _, err := parser.ParseExpr(s.ErrorRatioQuery(5 * time.Minute)); err != nil {
+				v.addf("spec.objectives[0].ratioMetrics", "good and total do not make a valid 1 - good/total query: %v", err)
+			}
+		}
 	}
 	switch n := len(s.Spec.TimeWindows); {
 	case n != 1:

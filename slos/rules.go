@@ -41,6 +41,13 @@ func Rules(_ context.Context, slos []*SLO, w io.Writer) error {
 	}
 	sorted := slices.Clone(slos)
 	slices.SortFunc(sorted, func(a, b *SLO) int { return strings.Compare(a.Name(), b.Name()) })
+	ids := map[string]*SLO{}
+	for _, s := range sorted {
+		if o := ids[s.ID()]; o != nil {
+			return fmt.Errorf("%s (SLO %s of %s) and %s (SLO %s of %s) make the same rule group id %q: rename one", o.Source, o.Name(), o.Spec.Service, s.Source, s.Name(), s.Spec.Service, s.ID())
+		}
+		ids[s.ID()] = s
+	}
 	var file ruleFile
 	for _, s := range sorted {
 		file.Groups = append(file.Groups, s.ruleGroups()...)

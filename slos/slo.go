@@ -103,11 +103,12 @@ func (s *SLO) Period() time.Duration {
 }
 
 // ErrorRatioQuery is the query of the share of bad events over window:
-// 1 - good/total, with the SLO's own queries.
+// 1 - good/total, with the SLO's own queries, each on lines of its own (a
+// query may end in a # comment).
 func (s *SLO) ErrorRatioQuery(window time.Duration) string {
 	w := PromDuration(window)
 	rm := s.Spec.Objectives[0].RatioMetrics
-	return "1 - ((" + strings.ReplaceAll(rm.Good.Query, WindowPlaceholder, w) + ") / (" + strings.ReplaceAll(rm.Total.Query, WindowPlaceholder, w) + "))"
+	return "1 - ((\n" + strings.ReplaceAll(rm.Good.Query, WindowPlaceholder, w) + "\n) / (\n" + strings.ReplaceAll(rm.Total.Query, WindowPlaceholder, w) + "\n))"
 }
 
 // PromDuration writes d as Prometheus writes durations: 5m, 1h, 3d.

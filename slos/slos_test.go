@@ -3,9 +3,12 @@ package slos_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,7 +117,13 @@ spec:
 	require.Equal(t, "checkout-availability", s.Name())
 	require.InDelta(t, 0.001, s.ErrorBudget(), 1e-12)
 	require.Equal(t, 30*24*time.Hour, s.Period())
-	require.Equal(t, `1 - ((sum(rate(http_requests_total{job="checkout",code!~"5.."}[1h]))) / (sum(rate(http_requests_total{job="checkout"}[1h]))))`, s.ErrorRatioQuery(time.Hour))
+	require.Equal(t, "1 - ((\n"+`sum(rate(http_requests_total{job="checkout",code!~"5.."}[1h]))`+"\n) / (\n"+`sum(rate(http_requests_total{job="checkout"}[1h]))`+"\n))", s.ErrorRatioQuery(time.Hour))
+	// A query may end in a comment: each stands on lines of its own.
+	commented := strings.Replace(string(mustRead(t, "checkout-availability.yaml")), `query: sum(rate(http_requests_total{job="checkout",code!~"5.."}[{{.window}}]))`,
+		`query: 'sum(rate(http_requests_total{job="checkout",code!~"5.."}[{{.window}}])) # good ones'`, 1)
+	c, err := slos.Parse("commented.yaml", []byte(commented))
+	require.NoError(t, err)
+	require.Contains(t, c.ErrorRatioQuery(time.Hour), "# good ones\n)")
 	require.Equal(t, []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour, 24 * time.Hour, 72 * time.Hour, 30 * 24 * time.Hour}, s.Windows())
 	require.InDelta(t, 13.44, (&slos.SLO{Spec: slos.Spec{TimeWindows: []slos.TimeWindows{{Count: 28, Unit: "Day"}}}}).Factor(14.4), 1e-9)
 	require.True(t, slos.IsSLO([]byte("apiVersion: openslo/v1alpha\nkind: SLO\n")))
@@ -139,4 +148,65 @@ func FuzzParse(f *testing.F) {
 		require.True(t, s.Target() > 0 && s.Target() < 1)
 		require.NotEmpty(t, s.ErrorRatioQuery(time.Hour))
 	})
+}
+
+// The speed is decided fastest first, and a window without data never lets
+// a slower policy apply while a faster burn is possible.
+func TestEvaluateDecidesFastestFirst(t *testing.T) {
+	s := load(t, "checkout-availability.yaml") // budget 0.001
+	all := func(r float64) map[string]float64 {
+		return map[string]float64{"5m": r, "30m": r, "1h": r, "2h": r, "6h": r, "1d": r, "3d": r, "30d": r}
+	}
+	without := func(m map[string]float64, ws ...string) map[string]float64 {
+		for _, w := range ws {
+			delete(m, w)
+		}
+		return m
+	}
+	at := time.Now()
+	for _, tc := range []struct {
+		name   string
+		ratios map[string]float64
+		want   string
+	}{
+		{"50x everywhere: fast", all(0.05), "fast"},
+		{"10x: the 30m/6h page pair", all(0.01), "fast"},
+		{"4x: a ticket", all(0.004), "slow"},
+		{"2x: the 6h/3d ticket pair", all(0.002), "slow"},
+		{"half the budget's rate: none", all(0.0005), "none"},
+		{"no data at all: unknown", map[string]float64{}, "unknown"},
+		{"a fast pair without data, a ticket: unknown, not slow", without(all(0.005), "5m", "1h"), "unknown"},
+		{"fast windows short of data but their long windows low: slow", without(all(0.005), "5m", "30m"), "slow"},
+		{"one fast window empty but the other rules its pair out: slow", without(all(0.004), "5m"), "slow"},
+		{"only the period missing: decided, budget unknown", without(all(0.0005), "30d"), "none"},
+		{"a fast pair holds though slow windows are empty: fast", without(all(0.05), "2h", "1d", "3d"), "fast"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := s.Evaluate(at, tc.ratios)
+			require.Equal(t, tc.want, b.Speed())
+		})
+	}
+	b := s.Evaluate(at, without(all(0.0005), "30d"))
+	require.True(t, math.IsNaN(b.BudgetRemaining))
+	require.InDelta(t, 0.5, s.Evaluate(at, all(0.0005)).BudgetRemaining, 1e-9)
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+func TestBrokenSLOFilesAreStillSLOFiles(t *testing.T) {
+	require.True(t, slos.IsSLO([]byte("apiVersion: openslo/v1alpha\nkind: SLO\nmetadata: {name: [unclosed\n")))
+	require.True(t, slos.IsSLO([]byte("kind: \"SLO\" # an objective\r\n")))
+	require.False(t, slos.IsSLO([]byte("kind: Runbook\nspec: {description: 'kind: SLO'}\n")))
+
+	// Two SLOs whose service and name join to one rule group id.
+	a := load(t, "checkout-availability.yaml")
+	b := *a
+	b.Metadata.Name, b.Spec.Service, b.Source = "availability", "checkout-checkout", "other.yaml"
+	err := slos.Rules(context.Background(), []*slos.SLO{a, &b}, io.Discard)
+	require.ErrorContains(t, err, `make the same rule group id "checkout-checkout-availability": rename one`)
 }

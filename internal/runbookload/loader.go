@@ -144,7 +144,7 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		}
 		rb, err := runbooks.Parse(path, data, l.Catalog)
 		if err != nil {
-			next[path] = fileState{hash: h, good: prev.good}
+			next[path] = fileState{hash: h, good: prev.good, slo: prev.slo}
 			msg := err.Error()
 			if prev.good != nil {
 				msg += fmt.Sprintf("\n(the previous version of %s, sha256 %s, keeps serving)", prev.good.Name(), short(prev.good.Hash))
@@ -237,7 +237,14 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 		l.rejected[h] = true
 	}
 	l.files = next
-	sloByName := sloSet(next)
+	sloByName, dups := sloSet(next)
+	for _, d := range dups {
+		ch.Rejected = append(ch.Rejected, d)
+		if l.Log != nil && !l.rejected[d] {
+			l.Log.Error("SLO file ignored", "problem", d)
+			l.rejected[d] = true
+		}
+	}
 	if l.StoreSLOs != nil {
 		l.StoreSLOs(sloByName)
 	}
@@ -259,17 +266,20 @@ func (l *Loader) Reload(ctx context.Context) (Change, error) {
 }
 
 // sloSet is the SLOs of the files, by name; of two files with one name
-// the first by path wins.
-func sloSet(files map[string]fileState) map[string]*slos.SLO {
+// the first by path wins, and the others are returned as problems.
+func sloSet(files map[string]fileState) (map[string]*slos.SLO, []string) {
 	out := map[string]*slos.SLO{}
+	var dups []string
 	for _, path := range slices.Sorted(maps.Keys(files)) {
 		if s := files[path].slo; s != nil {
-			if _, dup := out[s.Name()]; !dup {
-				out[s.Name()] = s
+			if first, dup := out[s.Name()]; dup {
+				dups = append(dups, fmt.Sprintf("%s: SLO name %q is already used by %s; this file is ignored", path, s.Name(), first.Source))
+				continue
 			}
+			out[s.Name()] = s
 		}
 	}
-	return out
+	return out, dups
 }
 
 func (l *Loader) logChange(ch Change, fresh map[string]bool) {

@@ -255,3 +255,32 @@ func TestLoaderLoadsSLOsNextToRunbooks(t *testing.T) {
 	require.Len(t, got, 1)
 	require.ErrorContains(t, err, "bad-slo.yaml")
 }
+
+// An SLO file broken by an edit keeps its last good version serving (its
+// runbooks keep deciding by it), like a runbook.
+func TestLoaderKeepsTheLastGoodSLO(t *testing.T) {
+	l, _, dir, _ := setup(t)
+	var slosSeen map[string]*slos.SLO
+	l.StoreSLOs = func(m map[string]*slos.SLO) { slosSeen = m }
+	good, err := os.ReadFile("../../slos/checkout-availability.yaml")
+	require.NoError(t, err)
+	path := filepath.Join(dir, "checkout.yaml")
+	require.NoError(t, os.WriteFile(path, good, 0o600))
+	_, err = l.Reload(context.Background())
+	require.NoError(t, err)
+	require.Contains(t, slosSeen, "checkout-availability")
+
+	require.NoError(t, os.WriteFile(path, append(good, []byte("\n  oops: [unclosed\n")...), 0o600))
+	ch, err := l.Reload(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ch.Rejected, 1)
+	require.Contains(t, slosSeen, "checkout-availability", "the last good version keeps serving")
+
+	// A second file with the same SLO name is ignored, and said so.
+	require.NoError(t, os.WriteFile(path, good, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "copy.yaml"), good, 0o600))
+	ch, err = l.Reload(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ch.Rejected, 1)
+	require.Contains(t, ch.Rejected[0], `copy.yaml: SLO name "checkout-availability" is already used by`)
+}

@@ -18,7 +18,7 @@ import (
 func (r *Reader) ErrorRatioAt(ctx context.Context, s *slos.SLO, window time.Duration, at time.Time) (ratio float64, ok bool, err error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = 5 * time.Second
+		timeout = 5 * time.Second // one query, not a burn's eight
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -26,6 +26,5 @@ func (r *Reader) ErrorRatioAt(ctx context.Context, s *slos.SLO, window time.Dura
 	if err != nil {
 		return 0, false, fmt.Errorf("read SLO %s over %s ending %s from Prometheus: %w", s.Name(), slos.PromDuration(window), at.UTC().Format(time.RFC3339), err)
 	}
-	ratio, ok = scalar(v)
-	return ratio, ok, nil
+	return one(v)
 }

@@ -22,20 +22,35 @@ import (
 // ErrUnknownSLO is Burn's answer for a name no loaded SLO has.
 var ErrUnknownSLO = errors.New("unknown SLO")
 
-// Reader reads burns. A burn read less than TTL ago is reused: an alert
-// storm does not become a query storm.
+// Reader reads burns. A burn read less than TTL ago is reused — and so is
+// a failed read, so a Prometheus that does not answer costs one read per
+// SLO per TTL, not one per alert — and concurrent reads of one SLO share
+// one read: an alert storm does not become a query storm, nor a stalled
+// trigger.
 type Reader struct {
 	API v1.API
 	// SLOs is the current SLO set, by name.
 	SLOs func() map[string]*slos.SLO
-	// TTL is how long a read burn is reused; 0 = 15s.
+	// TTL is how long a read burn (or a failed read) is reused; 0 = 15s.
 	TTL time.Duration
-	// Timeout bounds one read (all its windows); 0 = 5s.
+	// Timeout bounds one read (all its windows, read in parallel); 0 = 2s.
 	Timeout time.Duration
 	Now     func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]slos.Burn
+	mu       sync.Mutex
+	cache    map[string]cached
+	inflight map[string]*call
+}
+
+type cached struct {
+	burn slos.Burn
+	err  error
+	at   time.Time
+}
+
+type call struct {
+	done chan struct{}
+	res  cached
 }
 
 // New returns a Reader on the Prometheus at url.
@@ -47,9 +62,10 @@ func New(url string, set func() map[string]*slos.SLO) (*Reader, error) {
 	return &Reader{API: v1.NewAPI(c), SLOs: set}, nil
 }
 
-// Burn reads the named SLO's burn now. An error means the figures could
-// not be read (unknown SLO, Prometheus unreachable); windows without data
-// make a burn whose Known is false.
+// Burn reads the named SLO's burn now. An error means no figure could be
+// read (unknown SLO, Prometheus unreachable); a window without data, or
+// whose query failed, leaves the conditions that need it undecided
+// (slos.SLO.Evaluate).
 func (r *Reader) Burn(ctx context.Context, name string) (slos.Burn, error) {
 	s := r.SLOs()[name]
 	if s == nil {
@@ -59,61 +75,120 @@ func (r *Reader) Burn(ctx context.Context, name string) (slos.Burn, error) {
 	if r.Now != nil {
 		now = r.Now
 	}
-	at := now()
 	ttl := r.TTL
 	if ttl <= 0 {
 		ttl = 15 * time.Second
 	}
+	key := name + "\x00" + s.Hash
 	r.mu.Lock()
-	if b, ok := r.cache[name+"\x00"+s.Hash]; ok && at.Sub(b.At) < ttl {
+	if c, ok := r.cache[key]; ok && now().Sub(c.at) < ttl {
 		r.mu.Unlock()
-		return b, nil
+		return c.burn, c.err
 	}
+	if c := r.inflight[key]; c != nil {
+		r.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.res.burn, c.res.err
+		case <-ctx.Done():
+			return slos.Burn{}, ctx.Err()
+		}
+	}
+	c := &call{done: make(chan struct{})}
+	if r.inflight == nil {
+		r.inflight = map[string]*call{}
+	}
+	r.inflight[key] = c
 	r.mu.Unlock()
 
+	// The read is the SLO's, not this caller's: a caller that gives up
+	// does not fail the others waiting on it.
+	at := now()
+	c.res = cached{at: at}
+	c.res.burn, c.res.err = r.read(context.WithoutCancel(ctx), s, at)
+
+	r.mu.Lock()
+	if r.cache == nil || len(r.cache) > 10_000 {
+		r.cache = map[string]cached{}
+	}
+	r.cache[key] = c.res
+	delete(r.inflight, key)
+	r.mu.Unlock()
+	close(c.done)
+	return c.res.burn, c.res.err
+}
+
+// read queries every window in parallel within the timeout.
+func (r *Reader) read(ctx context.Context, s *slos.SLO, at time.Time) (slos.Burn, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
-		timeout = 5 * time.Second
+		timeout = 2 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	windows := s.Windows()
+	type result struct {
+		ratio float64
+		ok    bool
+		err   error
+	}
+	results := make([]result, len(windows))
+	var wg sync.WaitGroup
+	for i, w := range windows {
+		wg.Go(func() {
+			v, _, _, err := r.API.Query(ctx, s.ErrorRatioQuery(w), at)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			results[i].ratio, results[i].ok, results[i].err = one(v)
+		})
+	}
+	wg.Wait()
 	ratios := map[string]float64{}
-	for _, w := range s.Windows() {
-		v, _, _, err := r.API.Query(ctx, s.ErrorRatioQuery(w), at)
-		if err != nil {
-			return slos.Burn{}, fmt.Errorf("read SLO %s over %s from Prometheus: %w", name, slos.PromDuration(w), err)
+	var errs []error
+	for i, res := range results {
+		switch {
+		case res.err != nil:
+			errs = append(errs, fmt.Errorf("over %s: %w", slos.PromDuration(windows[i]), res.err))
+		case res.ok:
+			ratios[slos.PromDuration(windows[i])] = res.ratio
 		}
-		if x, ok := scalar(v); ok {
-			ratios[slos.PromDuration(w)] = x
-		}
+	}
+	if len(errs) == len(windows) {
+		return slos.Burn{}, fmt.Errorf("read SLO %s from Prometheus: %w", s.Name(), errors.Join(errs...))
 	}
 	b := s.Evaluate(at, ratios)
-	r.mu.Lock()
-	if r.cache == nil || len(r.cache) > 10_000 {
-		r.cache = map[string]slos.Burn{}
+	if len(errs) > 0 {
+		b.ReadErrors = errors.Join(errs...).Error()
 	}
-	r.cache[name+"\x00"+s.Hash] = b
-	r.mu.Unlock()
 	return b, nil
 }
 
-// scalar is the one value a ratio query returns; false for no data (an
-// empty vector, or a ratio of zero requests: NaN).
-func scalar(v model.Value) (float64, bool) {
+// errSeries says an SLI query answers with more than one series.
+var errSeries = errors.New("the SLI query returns several series: aggregate good and total to one series each (e.g. sum(rate(...)))")
+
+// one is the one value a ratio query returns; false for no data (an empty
+// vector, or a ratio of zero requests: NaN).
+func one(v model.Value) (float64, bool, error) {
 	var x float64
 	switch t := v.(type) {
 	case model.Vector:
-		if len(t) != 1 {
-			return 0, false
+		switch len(t) {
+		case 0:
+			return 0, false, nil
+		case 1:
+			x = float64(t[0].Value)
+		default:
+			return 0, false, errSeries
 		}
-		x = float64(t[0].Value)
 	case *model.Scalar:
 		x = float64(t.Value)
 	default:
-		return 0, false
+		return 0, false, nil
 	}
 	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return 0, false
+		return 0, false, nil
 	}
-	return x, true
+	return x, true, nil
 }

@@ -121,3 +121,57 @@ func BenchmarkBurn(b *testing.B) {
 		}
 	})
 }
+
+// A failed read is reused for the TTL too, and concurrent reads of one SLO
+// share one read: a hung or down Prometheus costs one read per SLO per TTL.
+func TestFailedAndConcurrentReadsAreShared(t *testing.T) {
+	s := loadSLO(t)
+	var queries atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries.Add(1)
+		<-release
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	r, err := slobudget.New(srv.URL, func() map[string]*slos.SLO { return map[string]*slos.SLO{s.Name(): s} })
+	require.NoError(t, err)
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := r.Burn(context.Background(), s.Name())
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return queries.Load() == 8 }, 5*time.Second, 10*time.Millisecond)
+	close(release)
+	for range 10 {
+		require.Error(t, <-errs)
+	}
+	require.EqualValues(t, 8, queries.Load(), "ten callers, one read of 8 windows")
+	_, err = r.Burn(context.Background(), s.Name())
+	require.Error(t, err)
+	require.EqualValues(t, 8, queries.Load(), "the failure is reused within the TTL")
+}
+
+// An SLI that answers with several series is an error for its window, said
+// plainly; the other windows still decide.
+func TestSeveralSeriesIsAnError(t *testing.T) {
+	s := loadSLO(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		if strings.Contains(r.Form.Get("query"), "[5m]") {
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"route":"a"},"value":[1,"0.1"]},{"metric":{"route":"b"},"value":[1,"0.2"]}]}}`)
+			return
+		}
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.0001"]}]}}`)
+	}))
+	t.Cleanup(srv.Close)
+	r, err := slobudget.New(srv.URL, func() map[string]*slos.SLO { return map[string]*slos.SLO{s.Name(): s} })
+	require.NoError(t, err)
+	b, err := r.Burn(context.Background(), s.Name())
+	require.NoError(t, err)
+	require.Contains(t, b.ReadErrors, "over 5m: the SLI query returns several series")
+	require.Equal(t, "none", b.Speed(), "1h rules the first fast pair out without 5m")
+	require.Contains(t, b.Summary(), "some windows could not be read")
+}
