@@ -355,7 +355,7 @@ func TestSLOListKeepsGoingWhenOneReadFails(t *testing.T) {
 	require.InDelta(t, 50, ok.Burn.BurnRate["30m"], 1e-9)
 	require.Equal(t, "search-latency", bad.Name)
 	require.Nil(t, bad.Burn)
-	require.Contains(t, bad.BurnError, "read SLO search-latency over 5m from Prometheus")
+	require.Contains(t, bad.BurnError, "read SLO search-latency from Prometheus: over 5m: bad_data")
 	require.Contains(t, bad.BurnError, "parse error")
 	require.Equal(t, []string{}, bad.Runbooks)
 	require.Equal(t, "days", list.Units["periodDays"])
