@@ -11,6 +11,7 @@ import (
 	"github.com/salve-sre/salve/internal/domain"
 	"github.com/salve-sre/salve/internal/runs"
 	"github.com/salve-sre/salve/internal/slobudget"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/slos"
 )
 
@@ -81,6 +82,10 @@ type SLOIncident struct {
 	ErrorRatio     *float64 `json:"errorRatio"`
 	BurnRate       *float64 `json:"burnRate"`
 	BudgetConsumed *float64 `json:"budgetConsumed"`
+	// PlanOnly marks a run that acted on nothing: a dry run (the SLO
+	// policy's notify, the safety envelope's, the runbook's mode) or a
+	// shadow run. It is no remediation: no budget saved, not in MTTR.
+	PlanOnly bool `json:"planOnly,omitempty"`
 	// ManualMinutes is the runbook's toil.manualMinutes; BudgetSaved is
 	// set for a succeeded run with it and a read burn rate.
 	ManualMinutes float64  `json:"manualMinutes,omitempty"`
@@ -164,7 +169,9 @@ func reliability(rel SLOReliability, incidents []SLOIncident) SLOReliability {
 	var starts []time.Time
 	for _, in := range incidents {
 		starts = append(starts, in.Start)
-		if !in.End.IsZero() {
+		// A plan's run ends when the plan does, not when the service
+		// recovers: its duration says nothing of repair time.
+		if !in.End.IsZero() && !in.PlanOnly {
 			durations = append(durations, in.End.Sub(in.Start))
 		}
 	}
@@ -206,7 +213,7 @@ func (s *Server) readBudgets(ctx context.Context, slo *slos.SLO, rep *SLODetail)
 			continue
 		}
 		closed++
-		remediated := in.Status == runs.StatusSucceeded
+		remediated := in.Status == runs.StatusSucceeded && !in.PlanOnly
 		switch {
 		case s.Budgets == nil:
 			in.Note = "not read: " + NoPrometheus
@@ -274,6 +281,7 @@ func (s *Server) readIncident(ctx context.Context, slo *slos.SLO, in *SLOInciden
 // bound was hit.
 func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Time) (out []SLOIncident, truncated bool, err error) {
 	started := map[string]bool{}
+	planOnly := map[string]bool{} // by run ID: the trigger made it a plan
 	// The trigger records its decision just before the run starts: read
 	// from a little earlier so a run starting right at from is matched.
 	f := audit.Filter{Runbook: runbook, Action: domain.ActionTriggerMatched, Since: from.Add(-time.Hour), Limit: 10000}
@@ -289,12 +297,21 @@ func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Ti
 		for _, r := range recs {
 			if r.Event.RunID != "" {
 				started[r.Event.RunID] = true
+				d := r.Event.Detail
+				planOnly[r.Event.RunID] = d["dryRun"] != "" || d["sloAction"] == runbooks.SLONotify
 			}
 		}
 		if len(recs) < f.Limit {
 			break
 		}
 		f.AfterSeq = recs[len(recs)-1].Seq
+	}
+	// A runbook in dry-run or shadow mode acts on nothing at all.
+	modePlans := false
+	if set := s.Runbooks.Current(); set != nil {
+		if rb, ok := set.Get(runbook); ok {
+			modePlans = !rb.Spec.Safety.Acts()
+		}
 	}
 	seen := map[string]bool{}
 	var token []byte
@@ -313,7 +330,7 @@ func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Ti
 			}
 			seen[r.RunID] = true
 			in := SLOIncident{Runbook: runbook, WorkflowID: r.WorkflowID, RunID: r.RunID, IncidentKey: r.IncidentKey,
-				Status: r.Status, Start: r.StartTime.UTC()}
+				Status: r.Status, Start: r.StartTime.UTC(), PlanOnly: planOnly[r.RunID] || modePlans || domain.IsShadowWorkflowID(r.WorkflowID)}
 			if !r.CloseTime.IsZero() {
 				in.End = r.CloseTime.UTC()
 				in.DurationSeconds = ptr(in.End.Sub(in.Start).Seconds())

@@ -422,3 +422,34 @@ func TestLaunchPlanShowsTheSLO(t *testing.T) {
 	}
 	require.Equal(t, "checkout-availability: fast burn → act, slow burn → approve, otherwise → notify, burn unknown → approve (alert-triggered runs; not manual launches)", policy)
 }
+
+// A run that acted on nothing (the SLO policy's notify, a dry run) is no
+// remediation: it saves no budget and is not repair time in MTTR; the
+// budget its incident consumed still counts.
+func TestSLOPlanOnlyRunsAreNotRemediations(t *testing.T) {
+	fx := newFixture(t)
+	w := withSLOs(t, fx, true)
+	g := runs.Summary{WorkflowID: domain.WorkflowID("rollback-checkout", "g"), RunID: "run-g", Runbook: "rollback-checkout", IncidentKey: "g",
+		Status: runs.StatusSucceeded, StartTime: w.now.Add(-2 * time.Hour), CloseTime: w.now.Add(-2*time.Hour + 30*time.Minute)}
+	w.runs.list = append([]runs.Summary{g}, w.runs.list...)
+	addTriggerMatched(fx, g)
+	fx.audit.mu.Lock()
+	fx.audit.recs[len(fx.audit.recs)-1].Event.Detail["sloAction"] = "notify"
+	fx.audit.mu.Unlock()
+
+	rep := getJSON[api.SLODetail](t, fx, "/v1/slos/checkout-availability")
+	var plan *api.SLOIncident
+	for i := range rep.Incidents {
+		if rep.Incidents[i].RunID == "run-g" {
+			plan = &rep.Incidents[i]
+		}
+	}
+	require.NotNil(t, plan)
+	require.True(t, plan.PlanOnly)
+	require.Nil(t, plan.BudgetSaved)
+	require.NotNil(t, plan.BudgetConsumed, "the incident still consumed budget")
+	require.InDelta(t, 0.0694444, rep.Saved.Total, 1e-7, "only run A saved budget, as without G")
+	require.Equal(t, 1, rep.Saved.Incidents)
+	require.InDelta(t, 1090, *rep.Reliability.MTTRSeconds, 1e-9, "MTTR of A, B and E, as without G")
+	require.Equal(t, 5, rep.Reliability.Incidents, "G is an incident all the same")
+}

@@ -58,6 +58,17 @@ func ShadowWorkflowID(runbook, incidentKey string) string {
 	return WorkflowIDPrefix + runbook + "/" + shadowMark + strings.TrimPrefix(real, WorkflowIDPrefix+runbook+"/")
 }
 
+// IsShadowWorkflowID reports whether id names a shadow run
+// (ShadowWorkflowID).
+func IsShadowWorkflowID(id string) bool {
+	rest, ok := strings.CutPrefix(id, WorkflowIDPrefix)
+	if !ok {
+		return false
+	}
+	_, key, ok := strings.Cut(rest, "/")
+	return ok && strings.HasPrefix(key, shadowMark)
+}
+
 // HashedKey reports whether the key part of a workflow ID is a shortened,
 // hashed form rather than the incident key itself.
 func HashedKey(idKey string) bool { return strings.ContainsRune(idKey, hashMark) }
