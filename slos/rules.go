@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,7 +152,7 @@ func (s *SLO) ruleGroups() []ruleGroup {
 		}
 		return strings.Join(pairs, "\nor\n") + "\n"
 	}
-	summary := fmt.Sprintf("%s is burning its error budget (SLO %s, %s%% over %s)", s.Spec.Service, s.Name(), strconv.FormatFloat(objective*100, 'g', 4, 64), period)
+	summary := fmt.Sprintf("%s is burning its error budget (SLO %s, %s%% over %s)", s.Spec.Service, s.Name(), strconv.FormatFloat(math.Round(objective*100*1e6)/1e6, 'f', -1, 64), period)
 	alert := func(severity string, set []BurnWindow) rule {
 		return rule{
 			Alert:  AlertName,

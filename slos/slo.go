@@ -143,9 +143,11 @@ var (
 )
 
 // Factor scales a 30-day burn factor to the SLO's period: the same share
-// of the budget in the same window.
+// of the budget in the same window. It is rounded to six decimals, so
+// the rules and Salve's own decisions compare with the same number
+// (13.44, not 13.440000000000001).
 func (s *SLO) Factor(f float64) float64 {
-	return f * s.Period().Hours() / (30 * 24)
+	return math.Round(f*s.Period().Hours()/(30*24)*1e6) / 1e6
 }
 
 // Windows are every window the burn conditions and the budget read, short

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,24 @@ func TestRulesPassPromtool(t *testing.T) {
 		out, err = exec.Command("promtool", "test", "rules", filepath.Join(dir, "test.yaml")).CombinedOutput()
 		require.NoError(t, err, "%s: %s", name, out)
 	}
-	// Rule for rule: the same records and alerts, in the same groups.
+	// Rule for rule: the same records and alerts, in the same groups,
+	// with the same labels (the expressions are compared by behaviour:
+	// the promtool tests above).
 	require.Equal(t, ruleNames(t, sloth), ruleNames(t, buf.Bytes()))
+
+	// A 28-day SLO: the factors scale (14.4 → 13.44, 6 → 5.6, 3 → 2.8,
+	// 1 → 0.933…), and the rules still load.
+	s28 := *s
+	s28.Spec.TimeWindows = []slos.TimeWindows{{Count: 28, Unit: "Day"}}
+	var buf28 bytes.Buffer
+	require.NoError(t, slos.Rules(context.Background(), []*slos.SLO{&s28}, &buf28))
+	for _, f := range []string{"(13.44 * (1-0.999))", "(5.6 * (1-0.999))", "(2.8 * (1-0.999))", "(0.933333 * (1-0.999))", "ratio_rate28d", "vector(28)"} {
+		require.Contains(t, buf28.String(), f)
+	}
+	p28 := filepath.Join(t.TempDir(), "28d.yaml")
+	require.NoError(t, os.WriteFile(p28, buf28.Bytes(), 0o600))
+	out, err := exec.Command("promtool", "check", "rules", p28).CombinedOutput()
+	require.NoError(t, err, string(out))
 }
 
 func ruleNames(t *testing.T, file []byte) []string {
@@ -68,7 +85,15 @@ func ruleNames(t *testing.T, file []byte) []string {
 	var out []string
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
-			out = append(out, g.Name+" "+r.Record+r.Alert+" "+r.Labels["sloth_window"]+r.Labels["sloth_severity"])
+			// Every label but the ones naming the generator.
+			var ls []string
+			for k, v := range r.Labels {
+				if k != "sloth_mode" && k != "sloth_spec" && k != "sloth_version" {
+					ls = append(ls, k+"="+v)
+				}
+			}
+			slices.Sort(ls)
+			out = append(out, g.Name+" "+r.Record+r.Alert+" "+strings.Join(ls, ","))
 		}
 	}
 	return out

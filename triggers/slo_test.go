@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/salve-sre/salve/internal/domain"
+	"github.com/salve-sre/salve/internal/safety"
+	"github.com/salve-sre/salve/runbooks"
 	"github.com/salve-sre/salve/slos"
 	"github.com/salve-sre/salve/triggers"
 )
@@ -99,3 +101,40 @@ func TestTriggerDecidesBySLOBurn(t *testing.T) {
 	require.NoError(t, tr.Handle(context.Background(), alert("firing", map[string]string{"alertname": "SLOErrorBudgetBurn", "salve_slo": "x"}, t0)))
 	require.Contains(t, st.starts[0].ApprovalReason, "set --prometheus-url")
 }
+
+// A dry run the safety envelope already chose stands, and the SLO's burn
+// is not even read for it; an approval it asked for stands over an SLO
+// "act".
+func TestEnvelopeChoicesStandOverSLO(t *testing.T) {
+	set := testSet(t, sloRunbook)
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	labels := map[string]string{"alertname": "SLOErrorBudgetBurn", "salve_slo": "checkout-availability"}
+	for _, tc := range []struct {
+		name  string
+		adm   safety.Admission
+		reads int
+	}{
+		{"breaker's dry run", safety.Admission{Allowed: true, DryRun: true, Check: "circuit_breaker_open", Reason: "breaker open"}, 0},
+		{"blast radius approval", safety.Admission{Allowed: true, RequireApproval: true, Check: "blast_radius", Reason: "too wide"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &fakeStarter{running: map[string]bool{}}
+			budgets := &fakeBudgets{burn: slos.Burn{Fast: true, Known: true}}
+			tr := &triggers.Trigger{Runbooks: triggers.StaticRunbooks{Set: set}, Starter: st, Audit: &fakeAudit{}, Log: slog.New(slog.DiscardHandler),
+				Budgets: budgets, Guard: admitting{tc.adm}}
+			require.NoError(t, tr.Handle(context.Background(), alert("firing", labels, t0)))
+			require.Equal(t, tc.reads, budgets.reads)
+			req := st.starts[0]
+			require.Equal(t, tc.adm.DryRun, req.DryRun)
+			require.Equal(t, tc.adm.RequireApproval, req.ApprovalReason == "too wide", req.ApprovalReason)
+		})
+	}
+}
+
+type admitting struct{ adm safety.Admission }
+
+func (a admitting) Admit(context.Context, *runbooks.Runbook, *domain.AlertEvent, string, string) (safety.Admission, error) {
+	return a.adm, nil
+}
+
+func (admitting) Release(context.Context, string, string) error { return nil }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/salve-sre/salve/internal/domain"
@@ -135,10 +136,15 @@ func (s *Server) sloItem(ctx context.Context, slo *slos.SLO, runbooks []string) 
 func (s *Server) SLOList(ctx context.Context) []SLOItem {
 	set := s.loadedSLOs()
 	byRunbook := s.sloRunbooks()
-	out := make([]SLOItem, 0, len(set))
-	for _, name := range slices.Sorted(maps.Keys(set)) {
-		out = append(out, s.sloItem(ctx, set[name], byRunbook[name]))
+	names := slices.Sorted(maps.Keys(set))
+	out := make([]SLOItem, len(names))
+	// In parallel: each read is bounded (slobudget's timeout), and a list
+	// of many SLOs should not take the sum of them.
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { out[i] = s.sloItem(ctx, set[name], byRunbook[name]) })
 	}
+	wg.Wait()
 	return out
 }
 

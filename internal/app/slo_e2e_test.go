@@ -3,11 +3,13 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,6 +96,18 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	// History, backfilled, ending a minute ago; the live target carries
 	// the same counters on.
 	end := time.Now().Add(-time.Minute).Truncate(time.Minute)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		fmt.Fprintln(w, "# TYPE http_requests_total counter")
+		for _, s := range services {
+			good, bad := s.counters(now, end)
+			fmt.Fprintf(w, "http_requests_total{svc=%q,code=\"200\"} %f\nhttp_requests_total{svc=%q,code=\"500\"} %f\n", s.svc, good, s.svc, bad)
+		}
+	}))
+	t.Cleanup(target.Close)
+	// The history is the target's own series, with the labels Prometheus
+	// gives what it scrapes, so the scraped samples carry them on.
+	instance := strings.TrimPrefix(target.URL, "http://")
 	var om bytes.Buffer
 	om.WriteString("# TYPE http_requests counter\n")
 	for _, s := range services {
@@ -104,23 +118,13 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 				if code == "500" {
 					v = bad
 				}
-				fmt.Fprintf(&om, "http_requests_total{svc=%q,code=%q} %s %d\n", s.svc, code, strconv.FormatFloat(v, 'f', 3, 64), ts.Unix())
+				fmt.Fprintf(&om, "http_requests_total{svc=%q,code=%q,job=\"test\",instance=%q} %s %d\n", s.svc, code, instance, strconv.FormatFloat(v, 'f', 3, 64), ts.Unix())
 			}
 		}
 	}
 	om.WriteString("# EOF\n")
 	data := testenv.BackfillPrometheus(t, om.Bytes())
 	t.Logf("backfilled %d bytes of history in %s", om.Len(), time.Since(began).Round(time.Millisecond))
-
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := time.Now()
-		fmt.Fprintln(w, "# TYPE http_requests_total counter")
-		for _, s := range services {
-			good, bad := s.counters(now, end)
-			fmt.Fprintf(w, "http_requests_total{svc=%q,code=\"200\"} %f\nhttp_requests_total{svc=%q,code=\"500\"} %f\n", s.svc, good, s.svc, bad)
-		}
-	}))
-	t.Cleanup(target.Close)
 
 	var mu sync.Mutex
 	acted := map[string]int{}
@@ -155,6 +159,18 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	am := testenv.StartAlertmanager(t, base+"/v1/alertmanager", token)
 	prom := testenv.StartPrometheusWith(t, testenv.PrometheusOptions{Targets: []string{target.URL}, RuleFiles: []string{rulesPath}, Alertmanager: am.URL, DataDir: data})
+	// A few scrapes first: an incident's own window (a minute here) is
+	// read from them.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(prom.URL + "/api/v1/query?query=" + url.QueryEscape(`count_over_time(http_requests_total{svc="fast",code="200"}[1m]) >= 3`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return strings.Contains(b.String(), `"value"`)
+	}, time.Minute, 200*time.Millisecond, "Prometheus never scraped the target")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -185,6 +201,25 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	}, 2*time.Minute, time.Second, "the burn alerts never started both runs")
 
 	t.Logf("both runs started after %s", time.Since(began).Round(time.Millisecond))
+	// What Prometheus itself fired: a page for fast; for slow a ticket and
+	// no page — the trigger's speeds are the alerts' own conditions.
+	firing := map[string]bool{}
+	var alerts struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	resp, err := http.Get(prom.URL + `/api/v1/query?query=` + url.QueryEscape(`ALERTS{alertname="SLOErrorBudgetBurn",alertstate="firing"}`))
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&alerts))
+	resp.Body.Close()
+	for _, r := range alerts.Data.Result {
+		firing[r.Metric["salve_slo"]+"/"+r.Metric["sloth_severity"]] = true
+	}
+	require.Equal(t, map[string]bool{"shop-fast/page": true, "shop-fast/ticket": true, "shop-slow/ticket": true}, firing)
+
 	fd, sd := fastRec.Event.Detail, slowRec.Event.Detail
 	require.Equal(t, "fast", fd["sloBurn"], fd["sloDecision"])
 	require.Equal(t, "act", fd["sloAction"])
@@ -258,5 +293,13 @@ func TestSLOBurnDrivesRemediation(t *testing.T) {
 	require.Equal(t, "shop", det2.Reliability.Service)
 	require.Equal(t, 2, det2.Reliability.Incidents)
 	require.Equal(t, 1, det2.Reliability.Closed)
+	// MTTR: the one closed incident's duration; MTBF: the time between
+	// the two incidents' starts.
+	var slowDet api.SLODetail
+	getJSON(t, d.URL+"/v1/slos/shop-slow", &slowDet)
+	require.Len(t, slowDet.Incidents, 1)
 	require.NotNil(t, det2.Reliability.MTTRSeconds)
+	require.InDelta(t, *inc.DurationSeconds, *det2.Reliability.MTTRSeconds, 1e-9)
+	require.NotNil(t, det2.Reliability.MTBFSeconds)
+	require.InDelta(t, math.Abs(slowDet.Incidents[0].Start.Sub(inc.Start).Seconds()), *det2.Reliability.MTBFSeconds, 1e-9)
 }

@@ -44,7 +44,8 @@ file:line: path: message.`,
 	rules := &cobra.Command{
 		Use:   "rules [PATH...]",
 		Short: "Write the Prometheus recording and burn-rate alerting rules of SLO files",
-		Long: `Generates, with Sloth's generator, the Prometheus rules of every SLO given:
+		Long: `Generates the Prometheus rules of every SLO given (Sloth's rules, rule for
+rule, so Sloth's dashboards read them):
 the SLI's error ratio recorded over each alert window, the error budget and
 burn-rate series, and the SRE workbook's multi-window, multi-burn-rate alerts
 SLOErrorBudgetBurn with sloth_severity="page" (2 % of the budget in 1 h, or
