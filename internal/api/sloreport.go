@@ -31,12 +31,13 @@ const (
 
 // SavedMethod is how the budget-saved estimate is made; the API answer
 // and the dashboard page both state it.
-const SavedMethod = "Estimate. For each run that an alert started and that succeeded: " +
-	"saved = burnRate × max(0, manualMinutes − d) / period, where d is the run's duration rounded up to a whole minute, " +
+const SavedMethod = "Estimate. For each run that an alert started and that succeeded and acted: " +
+	"saved = burnRate × max(0, manual − d) / period, where d is the run's duration rounded up to a whole minute, " +
 	"burnRate is the error ratio over d ending when the run ended divided by the error budget, " +
-	"and manualMinutes is the runbook's spec.toil.manualMinutes (how long the fix takes by hand). " +
-	"It assumes that without the runbook the errors would have gone on at the same rate until a person fixed them. " +
-	"Runbooks without toil.manualMinutes are skipped."
+	"and manual is the manual MTTR of the same alerts: the mean firing-to-resolved time of the occurrences of the alertnames " +
+	"these runs answered (for SLO burn alerts, of this SLO) that resolved in the window without a Salve run acting on them; " +
+	"when there is none, the runbook's spec.toil.manualMinutes (how long the fix takes by hand), and the answer says so. " +
+	"It assumes that without the runbook the errors would have gone on at the same rate until a person fixed them."
 
 // SLODetail is one SLO with its incidents over a window
 // (GET /v1/slos/{name}). The formulas are in internal/slobudget.
@@ -92,6 +93,10 @@ type SLOIncident struct {
 	BudgetSaved   *float64 `json:"budgetSaved"`
 	// Note says why a figure is missing.
 	Note string `json:"note,omitempty"`
+	// Alertname is the alert that started the run.
+	Alertname string `json:"alertname,omitempty"`
+	// occurrence is the alert occurrence's key (domain.OccurrenceKey).
+	occurrence string
 }
 
 // SLOSaved is the budget-saved estimate.
@@ -102,6 +107,13 @@ type SLOSaved struct {
 	Incidents int     `json:"incidents"`
 	// Skipped says which remediated incidents are not counted, and why.
 	Skipped []string `json:"skipped,omitempty"`
+	// ManualMTTRSeconds is the measured manual MTTR of the same alerts
+	// (see Method), over ManualOccurrences of them; null with none, and
+	// then each runbook's toil.manualMinutes stands in.
+	ManualMTTRSeconds *float64 `json:"manualMttrSeconds"`
+	ManualOccurrences int      `json:"manualOccurrences"`
+	// Alertnames are the alerts whose manual MTTR was measured.
+	Alertnames []string `json:"alertnames"`
 }
 
 // SLOReliability is MTTR and MTBF of the SLO's service: over the
@@ -202,6 +214,7 @@ func (s *Server) readBudgets(ctx context.Context, slo *slos.SLO, rep *SLODetail)
 			}
 		}
 	}
+	s.manualMTTR(ctx, slo, rep)
 	noManual := map[string]int{}
 	unread := 0
 	closed := 0
@@ -230,11 +243,15 @@ func (s *Server) readBudgets(ctx context.Context, slo *slos.SLO, rep *SLODetail)
 		switch {
 		case in.BurnRate == nil:
 			unread++
-		case in.ManualMinutes <= 0:
+		case rep.Saved.ManualMTTRSeconds == nil && in.ManualMinutes <= 0:
 			noManual[in.Runbook]++
 		default:
 			d := time.Duration(in.WindowMinutes) * time.Minute
-			in.BudgetSaved = ptr(slobudget.Saved(*in.BurnRate, d, time.Duration(in.ManualMinutes*float64(time.Minute)), slo.Period()))
+			manual := time.Duration(in.ManualMinutes * float64(time.Minute))
+			if m := rep.Saved.ManualMTTRSeconds; m != nil {
+				manual = time.Duration(*m * float64(time.Second))
+			}
+			in.BudgetSaved = ptr(slobudget.Saved(*in.BurnRate, d, manual, slo.Period()))
 			rep.Saved.Total += *in.BudgetSaved
 			rep.Saved.Incidents++
 		}
@@ -246,7 +263,10 @@ func (s *Server) readBudgets(ctx context.Context, slo *slos.SLO, rep *SLODetail)
 		rep.Capped = fmt.Sprintf("budget figures were read for the newest %d of %d ended incidents (at most %d Prometheus queries per report): narrow the window with ?since= to read older ones", maxIncidentQueries, closed, maxIncidentQueries)
 	}
 	for _, rb := range slices.Sorted(maps.Keys(noManual)) {
-		rep.Saved.Skipped = append(rep.Saved.Skipped, fmt.Sprintf("runbook %s: %d remediated incidents not counted: it has no spec.toil.manualMinutes (set how many minutes the fix takes by hand)", rb, noManual[rb]))
+		rep.Saved.Skipped = append(rep.Saved.Skipped, fmt.Sprintf("runbook %s: %d remediated incidents not counted: no occurrence of the same alerts resolved without Salve in the window, and the runbook has no spec.toil.manualMinutes (set how many minutes the fix takes by hand)", rb, noManual[rb]))
+	}
+	if rep.Saved.ManualMTTRSeconds == nil && rep.Saved.Incidents > 0 {
+		rep.Saved.Skipped = append(rep.Saved.Skipped, "no occurrence of the same alerts resolved without Salve in the window: the runbooks' toil.manualMinutes stand in for the manual MTTR")
 	}
 	if unread > 0 {
 		rep.Saved.Skipped = append(rep.Saved.Skipped, fmt.Sprintf("%d remediated incidents not counted: their error ratio was not read (see each incident's note)", unread))
@@ -282,6 +302,7 @@ func (s *Server) readIncident(ctx context.Context, slo *slos.SLO, in *SLOInciden
 func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Time) (out []SLOIncident, truncated bool, err error) {
 	started := map[string]bool{}
 	planOnly := map[string]bool{} // by run ID: the trigger made it a plan
+	alertOf := map[string]*audit.Record{}
 	// The trigger records its decision just before the run starts: read
 	// from a little earlier so a run starting right at from is matched.
 	f := audit.Filter{Runbook: runbook, Action: domain.ActionTriggerMatched, Since: from.Add(-time.Hour), Limit: 10000}
@@ -299,6 +320,7 @@ func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Ti
 				started[r.Event.RunID] = true
 				d := r.Event.Detail
 				planOnly[r.Event.RunID] = d["dryRun"] != "" || d["sloAction"] == runbooks.SLONotify
+				alertOf[r.Event.RunID] = &r
 			}
 		}
 		if len(recs) < f.Limit {
@@ -331,6 +353,10 @@ func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Ti
 			seen[r.RunID] = true
 			in := SLOIncident{Runbook: runbook, WorkflowID: r.WorkflowID, RunID: r.RunID, IncidentKey: r.IncidentKey,
 				Status: r.Status, Start: r.StartTime.UTC(), PlanOnly: planOnly[r.RunID] || modePlans || domain.IsShadowWorkflowID(r.WorkflowID)}
+			if rec := alertOf[r.RunID]; rec != nil {
+				in.Alertname = rec.Event.Detail["alertname"]
+				in.occurrence, _ = domain.OccurrenceKey(rec.Event.Detail["alertId"])
+			}
 			if !r.CloseTime.IsZero() {
 				in.End = r.CloseTime.UTC()
 				in.DurationSeconds = ptr(in.End.Sub(in.Start).Seconds())
@@ -346,3 +372,44 @@ func (s *Server) alertRuns(ctx context.Context, runbook string, from, to time.Ti
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// manualMTTR measures the manual MTTR of the alerts the SLO's incidents
+// answered: the occurrences of their alertnames (of this SLO, for SLO burn
+// alerts) that resolved in the report's window without a Salve run
+// acting on them. The alert history is the audit store's read model; an
+// unreadable history leaves it unmeasured.
+func (s *Server) manualMTTR(ctx context.Context, slo *slos.SLO, rep *SLODetail) {
+	rep.Saved.Alertnames = []string{}
+	acted := map[string]bool{}
+	names := map[string]bool{}
+	for _, in := range rep.Incidents {
+		if in.Alertname != "" {
+			names[in.Alertname] = true
+		}
+		if in.occurrence != "" && !in.PlanOnly && in.Status == runs.StatusSucceeded {
+			acted[in.occurrence] = true
+		}
+	}
+	var durations []time.Duration
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		rep.Saved.Alertnames = append(rep.Saved.Alertnames, name)
+		alerts, err := s.Audit.Alerts(ctx, audit.AlertFilter{Alertname: name, Since: rep.From, Limit: 10000})
+		if err != nil {
+			rep.Saved.Skipped = append(rep.Saved.Skipped, "the alert history could not be read: "+err.Error())
+			return
+		}
+		for _, a := range alerts {
+			if a.ResolvedAt.IsZero() || !a.StartsAt.Before(rep.To) || acted[domain.OccurrenceKeyOf(a.Fingerprint, a.StartsAt)] {
+				continue
+			}
+			if v, ok := a.Labels[slos.LabelSLO]; ok && v != slo.Name() {
+				continue // another SLO's burn alert
+			}
+			durations = append(durations, a.Duration())
+		}
+	}
+	rep.Saved.ManualOccurrences = len(durations)
+	if m, ok := slobudget.MTTR(durations); ok {
+		rep.Saved.ManualMTTRSeconds = ptr(m.Seconds())
+	}
+}

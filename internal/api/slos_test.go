@@ -289,7 +289,11 @@ func TestSLODetailFigures(t *testing.T) {
 	require.Equal(t, api.SavedMethod, rep.Saved.Method)
 	require.InDelta(t, 3000.0/43200, rep.Saved.Total, 1e-12)
 	require.Equal(t, 1, rep.Saved.Incidents)
-	require.Equal(t, []string{"runbook scale-checkout: 1 remediated incidents not counted: it has no spec.toil.manualMinutes (set how many minutes the fix takes by hand)"}, rep.Saved.Skipped)
+	require.Equal(t, []string{
+		"runbook scale-checkout: 1 remediated incidents not counted: no occurrence of the same alerts resolved without Salve in the window, and the runbook has no spec.toil.manualMinutes (set how many minutes the fix takes by hand)",
+		"no occurrence of the same alerts resolved without Salve in the window: the runbooks' toil.manualMinutes stand in for the manual MTTR",
+	}, rep.Saved.Skipped)
+	require.Nil(t, rep.Saved.ManualMTTRSeconds)
 
 	rel := rep.Reliability
 	require.Equal(t, "checkout", rel.Service)
@@ -452,4 +456,54 @@ func TestSLOPlanOnlyRunsAreNotRemediations(t *testing.T) {
 	require.Equal(t, 1, rep.Saved.Incidents)
 	require.InDelta(t, 1090, *rep.Reliability.MTTRSeconds, 1e-9, "MTTR of A, B and E, as without G")
 	require.Equal(t, 5, rep.Reliability.Incidents, "G is an incident all the same")
+}
+
+// The budget saved is measured against the manual MTTR of the same
+// alerts: the occurrences of the incidents' alertnames, of this SLO, that
+// resolved without a Salve run acting on them.
+func TestSLOSavedAgainstTheSameAlertsManualMTTR(t *testing.T) {
+	fx := newFixture(t)
+	w := withSLOs(t, fx, true)
+	burn := map[string]string{"alertname": "SLOErrorBudgetBurn", "salve_slo": "checkout-availability"}
+	occ := func(fp string, start time.Time, d time.Duration, labels map[string]string) audit.AlertState {
+		a := audit.AlertState{Fingerprint: fp, Alertname: "SLOErrorBudgetBurn", Labels: labels, StartsAt: start, ReceivedAt: start}
+		if d > 0 {
+			a.ResolvedAt = start.Add(d)
+		}
+		return a
+	}
+	// A's and E's own alerts (Salve acted on both: not manual).
+	aStart, eStart := w.a.StartTime.Add(-time.Minute), w.e.StartTime.Add(-time.Minute)
+	fx.audit.mu.Lock()
+	for i, r := range fx.audit.recs {
+		switch r.Event.RunID {
+		case w.a.RunID:
+			fx.audit.recs[i].Event.Detail["alertname"] = "SLOErrorBudgetBurn"
+			fx.audit.recs[i].Event.Detail["alertId"] = domain.AlertEventID("00000000000000aa", "firing", aStart)
+		case w.e.RunID:
+			fx.audit.recs[i].Event.Detail["alertname"] = "SLOErrorBudgetBurn"
+			fx.audit.recs[i].Event.Detail["alertId"] = domain.AlertEventID("00000000000000ee", "firing", eStart)
+		}
+	}
+	other := map[string]string{"alertname": "SLOErrorBudgetBurn", "salve_slo": "search-latency"}
+	fx.audit.alerts = []audit.AlertState{
+		occ("00000000000000aa", aStart, 32*time.Minute, burn),                   // A's: acted on
+		occ("00000000000000ee", eStart, 17*time.Minute, burn),                   // E's: acted on
+		occ("0000000000000001", w.now.Add(-30*time.Hour), 40*time.Minute, burn), // manual
+		occ("0000000000000002", w.now.Add(-8*time.Hour), 80*time.Minute, burn),  // manual
+		occ("0000000000000003", w.now.Add(-7*time.Hour), 10*time.Minute, other), // another SLO's
+		occ("0000000000000004", w.now.Add(-time.Hour), 0, burn),                 // still firing
+	}
+	fx.audit.mu.Unlock()
+
+	rep := getJSON[api.SLODetail](t, fx, "/v1/slos/checkout-availability")
+	require.Equal(t, []string{"SLOErrorBudgetBurn"}, rep.Saved.Alertnames)
+	require.Equal(t, 2, rep.Saved.ManualOccurrences)
+	require.NotNil(t, rep.Saved.ManualMTTRSeconds)
+	require.InDelta(t, 3600, *rep.Saved.ManualMTTRSeconds, 1e-9, "(40 + 80) / 2 minutes")
+	// A: 50 × (60 − 30) / 43,200; E (no toil.manualMinutes, now counted):
+	// 10 × (60 − 15) / 43,200.
+	require.InDelta(t, 1950.0/43200, rep.Saved.Total, 1e-12)
+	require.Equal(t, 2, rep.Saved.Incidents)
+	require.Empty(t, rep.Saved.Skipped)
 }

@@ -178,7 +178,8 @@ func TestSLODetailPage(t *testing.T) {
 		require.Contains(t, body, want)
 	}
 	// The method is written on the page, escaped like everything else.
-	require.Contains(t, body, `<strong>Budget saved, method:</strong> Estimate. For each run that an alert started and that succeeded: saved = burnRate × max(0, manualMinutes − d) / period`)
+	require.Contains(t, body, `<strong>Budget saved, method:</strong> Estimate. For each run that an alert started and that succeeded and acted: saved = burnRate × max(0, manual − d) / period`)
+	require.Contains(t, body, `<p id="slo-manual-mttr"><strong>Manual MTTR of the same alerts:</strong> not measured`)
 }
 
 func TestSLODetailPageErrors(t *testing.T) {

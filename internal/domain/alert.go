@@ -39,6 +39,26 @@ func AlertEventID(fingerprint, status string, startsAt time.Time) string {
 	return fingerprint + "|" + status + "|" + startsAt.UTC().Format(time.RFC3339Nano)
 }
 
+// OccurrenceKey names an alert occurrence (fingerprint|startsAt): what
+// the firing and the resolved notification of one alert share. From an
+// alert event ID (AlertEventID); false when it is not one.
+func OccurrenceKey(alertID string) (string, bool) {
+	parts := strings.Split(alertID, "|")
+	if len(parts) != 3 {
+		return "", false
+	}
+	t, err := time.Parse(time.RFC3339Nano, parts[2])
+	if err != nil {
+		return "", false
+	}
+	return OccurrenceKeyOf(parts[0], t), true
+}
+
+// OccurrenceKeyOf is the occurrence key of a fingerprint and start.
+func OccurrenceKeyOf(fingerprint string, startsAt time.Time) string {
+	return fingerprint + "|" + startsAt.UTC().Format(time.RFC3339Nano)
+}
+
 // Name returns the alertname label.
 func (a AlertEvent) Name() string { return a.Labels["alertname"] }
 

@@ -6,7 +6,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/salve-sre/salve/internal/audit"
@@ -79,7 +78,7 @@ func (c *Computer) Compute(ctx context.Context, from, to time.Time) (Report, err
 	}
 	byAlert := map[string]*links{} // fingerprint|startsAt -> links
 	for _, r := range triggers {
-		key, ok := occurrenceKey(r.Event.Detail["alertId"])
+		key, ok := domain.OccurrenceKey(r.Event.Detail["alertId"])
 		if !ok {
 			continue
 		}
@@ -113,7 +112,7 @@ func (c *Computer) Compute(ctx context.Context, from, to time.Time) (Report, err
 		nc.Occurrences++
 		starts[a.Alertname] = append(starts[a.Alertname], a.StartsAt)
 
-		l := byAlert[a.Fingerprint+"|"+a.StartsAt.UTC().Format(time.RFC3339Nano)]
+		l := byAlert[domain.OccurrenceKeyOf(a.Fingerprint, a.StartsAt)]
 		automated := false
 		if l != nil {
 			rep.AlertsWithRunbook++
@@ -361,20 +360,6 @@ func (c *Computer) alerts(ctx context.Context, from, to time.Time) ([]audit.Aler
 		}
 		since = next
 	}
-}
-
-// occurrenceKey turns an alert event ID (fingerprint|status|startsAt) into
-// its occurrence's key (fingerprint|startsAt).
-func occurrenceKey(alertID string) (string, bool) {
-	parts := strings.Split(alertID, "|")
-	if len(parts) != 3 {
-		return "", false
-	}
-	t, err := time.Parse(time.RFC3339Nano, parts[2])
-	if err != nil {
-		return "", false
-	}
-	return parts[0] + "|" + t.UTC().Format(time.RFC3339Nano), true
 }
 
 type dayIndex struct {
