@@ -82,8 +82,8 @@ func MaxAlertFor(maxPayload int64) int {
 func (h *Ingest) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := rw
 	if h.Metrics != nil {
-		sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
-		defer func() { h.Metrics.WebhookAnswered(sw.code) }()
+		sw := httpjson.NewStatusRecorder(rw)
+		defer func() { h.Metrics.WebhookAnswered(sw.Code) }()
 		w = sw
 	}
 	if r.Method != http.MethodPost {
@@ -179,22 +179,6 @@ func retryLater(w http.ResponseWriter, err error, reason, full string) {
 	}
 	httpjson.WriteError(w, http.StatusServiceUnavailable, reason, nil)
 }
-
-// statusWriter remembers the status a handler sent, for IngestMetrics.
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wroteHeader {
-		w.code, w.wroteHeader = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // truncationEvent audits a webhook whose group Alertmanager cut short; nil
 // when it was whole. Accepted alerts need no event here: the audit

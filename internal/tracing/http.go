@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/salve-sre/salve/internal/httpjson"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -54,7 +55,7 @@ func (x handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, span := Tracer().Start(parent, method, opts...)
 	defer span.End()
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	sw := httpjson.NewStatusRecorder(w)
 	r2 := r.WithContext(ctx)
 	x.next.ServeHTTP(sw, r2)
 	// The mux sets the route on the request it routes (and an inner mux
@@ -66,8 +67,8 @@ func (x handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		span.SetName(method + " " + route)
 		span.SetAttributes(semconv.HTTPRoute(route))
 	}
-	span.SetAttributes(semconv.HTTPResponseStatusCode(sw.code))
-	if sw.code >= 500 {
+	span.SetAttributes(semconv.HTTPResponseStatusCode(sw.Code))
+	if sw.Code >= 500 {
 		span.SetStatus(codes.Error, "")
 	}
 }
@@ -83,35 +84,6 @@ func scheme(r *http.Request) string {
 	}
 	return "http"
 }
-
-// statusWriter remembers the status sent; it flushes and unwraps, for
-// event streams.
-type statusWriter struct {
-	http.ResponseWriter
-	code  int
-	wrote bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.code, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		w.wrote = true
-		f.Flush()
-	}
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Transport traces the requests next sends as client spans and passes
 // the trace on in a traceparent header. While tracing is off its requests
